@@ -1,0 +1,52 @@
+# agentstream — the two commands: `make demo` and `make test`. `make help` lists the rest.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: help install services services-down migrate lint format test test-unit demo bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+install: $(VENV)/.installed ## create .venv with agentstream (editable) and the dev tools
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check uv
+	$(BIN)/uv pip install -q --python $(BIN)/python -e '.[dev]'
+	touch $@
+
+services: ## start (or reuse) the local Kafka broker and PostgreSQL server
+	scripts/services.sh up
+
+services-down: ## stop the local services this checkout started
+	scripts/services.sh down
+
+migrate: install services ## apply sql/ migrations
+	$(BIN)/agentstream migrate
+
+lint: install ## ruff and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install ## apply ruff's formatting and fixes
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test-unit: install ## the tests that need no services
+	$(BIN)/pytest -m "not integration" $(PYTEST_ARGS)
+
+test: install lint services migrate ## from a fresh clone: install, services, migrate, the whole suite
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+demo: install services migrate ## the whole pipeline on synthetic traffic, with a report
+	scripts/demo.sh
+
+bench: install services migrate ## run the benchmarks in bench/ (minutes; see BENCHMARKS.md)
+	for b in bench/produce.py bench/ingest.py bench/analytics.py; do [ -f $$b ] && $(BIN)/python $$b; done
+
+clean: ## remove build and test leftovers (keeps .venv and the services' data)
+	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache out

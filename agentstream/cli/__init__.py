@@ -1,0 +1,1 @@
+"""The ``agentstream`` command line: one module per command, registered in :mod:`.main`."""

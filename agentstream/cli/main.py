@@ -1,0 +1,81 @@
+"""Entry point of the ``agentstream`` command: builds the parser from one module per command.
+
+Each command module exposes ``register(subparsers)``, which adds its sub-parser and sets
+``func`` to a callable taking the parsed namespace and returning an exit code. Command
+modules import their layer lazily, inside ``run``, so ``agentstream --help`` stays fast and
+a command's heavy dependencies load only when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from agentstream import __version__
+
+__all__ = ["CommandError", "main"]
+
+# Order is the order shown in --help.
+COMMANDS = (
+    "migrate",
+    "worker",
+    "produce",
+    "rollup",
+    "report",
+    "export",
+    "session",
+    "dlq",
+    "schema",
+)
+
+
+class CommandError(Exception):
+    """A failure the user can fix; printed as ``agentstream: error: ...`` with exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="agentstream",
+        description="Agent telemetry pipeline: Kafka -> validation -> PostgreSQL -> analytics. "
+        "Settings come from AGENTSTREAM_* environment variables (and .env).",
+    )
+    parser.add_argument("--version", action="version", version=f"agentstream {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"agentstream.cli.{name}_cmd")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"agentstream.cli.{name}_cmd":
+                raise
+            continue  # command not built yet
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        code: int = args.func(args)
+    except CommandError as exc:
+        print(f"agentstream {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `agentstream schema | head`
+        sys.stdout = None
+        return 0
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,290 @@
+"""The six entities of the seed schema as pydantic v2 models: the one home of the record contract.
+
+Every layer validates with these models: the SDK before it publishes, the stream processors
+before they write, the dead-letter replay before it re-publishes. They accept what the
+seed's PostgreSQL schema accepts and reject, with a message naming the field, what it would
+refuse (over-long varchar, NUL characters, lone surrogates, out-of-range integers) or what
+would be silently wrong (naive timestamps, strings where numbers belong, unknown fields).
+
+Field names are the seed's column names. Optional fields follow the schema's defaults:
+
+* a column with a constant default (``metadata '{}'``, ``status 'inactive'``, tokens ``0`` …)
+  takes it when the field is omitted or null;
+* ``id`` (``gen_random_uuid()``) and the ``NOW()`` timestamps are left ``None`` here and
+  filled at ingest (see :meth:`Record.with_ingest_defaults`): a deterministic id derived
+  from the record's Kafka coordinates, and the Kafka record's timestamp. That keeps replays
+  idempotent, which a random id or the time of the write would not.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, ClassVar, Literal, TypeAlias, get_args
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StrictBool,
+    StrictInt,
+)
+
+__all__ = [
+    "AGENT_STATUSES",
+    "ENTITY_MODELS",
+    "EXECUTION_STATUSES",
+    "EXECUTION_STATUS_RANK",
+    "Agent",
+    "AgentExecution",
+    "AgentStatus",
+    "Document",
+    "Entity",
+    "Event",
+    "ExecutionStatus",
+    "LLMInteraction",
+    "Record",
+    "Session",
+]
+
+# Namespace of the ids derived for records sent without one (uuid5 of their Kafka coordinates).
+INGEST_ID_NAMESPACE = uuid.UUID("6d1c8f0e-2b7a-5c3e-9f41-a9e0b7c4d2f1")
+INT4_MAX = 2**31 - 1
+INT8_MAX = 2**63 - 1
+# PostgreSQL's jsonb refuses nesting deeper than its stack allows; we stop far earlier so a
+# hostile payload is a clear validation error, not a server-side error on the whole batch.
+MAX_JSON_DEPTH = 64
+
+
+def _check_text(value: str) -> str:
+    """PostgreSQL text cannot hold NUL, and UTF-8 cannot hold lone surrogates."""
+    if "\x00" in value:
+        raise ValueError("contains a NUL character (\\u0000), which PostgreSQL text cannot store")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"is not valid Unicode (lone surrogate at {exc.start})") from None
+    return value
+
+
+def _check_json(value: Any, depth: int = 0) -> None:
+    if depth > MAX_JSON_DEPTH:
+        raise ValueError(f"nests deeper than {MAX_JSON_DEPTH} levels")
+    if isinstance(value, str):
+        _check_text(value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(key)
+            _check_json(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_json(item, depth + 1)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("holds a non-finite number (NaN or Infinity), which JSON cannot carry")
+
+
+def _json_value(value: Any) -> Any:
+    _check_json(value)
+    return value
+
+
+def _json_object(value: Any) -> Any:
+    if not isinstance(value, dict):
+        raise ValueError(f"must be a JSON object, got {type(value).__name__}")
+    _check_json(value)
+    return value
+
+
+def _no_numeric_timestamp(value: Any) -> Any:
+    if isinstance(value, int | float):
+        raise ValueError("must be an RFC 3339 timestamp string with an offset, not a number")
+    return value
+
+
+def _to_utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of the supported range (years 1 to 9999 in UTC)") from None
+
+
+def _null_is_default(default: Any) -> BeforeValidator:
+    """A column with a default takes it when the field is null, as when it is omitted."""
+    return BeforeValidator(lambda v: default if v is None else v)
+
+
+Text = Annotated[str, Field(strict=True), AfterValidator(_check_text)]
+
+
+# VARCHAR(n): PostgreSQL counts characters (code points in a UTF-8 database), as len() does.
+Varchar100 = Annotated[str, Field(strict=True, max_length=100), AfterValidator(_check_text)]
+Varchar255 = Annotated[str, Field(strict=True, max_length=255), AfterValidator(_check_text)]
+Varchar500 = Annotated[str, Field(strict=True, max_length=500), AfterValidator(_check_text)]
+
+
+Int4 = Annotated[StrictInt, Field(ge=0, le=INT4_MAX)]
+Int8 = Annotated[StrictInt, Field(ge=0, le=INT8_MAX)]
+Json = Annotated[JsonValue, AfterValidator(_json_value)]
+JsonObject = Annotated[dict[str, JsonValue], AfterValidator(_json_object)]
+
+AgentStatus = Literal["inactive", "active", "idle", "busy", "paused", "error", "terminated"]
+ExecutionStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
+AGENT_STATUSES: tuple[str, ...] = get_args(AgentStatus)
+EXECUTION_STATUSES: tuple[str, ...] = get_args(ExecutionStatus)
+# Executions move pending < running < completed | failed | cancelled; a later stage wins.
+EXECUTION_STATUS_RANK: dict[str, int] = {
+    "pending": 0,
+    "running": 1,
+    "completed": 2,
+    "failed": 2,
+    "cancelled": 2,
+}
+
+
+class Record(BaseModel):
+    """Common configuration: unknown fields are errors, records are immutable values."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        allow_inf_nan=False,
+    )
+
+    id: uuid.UUID | None = None
+
+    # Columns whose schema default is NOW(); filled with the ingest time when omitted.
+    NOW_FIELDS: ClassVar[tuple[str, ...]] = ("created_at",)
+
+    def with_ingest_defaults(self, *, id_key: str, ingest_time: datetime) -> Record:
+        """Fill the defaults the database would compute, deterministically.
+
+        ``id_key`` names the record's place in Kafka (topic/partition/offset/index): the id
+        derived from it is the same on every replay, so an id-less record lands once.
+        """
+        update: dict[str, Any] = {}
+        if self.id is None:
+            update["id"] = uuid.uuid5(INGEST_ID_NAMESPACE, id_key)
+        for name in self.NOW_FIELDS:
+            if getattr(self, name) is None:
+                update[name] = ingest_time
+        return self.model_copy(update=update) if update else self
+
+
+def _aware(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("must carry a UTC offset (RFC 3339, e.g. 2026-11-26T16:00:00Z)")
+    return value
+
+
+TimestampTz = Annotated[
+    datetime,
+    BeforeValidator(_no_numeric_timestamp),
+    AfterValidator(_aware),
+    AfterValidator(_to_utc),
+]
+
+
+class Session(Record):
+    """Primary context boundary for all user interactions (table ``sessions``)."""
+
+    NOW_FIELDS = ("created_at", "updated_at")
+
+    user_id: Varchar255
+    created_at: TimestampTz | None = None
+    updated_at: TimestampTz | None = None
+    metadata: Annotated[JsonObject, _null_is_default({})] = Field(default_factory=dict)
+
+
+class Event(Record):
+    """Universal event storage (table ``events``); immutable."""
+
+    event_type: Varchar100
+    trace_id: uuid.UUID
+    session_id: uuid.UUID
+    user_id: Varchar255
+    timestamp_ms: Int8
+    payload: Annotated[Json, AfterValidator(lambda v: _not_null(v, "payload"))]
+    created_at: TimestampTz | None = None
+
+
+def _not_null(value: Any, name: str) -> Any:
+    if value is None:
+        raise ValueError("must not be null (the column is NOT NULL)")
+    return value
+
+
+class Agent(Record):
+    """An agent in the orchestration system (table ``agents``); latest ``updated_at`` wins."""
+
+    NOW_FIELDS = ("created_at", "updated_at")
+
+    name: Varchar255
+    type: Varchar100
+    configuration: Annotated[JsonObject, _null_is_default({})] = Field(default_factory=dict)
+    status: Annotated[AgentStatus, _null_is_default("inactive")] = "inactive"
+    session_id: uuid.UUID
+    created_at: TimestampTz | None = None
+    updated_at: TimestampTz | None = None
+
+
+class AgentExecution(Record):
+    """One execution of an agent (table ``agent_executions``); later lifecycle stage wins."""
+
+    NOW_FIELDS = ("started_at",)
+
+    agent_id: uuid.UUID
+    session_id: uuid.UUID
+    input_data: Annotated[Json, AfterValidator(lambda v: _not_null(v, "input_data"))]
+    output_data: Json = None
+    status: Annotated[ExecutionStatus, _null_is_default("pending")] = "pending"
+    started_at: TimestampTz | None = None
+    completed_at: TimestampTz | None = None
+    error_message: Text | None = None
+
+
+class LLMInteraction(Record):
+    """One LLM API call (table ``llm_interactions``); immutable."""
+
+    session_id: uuid.UUID
+    agent_id: uuid.UUID | None = None
+    prompt: Text
+    response: Text | None = None
+    model: Varchar100
+    prompt_tokens: Annotated[Int4, _null_is_default(0)] = 0
+    response_tokens: Annotated[Int4, _null_is_default(0)] = 0
+    latency_ms: Annotated[Int4, _null_is_default(0)] = 0
+    success: Annotated[StrictBool, _null_is_default(False)] = False
+    error_message: Text | None = None
+    created_at: TimestampTz | None = None
+
+
+class Document(Record):
+    """A document retrieved or produced by an agent (table ``documents``); immutable."""
+
+    session_id: uuid.UUID
+    agent_id: uuid.UUID | None = None
+    title: Varchar500
+    content: Text
+    content_type: Annotated[Varchar100, _null_is_default("text/plain")] = "text/plain"
+    source_url: Text | None = None
+    metadata: Annotated[JsonObject, _null_is_default({})] = Field(default_factory=dict)
+    created_at: TimestampTz | None = None
+
+
+Entity: TypeAlias = Literal[
+    "sessions", "agents", "agent_executions", "llm_interactions", "events", "documents"
+]
+
+# Parents before children: the order in which a flush writes the tables.
+ENTITY_MODELS: dict[str, type[Record]] = {
+    "sessions": Session,
+    "agents": Agent,
+    "agent_executions": AgentExecution,
+    "llm_interactions": LLMInteraction,
+    "events": Event,
+    "documents": Document,
+}

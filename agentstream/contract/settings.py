@@ -1,0 +1,100 @@
+"""Settings from the environment (and ``.env``), prefix ``AGENTSTREAM_``: one object for all layers.
+
+Credentials are ``SecretStr`` and URLs are shown redacted, so that a settings object can be
+logged or printed in an error without leaking a password.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "get_settings", "redact_url"]
+
+_PASSWORD_IN_URL = re.compile(r"(?P<head>://[^:/@]+:)[^@]*(?P<tail>@)")
+
+
+def redact_url(url: str) -> str:
+    """``postgresql://user:secret@host/db`` -> ``postgresql://user:***@host/db``."""
+    return _PASSWORD_IN_URL.sub(r"\g<head>***\g<tail>", url)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="AGENTSTREAM_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    # --- where things are (DESIGN.md contract) ---
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    database_url: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/agentstream")
+    topic_prefix: str = "agentstream."
+
+    # --- Kafka security, passed through to every client (producer, worker, admin, dlq) ---
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: str | None = None  # PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+
+    # --- topics ---
+    topic_partitions: int = Field(default=4, ge=1)
+    topic_replication: int = Field(default=1, ge=1)
+
+    # --- worker (streams/ and sinks/) ---
+    worker_group: str = "agentstream-sink"
+    worker_batch_records: int = Field(default=5000, ge=1)
+    worker_batch_seconds: float = Field(default=0.5, gt=0)
+    worker_metrics_port: int = Field(default=9464, ge=0)  # 0 disables the HTTP endpoint
+    worker_data_dir: Path = Path(".services/worker")
+
+    # --- producer SDK ---
+    producer_linger_ms: int = Field(default=20, ge=0)
+    producer_batch_bytes: int = Field(default=512 * 1024, ge=1024)
+    producer_buffer_records: int = Field(default=100_000, ge=1)
+    producer_send_timeout_s: float = Field(default=30.0, gt=0)
+    producer_validate: bool = True
+
+    # --- analytics ---
+    prices_file: Path | None = None  # user price overrides, merged over the shipped table
+    output_dir: Path = Path("out")
+
+    def database_conninfo(self) -> str:
+        return self.database_url.get_secret_value()
+
+    def database_url_redacted(self) -> str:
+        return redact_url(self.database_conninfo())
+
+    def kafka_client_options(self) -> dict[str, Any]:
+        """Security keyword arguments common to aiokafka's producer, consumer and admin."""
+        opts: dict[str, Any] = {"security_protocol": self.kafka_security_protocol}
+        if self.kafka_security_protocol in ("SSL", "SASL_SSL"):
+            import ssl
+
+            ctx = ssl.create_default_context(
+                cafile=str(self.kafka_ssl_cafile) if self.kafka_ssl_cafile else None
+            )
+            if self.kafka_ssl_certfile:
+                ctx.load_cert_chain(
+                    str(self.kafka_ssl_certfile),
+                    str(self.kafka_ssl_keyfile) if self.kafka_ssl_keyfile else None,
+                )
+            opts["ssl_context"] = ctx
+        if self.kafka_security_protocol.startswith("SASL"):
+            opts["sasl_mechanism"] = self.kafka_sasl_mechanism or "PLAIN"
+            opts["sasl_plain_username"] = self.kafka_sasl_username
+            opts["sasl_plain_password"] = (
+                self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else None
+            )
+        return opts
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

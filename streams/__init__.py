@@ -1,0 +1,1 @@
+"""agentstream layer: streams."""

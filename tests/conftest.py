@@ -1,0 +1,62 @@
+"""Fixtures shared by the whole suite.
+
+``services``: the real Kafka broker and PostgreSQL server (see tests/support/services.py).
+``database``: a fresh, migrated database per test (cloned from a migrated template: fast).
+``topic_prefix``: a prefix no other test uses, so tests never read each other's messages.
+``settings``: agentstream Settings pointing at all three.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from agentstream.contract.settings import Settings
+from agentstream.migrations import apply_migrations
+from tests.support.services import (
+    Services,
+    create_database,
+    drop_database,
+    real_services,
+)
+
+
+@pytest.fixture(scope="session")
+def services() -> Iterator[Services]:
+    with real_services() as found:
+        yield found
+
+
+@pytest.fixture(scope="session")
+def migrated_template(services: Services) -> Iterator[str]:
+    name = create_database(services)
+    apply_migrations(services.conninfo(name))
+    yield name
+    drop_database(services, name)
+
+
+@pytest.fixture
+def database(services: Services, migrated_template: str) -> Iterator[str]:
+    """Connection string of a fresh database with every migration applied."""
+    name = create_database(services, template=migrated_template)
+    yield services.conninfo(name)
+    drop_database(services, name)
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    return f"test.{uuid.uuid4().hex[:10]}."
+
+
+@pytest.fixture
+def settings(services: Services, database: str, topic_prefix: str, tmp_path: object) -> Settings:
+    return Settings(
+        kafka_bootstrap=services.kafka_bootstrap,
+        database_url=database,  # type: ignore[arg-type]
+        topic_prefix=topic_prefix,
+        worker_metrics_port=0,
+        worker_group=f"{topic_prefix}sink",
+        worker_data_dir=f"{tmp_path}/worker",  # type: ignore[arg-type]
+    )

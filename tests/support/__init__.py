@@ -1,0 +1,1 @@
+"""Test support: real services (testcontainers or the local ones) and helpers around them."""
