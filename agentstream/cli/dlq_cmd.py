@@ -1,0 +1,106 @@
+"""``agentstream dlq``: list dead letters grouped by reason, show them, replay them after a fix."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from agentstream.cli.main import CommandError
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "dlq",
+        help="inspect and replay dead letters",
+        description="Inspect the dead-letter topic and replay letters to their source topic "
+        "once the cause is fixed. Letters that are still invalid are skipped (and listed) "
+        "unless --force.",
+    )
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    ls = actions.add_parser("list", help="counts by entity, kind and reason (the default view)")
+    show = actions.add_parser("show", help="the selected letters, one per line, with coordinates")
+    rp = actions.add_parser("replay", help="re-publish the selected letters to their source topic")
+    for q in (ls, show, rp):
+        q.add_argument("--entity", help="only letters of this entity (e.g. events)")
+        q.add_argument("--kind", choices=["decode", "validation", "database"])
+        q.add_argument("--reason", help="only letters whose reason contains this text")
+        q.add_argument(
+            "--at",
+            action="append",
+            default=[],
+            metavar="PARTITION:OFFSET",
+            help="only the letter at these DLQ coordinates (repeatable)",
+        )
+        q.add_argument("--json", action="store_true", help="machine-readable output")
+    show.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    rp.add_argument("--dry-run", action="store_true", help="check and report, publish nothing")
+    rp.add_argument("--force", action="store_true", help="replay even letters still invalid")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from agentstream.contract.settings import get_settings
+    from streams.dlq_admin import Selection, group_by_reason, read_dead_letters, replay
+
+    settings = get_settings()
+    selection = Selection(
+        entity=args.entity,
+        kind=args.kind,
+        reason_contains=args.reason,
+        coordinates=frozenset(args.at),
+    )
+    try:
+        letters = [i for i in asyncio.run(read_dead_letters(settings)) if selection.matches(i)]
+    except (TimeoutError, OSError) as exc:
+        raise CommandError(
+            f"cannot read the dead-letter topic at {settings.kafka_bootstrap}: {exc!r}; "
+            "is Kafka up (`make services`)?"
+        ) from None
+
+    if args.action == "list":
+        groups = group_by_reason(letters)
+        if args.json:
+            rows = [{"entity": e, "kind": k, "reason": r, "count": n} for (e, k, r), n in groups]
+            print(json.dumps(rows, indent=2))
+        else:
+            print(f"{len(letters)} dead letter(s) in {len(groups)} group(s)")
+            for (entity, kind, reason), n in groups:
+                print(f"{n:>8}  {entity:<17} {kind:<10} {reason[:160]}")
+        return 0
+    if args.action == "show":
+        for item in letters[: args.limit]:
+            letter = item.letter
+            row = {
+                "at": item.coordinates,
+                "entity": letter.entity,
+                "kind": letter.kind,
+                "reason": letter.reason,
+                "source": f"{letter.source_topic}:{letter.partition}:{letter.offset}",
+                "index": letter.index,
+                "bytes": len(letter.value),
+            }
+            print(json.dumps(row) if args.json else "  ".join(f"{k}={v}" for k, v in row.items()))
+        return 0
+
+    outcome = asyncio.run(replay(settings, letters, force=args.force, dry_run=args.dry_run))
+    verb = "would replay" if args.dry_run else "replayed"
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "replayed": [i.coordinates for i in outcome.replayed],
+                    "still_invalid": [
+                        {"at": i.coordinates, "reason": r} for i, r in outcome.still_invalid
+                    ],
+                    "dry_run": args.dry_run,
+                }
+            )
+        )
+    else:
+        print(f"{verb} {len(outcome.replayed)} letter(s)")
+        for item, reason in outcome.still_invalid:
+            print(f"  skipped {item.coordinates}: still invalid: {reason[:200]}")
+    return 0 if not outcome.still_invalid else 1
