@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help install services services-down migrate lint format test test-unit demo bench clean
+.PHONY: help install services services-down migrate lint format test test-unit demo bench check-compose clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -47,6 +47,9 @@ demo: install services migrate ## the whole pipeline on synthetic traffic, with 
 
 bench: install services migrate ## run the benchmarks in bench/ (minutes; see BENCHMARKS.md)
 	for b in bench/produce.py bench/ingest.py bench/analytics.py; do [ -f $$b ] && $(BIN)/python $$b; done
+
+check-compose: ## validate docker-compose.yml with `docker compose config` (builds the plugin once)
+	scripts/check-compose.sh
 
 clean: ## remove build and test leftovers (keeps .venv and the services' data)
 	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache out
