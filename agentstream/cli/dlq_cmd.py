@@ -42,6 +42,8 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
+    from aiokafka.errors import KafkaError
+
     from agentstream.contract.settings import get_settings
     from streams.dlq_admin import Selection, group_by_reason, read_dead_letters, replay
 
@@ -54,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         letters = [i for i in asyncio.run(read_dead_letters(settings)) if selection.matches(i)]
-    except (TimeoutError, OSError) as exc:
+    except (TimeoutError, OSError, KafkaError) as exc:
         raise CommandError(
             f"cannot read the dead-letter topic at {settings.kafka_bootstrap}: {exc!r}; "
             "is Kafka up (`make services`)?"

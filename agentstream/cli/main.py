@@ -28,6 +28,7 @@ COMMANDS = (
     "export",
     "session",
     "dlq",
+    "status",
     "schema",
 )
 

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# `make demo`: the whole pipeline on about a minute of synthetic agent traffic.
+# Expects `make install services migrate` to have run (the Makefile does that first).
+#
+#   DEMO_SECONDS=60 DEMO_RATE=1500 DEMO_WORKERS=2 scripts/demo.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BIN=.venv/bin
+DEMO_SECONDS="${DEMO_SECONDS:-60}"
+DEMO_RATE="${DEMO_RATE:-1500}"      # records per second published by the load generator
+DEMO_WORKERS="${DEMO_WORKERS:-2}"   # workers in one consumer group share the partitions
+OUT="${AGENTSTREAM_OUTPUT_DIR:-out}"
+LOGS=.services/demo
+mkdir -p "$LOGS" "$OUT"
+
+say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+
+pids=()
+stop_workers() {
+    ((${#pids[@]})) || return 0
+    say "stopping the workers (SIGTERM: they finish the batch in flight, commit, exit)"
+    kill -TERM "${pids[@]}" 2>/dev/null || true
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    pids=()
+}
+trap stop_workers EXIT
+
+say "migrating the database"
+$BIN/agentstream migrate
+
+say "starting $DEMO_WORKERS worker(s) (logs in $LOGS/)"
+for i in $(seq 1 "$DEMO_WORKERS"); do
+    port=$((9463 + i))
+    AGENTSTREAM_WORKER_METRICS_PORT=$port $BIN/agentstream worker >"$LOGS/worker-$i.log" 2>&1 &
+    pids+=($!)
+    echo "  worker $i: pid ${pids[-1]}, metrics http://127.0.0.1:$port/metrics"
+done
+
+say "producing ${DEMO_SECONDS}s of agent traffic at ~${DEMO_RATE} records/s"
+$BIN/agentstream produce --duration "$DEMO_SECONDS" --rate "$DEMO_RATE" --seed 7 --progress
+
+say "waiting for the workers to drain what was published"
+$BIN/agentstream status --wait-drained --timeout 300
+$BIN/agentstream status
+
+stop_workers
+
+say "dead letters (the load generator sends a few malformed records on purpose)"
+$BIN/agentstream dlq list
+
+say "rolling up cost and latency"
+$BIN/agentstream rollup
+
+say "cost and latency report"
+$BIN/agentstream report --by model
+$BIN/agentstream report --by agent_type --html "$OUT/report.html" >/dev/null
+
+say "Parquet exports"
+for table in sessions agents agent_executions llm_interactions events documents; do
+    $BIN/agentstream export "$table" --out "$OUT/parquet"
+done
+
+session_id=$($BIN/python - <<'PY'
+import psycopg
+from agentstream.contract.settings import get_settings
+with psycopg.connect(get_settings().database_conninfo()) as conn:
+    row = conn.execute(
+        "SELECT session_id FROM llm_interactions GROUP BY session_id ORDER BY count(*) DESC LIMIT 1"
+    ).fetchone()
+print(row[0] if row else "")
+PY
+)
+if [[ -n "$session_id" ]]; then
+    say "the busiest session's timeline (first lines)"
+    $BIN/agentstream session "$session_id" | head -n 25 || true
+fi
+
+say "done"
+cat <<MSG
+  HTML report:     $OUT/report.html
+  Parquet files:   $OUT/parquet/  (read them with pandas, pyarrow, DuckDB or Spark)
+  Worker logs:     $LOGS/
+Try next:
+  .venv/bin/agentstream report --by user --format csv
+  .venv/bin/agentstream session $session_id --json
+  .venv/bin/agentstream dlq show --limit 5
+Kafka and PostgreSQL are still running; stop them with: make services-down
+MSG
