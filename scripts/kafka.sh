@@ -142,7 +142,7 @@ our_pid() {
     local pid cmd
     pid="$(cat "$PID_FILE" 2>/dev/null)" || return 1
     [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-    cmd="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
+    cmd="$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline")" || return 1
     [[ "$cmd" == *kafka.Kafka*"$CONFIG"* ]] || return 1
     echo "$pid"
 }
@@ -348,6 +348,10 @@ show_failure() {
         printf 'kafka: ---- last 15 lines of %s ----\n' "$OUT_FILE" >&2
         tail -n 15 "$OUT_FILE" >&2
     fi
+    # The tail is often the bottom of a stack trace; put the actual errors last.
+    printf 'kafka: ---- errors ----\n' >&2
+    { tail -c "+$((${LOG_OFFSET:-0} + 1))" "$LOG_FILE"; cat "$OUT_FILE"; } 2>/dev/null | grep -E '^\[[^]]*\] (ERROR|FATAL)|^Caused by:' |
+        cut -c1-300 | awk '!seen[$0]++' | tail -n 8 >&2 || echo "(none logged)" >&2
 }
 
 # --- commands --------------------------------------------------------------------------
@@ -373,12 +377,15 @@ cmd_start() {
         if port_in_use "$HOST" "$PORT"; then
             # Maybe a broker that is still starting up (another checkout); give it a moment.
             say "$HOST:$PORT is in use but no Kafka answers yet; waiting up to 20 s"
-            for _ in $(seq 20); do
+            local wait_until=$((SECONDS + 20))
+            while ((SECONDS < wait_until)); do
                 sleep 1
-                if msg="$(probe 3 2>/dev/null)"; then say "reusing: $msg"; return 0; fi
+                if msg="$(probe 2 2>/dev/null)"; then say "reusing: $msg"; return 0; fi
             done
             die "$HOST:$PORT is taken by something that is not a ready Kafka broker; free the port or set AGENTSTREAM_KAFKA_BOOTSTRAP"
         fi
+        port_in_use 127.0.0.1 "$CONTROLLER_PORT" &&
+            die "controller port 127.0.0.1:$CONTROLLER_PORT is taken; set AGENTSTREAM_KAFKA_CONTROLLER_PORT"
         command -v python3 >/dev/null || die "python3 is needed for the readiness probe"
         command -v "$JAVA" >/dev/null || die "java (17+) not found; apt-get install -y openjdk-17-jre-headless"
         ensure_jars
@@ -388,9 +395,11 @@ cmd_start() {
         t_start="$(now)"
         say "starting Kafka $KAFKA_VERSION at $HOST:$PORT (controller 127.0.0.1:$CONTROLLER_PORT), state in $KDIR"
         : >"$OUT_FILE"
+        LOG_OFFSET="$(stat -c %s "$LOG_FILE" 2>/dev/null || echo 0)"   # errors of this run start here
         # setsid: own session, so the broker survives the calling shell/make and a
         # Ctrl-C there. bash writes its pid, then exec's java under that same pid.
         # 9>&- 8>&-: the broker must not inherit (and hold forever) our lock fds.
+        # shellcheck disable=SC2016  # $$ and $@ belong to the inner bash
         PIDF="$PID_FILE" setsid bash -c 'echo $$ >"$PIDF"; exec "$@"' kafka \
             "$JAVA" "${JVM_FLAGS[@]}" kafka.Kafka "$CONFIG" \
             </dev/null >>"$OUT_FILE" 2>&1 9>&- 8>&- &

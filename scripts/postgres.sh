@@ -69,7 +69,8 @@ find_bin() {
             [[ -x "/usr/lib/postgresql/$v/bin/postgres" ]] && { BIN="/usr/lib/postgresql/$v/bin"; return 0; }
         fi
     done
-    v="$(ls -1 /usr/lib/postgresql 2>/dev/null | sort -V | tail -n 1)"
+    # shellcheck disable=SC2012  # names are major versions (15, 16, ...)
+    v="$(ls -1 /usr/lib/postgresql 2>/dev/null | sort -V | tail -n 1 || true)"
     if [[ -n "$v" && -x "/usr/lib/postgresql/$v/bin/postgres" ]]; then
         BIN="/usr/lib/postgresql/$v/bin"
     elif command -v pg_ctl >/dev/null && command -v initdb >/dev/null; then
@@ -185,7 +186,7 @@ init_cluster() {
     ((EUID == 0)) && chown -R "$PG_USER_OS:" "$PGHOME"
     chmod 700 "$DATA"
     t0="$(now)"
-    say "initdb $DATA ($("$BIN/postgres" --version | awk '{print $NF}'), superuser $DB_USER, trust auth, UTF8, locale $locale)"
+    say "initdb $DATA ($("$BIN/postgres" --version | awk '{print $3}'), superuser $DB_USER, trust auth, UTF8, locale $locale)"
     if ! as_pg "$BIN/initdb" -D "$DATA" -U "$DB_USER" --auth=trust -E UTF8 --locale="$locale" \
             --no-instructions >"$PGHOME/initdb.log" 2>&1; then
         tail -n 40 "$PGHOME/initdb.log" >&2
@@ -227,7 +228,11 @@ cmd_start() {
     find_bin || true
     find_psql || true
     if sql_ok; then
-        say "reusing the server that answers at $DB_HOST:$DB_PORT"
+        if [[ -n "$BIN" ]] && resolve_home && ours_running; then
+            say "already running ($DATA), answers at $DB_HOST:$DB_PORT"
+        else
+            say "reusing the server that answers at $DB_HOST:$DB_PORT"
+        fi
         ensure_database
         return 0
     fi
@@ -245,19 +250,24 @@ cmd_start() {
         t_start="$t0"
     else
         if port_in_use; then
-            local hint=""
+            local hint="" debian=""
             command -v pg_lsclusters >/dev/null &&
-                hint=" (Debian clusters: $(pg_lsclusters --no-header 2>/dev/null | awk -v p="$DB_PORT" '$3 == p {print $1"/"$2" "$4}' | tr '\n' ' '); stop one with: pg_ctlcluster <ver> <name> stop)"
+                debian="$(pg_lsclusters --no-header 2>/dev/null | awk -v p="$DB_PORT" '$3 == p && $4 == "online" {print $1" "$2}' | head -n 1)"
+            [[ -n "$debian" ]] && hint=" (it is Debian's cluster $debian: 'pg_ctlcluster $debian stop' frees the port)"
             die "$DB_HOST:$DB_PORT is taken by a server that does not accept '$DB_USER' without a password$hint; free the port or set AGENTSTREAM_DATABASE_URL"
         fi
         init_cluster
         write_settings
         t_start="$(now)"
         say "starting PostgreSQL at $DB_HOST:$DB_PORT, data in $DATA"
-        # The postmaster daemonises (pg_ctl), in its own session (setsid) so a Ctrl-C in
-        # the calling make does not reach it; 9>&-: it must not keep our lock.
-        if ! as_pg setsid "$BIN/pg_ctl" -D "$DATA" -l "$LOG_FILE" -W start >/dev/null 9>&-; then
-            show_failure; die "pg_ctl start failed"
+        # pg_ctl puts the postmaster in its own session, so a Ctrl-C in the calling
+        # make does not reach it. -w waits until the postmaster reports "ready" (or
+        # dies); SELECT 1 below then proves it answers at the URL's address.
+        # 9>&-: the server must not inherit (and hold forever) our lock.
+        if ! as_pg "$BIN/pg_ctl" -D "$DATA" -l "$LOG_FILE" -w -t "$START_TIMEOUT" start >/dev/null 9>&-; then
+            show_failure
+            ours_running && die "PostgreSQL did not become ready in ${START_TIMEOUT} s (still running; 'scripts/postgres.sh stop' stops it)"
+            die "PostgreSQL failed to start (full log: $LOG_FILE)"
         fi
     fi
 
