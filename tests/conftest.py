@@ -54,9 +54,9 @@ def topic_prefix() -> str:
 def settings(services: Services, database: str, topic_prefix: str, tmp_path: object) -> Settings:
     return Settings(
         kafka_bootstrap=services.kafka_bootstrap,
-        database_url=database,  # type: ignore[arg-type]
+        database_url=database,
         topic_prefix=topic_prefix,
         worker_metrics_port=0,
         worker_group=f"{topic_prefix}sink",
-        worker_data_dir=f"{tmp_path}/worker",  # type: ignore[arg-type]
+        worker_data_dir=f"{tmp_path}/worker",
     )

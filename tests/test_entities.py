@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from pydantic import ValidationError
@@ -43,7 +43,10 @@ VALID: dict[str, dict[str, Any]] = {
 }
 
 
-def validate(model: type[Record], data: dict[str, Any]) -> Record:
+R = TypeVar("R", bound=Record)
+
+
+def validate(model: type[R], data: dict[str, Any]) -> R:
     """Validate as the worker does: from the JSON text of a message."""
     return model.model_validate_json(json.dumps(data))
 

@@ -46,7 +46,7 @@ def seed_sql() -> str:
 
 def catalog(conninfo: str) -> dict[str, set[tuple[object, ...]]]:
     with psycopg.connect(conninfo) as conn:
-        return {name: set(conn.execute(query).fetchall()) for name, query in CATALOG.items()}  # type: ignore[arg-type]
+        return {name: set(conn.execute(query).fetchall()) for name, query in CATALOG.items()}
 
 
 @pytest.fixture
