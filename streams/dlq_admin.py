@@ -78,8 +78,15 @@ class ReplayOutcome:
     still_invalid: list[tuple[LetterAt, str]] = field(default_factory=list)
 
 
-async def read_dead_letters(settings: Settings, *, wait_s: float = 30.0) -> list[LetterAt]:
-    """Every letter in the dead-letter topic, oldest first per partition."""
+async def read_dead_letters(
+    settings: Settings, *, wait_s: float = 30.0, unique: bool = True
+) -> list[LetterAt]:
+    """Every letter in the dead-letter topic, oldest first per partition.
+
+    The dead-letter topic is written at least once: a worker that crashes after publishing a
+    letter but before committing its source offset publishes it again on restart. A letter
+    is identified by its source coordinates, so with ``unique`` each is returned once.
+    """
     topic = dlq_topic(settings.topic_prefix)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
@@ -109,6 +116,15 @@ async def read_dead_letters(settings: Settings, *, wait_s: float = 30.0) -> list
                     remaining.discard(tp)
     finally:
         await consumer.stop()
+    if unique:
+        seen: set[tuple[str, int, int, int | None]] = set()
+        kept = []
+        for item in letters:
+            key = item.letter.source_key
+            if key not in seen:
+                seen.add(key)
+                kept.append(item)
+        letters = kept
     return letters
 
 

@@ -55,8 +55,10 @@ async def test_list_group_and_replay(settings: Settings) -> None:
         DeadLetter(**{**{s: getattr(x, s) for s in DeadLetter.__slots__}, "source_topic": source})
         for x in letters
     ]
-    await publish_letters(settings, letters)
+    # The last letter twice, as after a worker crash between publishing and committing.
+    await publish_letters(settings, [*letters, letters[-1]])
 
+    assert len(await read_dead_letters(settings, unique=False)) == 4
     found = await read_dead_letters(settings)
     assert [(i.letter.offset, i.letter.index) for i in found] == [(10, None), (11, None), (12, 3)]
     groups = group_by_reason(found)
@@ -78,6 +80,7 @@ async def test_list_group_and_replay(settings: Settings) -> None:
     expected = uuid.uuid5(uuid.UUID("6d1c8f0e-2b7a-5c3e-9f41-a9e0b7c4d2f1"), f"{source}/0/12/3")
     assert ids[0] == expected
     assert dict(messages[0].headers)["agentstream.replay.of"].endswith(b":0:2")
+    assert dict(messages[1].headers)["agentstream.replay.of"].endswith(b":0:2")
 
 
 async def test_empty_or_missing_dlq_reads_as_nothing(settings: Settings) -> None:

@@ -35,6 +35,11 @@ class DeadLetter:
     value: bytes
     source_headers: tuple[tuple[str, bytes], ...] = ()
 
+    @property
+    def source_key(self) -> tuple[str, int, int, int | None]:
+        """What identifies the letter: where its record was in the source topic."""
+        return (self.source_topic, self.partition, self.offset, self.index)
+
     def headers(self) -> list[tuple[str, bytes]]:
         """Kafka headers: ours first, then the source message's own, kept as they were."""
         ours = [
