@@ -1,0 +1,74 @@
+"""Least privilege: the writer writes and cannot delete or alter; the analyst only reads."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import errors, sql
+from psycopg.conninfo import make_conninfo
+
+pytestmark = pytest.mark.integration
+
+Connect = Callable[[str], "psycopg.Connection[tuple[Any, ...]]"]
+
+
+@pytest.fixture
+def login_as(database: str) -> Iterator[Connect]:
+    """Connect to the test database as a new login role that is a member of a group role."""
+    created: list[str] = []
+
+    def connect(group: str) -> psycopg.Connection[tuple[Any, ...]]:
+        name = f"as_test_{group.split('_')[-1]}_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(database, autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("CREATE ROLE {} LOGIN IN ROLE {}").format(
+                    sql.Identifier(name), sql.Identifier(group)
+                )
+            )
+        created.append(name)
+        return psycopg.connect(make_conninfo(database, user=name), autocommit=True)
+
+    yield connect
+    with psycopg.connect(database, autocommit=True) as admin:
+        for name in created:
+            admin.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
+            admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+
+
+def test_writer_inserts_and_upserts_but_cannot_delete_or_alter(login_as: Connect) -> None:
+    with login_as("agentstream_writer") as conn:
+        sid = uuid.uuid4()
+        conn.execute("INSERT INTO sessions (id, user_id) VALUES (%s, 'w')", (sid,))
+        conn.execute(
+            "INSERT INTO sessions (id, user_id) VALUES (%s, 'w2') "
+            "ON CONFLICT (id) DO UPDATE SET user_id = EXCLUDED.user_id",
+            (sid,),
+        )
+        conn.execute(
+            "INSERT INTO agentstream.change_log (entity, id) VALUES ('sessions', %s)", (sid,)
+        )
+        conn.execute("CREATE TEMP TABLE staging (LIKE events)")
+        with pytest.raises(errors.InsufficientPrivilege):
+            conn.execute("DELETE FROM sessions")
+        with pytest.raises(errors.InsufficientPrivilege):
+            conn.execute("TRUNCATE events")
+        with pytest.raises(errors.InsufficientPrivilege):
+            conn.execute("ALTER TABLE sessions ADD COLUMN x int")
+        with pytest.raises(errors.InsufficientPrivilege):
+            conn.execute("SELECT * FROM analytics.prices")
+
+
+def test_analyst_reads_and_cannot_write(login_as: Connect) -> None:
+    with login_as("agentstream_analyst") as conn:
+        conn.execute("SELECT count(*) FROM llm_interactions").fetchone()
+        conn.execute("SELECT count(*) FROM analytics.prices").fetchone()
+        with pytest.raises(errors.InsufficientPrivilege):
+            conn.execute("INSERT INTO sessions (user_id) VALUES ('a')")
+        with pytest.raises(errors.InsufficientPrivilege):
+            conn.execute("UPDATE sessions SET user_id = 'x'")
+        with pytest.raises(errors.InsufficientPrivilege):
+            conn.execute("DELETE FROM analytics.prices")
