@@ -76,7 +76,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout = None
         return 0
     return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())
