@@ -23,6 +23,14 @@ from tests.support.services import (
 )
 
 
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Render docs/reliability.md from the fault suite's results, when it ran and passed."""
+    from tests.support import reliability
+
+    if reliability.results() and exitstatus == 0:
+        reliability.render()
+
+
 @pytest.fixture(scope="session")
 def services() -> Iterator[Services]:
     with real_services() as found:

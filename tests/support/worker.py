@@ -1,0 +1,92 @@
+"""Run ``agentstream worker`` as a real process, as production does, to stop and kill it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from agentstream.contract.settings import Settings
+
+
+def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "AGENTSTREAM_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "AGENTSTREAM_DATABASE_URL": settings.database_conninfo(),
+        "AGENTSTREAM_TOPIC_PREFIX": settings.topic_prefix,
+        "AGENTSTREAM_WORKER_GROUP": settings.worker_group,
+        "AGENTSTREAM_WORKER_METRICS_PORT": "0",
+        "AGENTSTREAM_WORKER_BATCH_RECORDS": str(settings.worker_batch_records),
+        "AGENTSTREAM_WORKER_BATCH_SECONDS": str(settings.worker_batch_seconds),
+        "AGENTSTREAM_TOPIC_PARTITIONS": str(settings.topic_partitions),
+    }
+    env.update(extra)
+    return env
+
+
+class WorkerProcess:
+    """One worker process; its output goes to ``log_path``."""
+
+    def __init__(self, settings: Settings, log_path: Path, **extra_env: str) -> None:
+        self.settings = settings
+        self.log_path = log_path
+        self.env = worker_env(settings, **extra_env)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> WorkerProcess:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "agentstream", "worker"],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        log.close()
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def terminate(self, wait_s: float = 60.0) -> int:
+        """SIGTERM, as an orchestrator does; returns the exit code."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(wait_s)
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to flush or commit."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(30)
+
+    def wait_exit(self, wait_s: float) -> int | None:
+        assert self.proc is not None
+        try:
+            return self.proc.wait(wait_s)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def close(self) -> None:
+        self.kill()
+
+
+def wait_for(predicate: Callable[[], bool], wait_s: float, interval: float = 0.25) -> bool:
+    """Poll ``predicate()`` until true or ``wait_s`` seconds pass."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())
