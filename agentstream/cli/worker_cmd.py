@@ -1,0 +1,45 @@
+"""``agentstream worker``: run the stream processors until SIGTERM/SIGINT, then drain and stop."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from agentstream.cli.main import CommandError
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "worker",
+        help="consume the entity topics and write them into PostgreSQL",
+        description="Consume the six entity topics, validate every record, dead-letter the "
+        "invalid ones and batch-write the rest into PostgreSQL. Several workers with the "
+        "same AGENTSTREAM_WORKER_GROUP share the partitions. SIGTERM/SIGINT finish the "
+        "batch in flight, commit, and exit 0.",
+    )
+    p.add_argument("--batch-records", type=int, help="records per flush (worker_batch_records)")
+    p.add_argument(
+        "--batch-seconds", type=float, help="longest wait before a flush (worker_batch_seconds)"
+    )
+    p.add_argument("--group", help="consumer group (worker_group)")
+    p.add_argument("--metrics-port", type=int, help="/metrics and /healthz port, 0 = off")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from agentstream.contract.settings import get_settings
+    from streams.runner import StartupError, start_worker
+
+    overrides = {
+        "worker_batch_records": args.batch_records,
+        "worker_batch_seconds": args.batch_seconds,
+        "worker_group": args.group,
+        "worker_metrics_port": args.metrics_port,
+    }
+    settings = get_settings().model_copy(
+        update={k: v for k, v in overrides.items() if v is not None}
+    )
+    try:
+        return start_worker(settings, loglevel="debug" if args.verbose else "info")
+    except StartupError as exc:
+        raise CommandError(str(exc)) from None

@@ -1,0 +1,316 @@
+"""Parquet exports: a table's rows in a date range, Hive-partitioned by UTC date, zstd.
+
+Layout: ``OUT/TABLE/date=YYYY-MM-DD/part-0.parquet`` (rows whose partition column is NULL
+go to ``date=__HIVE_DEFAULT_PARTITION__``, only on an export without ``--since``), plus
+``OUT/TABLE/_state.json``. Schemas are fixed per table (``analytics/export_schema.py``).
+
+- Streaming: one query over the range, read by the ADBC PostgreSQL driver (binary COPY
+  straight into Arrow record batches, in C) on a reader thread, handed through a bounded
+  queue; batches are split by date into per-date buffers that are written out as row
+  groups when they reach ``PART_BUFFER_BYTES``, or the largest when all buffers together
+  reach ``TOTAL_BUFFER_BYTES``. Memory therefore stays flat whatever the table size.
+- Idempotent: every partition of the range is written to a temporary file and moved over
+  the old one with an atomic rename at the end, so a re-run rewrites exactly those
+  partitions, a reader never sees half a file, and a failed run leaves the old files.
+  Partitions of the range that no longer have rows are removed.
+- Incremental: without ``--since`` the export starts at the last date the previous run
+  wrote (kept in ``_state.json``): that day may have been partial then.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from analytics.export_schema import JSON, TABLES, UUID, ExportTable
+
+__all__ = ["ExportError", "ExportResult", "export_table"]
+
+NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
+# Per-date buffer written as one row group when full: big enough for efficient row groups
+# (readers skip whole groups), small enough that memory stays flat.
+PART_BUFFER_BYTES = 64 << 20
+TOTAL_BUFFER_BYTES = 256 << 20
+_DAY_US = 86_400_000_000
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+# Where the 32 hex digits go in the 36-character canonical form, and where the dashes go.
+_HEX_POS = np.array([i for i in range(36) if i not in (8, 13, 18, 23)])
+_DASH_POS = np.array([8, 13, 18, 23])
+
+
+class ExportError(RuntimeError):
+    """An export cannot run; the message says what to change."""
+
+
+@dataclass
+class ExportResult:
+    table: str
+    rows: int = 0
+    partitions: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    since: date | None = None
+    until: date | None = None
+    seconds: float = 0.0
+
+
+def uuid_strings(arr: pa.Array) -> pa.Array:
+    """16-byte UUIDs (ADBC's arrow.uuid) to canonical strings, vectorised with numpy."""
+    storage = arr.storage if isinstance(arr, pa.ExtensionArray) else arr
+    if storage.offset:
+        storage = pa.concat_arrays([storage.slice(0, len(storage))]).take(
+            pa.array(np.arange(len(storage)))
+        )
+    n = len(storage)
+    raw = np.frombuffer(storage.buffers()[1], dtype=np.uint8, count=16 * n).reshape(n, 16)
+    digits = np.empty((n, 32), dtype=np.uint8)
+    digits[:, 0::2] = _HEX[raw >> 4]
+    digits[:, 1::2] = _HEX[raw & 0x0F]
+    out = np.empty((n, 36), dtype=np.uint8)
+    out[:, _HEX_POS] = digits
+    out[:, _DASH_POS] = ord("-")
+    offsets = np.arange(0, 36 * (n + 1), 36, dtype=np.int32)
+    return pa.StringArray.from_buffers(
+        n, pa.py_buffer(offsets), pa.py_buffer(out), storage.buffers()[0], storage.null_count
+    )
+
+
+def _conform(batch: pa.RecordBatch, spec: ExportTable) -> pa.RecordBatch:
+    """Cast what the driver returned to the table's fixed schema."""
+    arrays = []
+    for (name, kind), target in zip(spec.columns, spec.schema, strict=True):
+        col = batch.column(name)
+        if kind == UUID:
+            col = uuid_strings(col)
+        elif kind == JSON or isinstance(col.type, pa.ExtensionType):
+            col = col.storage if isinstance(col, pa.ExtensionArray) else col
+        if col.type != target.type:
+            col = col.cast(target.type)
+        arrays.append(col)
+    return pa.RecordBatch.from_arrays(arrays, schema=spec.schema)
+
+
+def _partition_keys(batch: pa.RecordBatch, column: str) -> np.ndarray[Any, Any]:
+    micros = batch.column(column).cast(pa.int64())
+    null_day = np.iinfo(np.int64).min
+    values = micros.fill_null(0).to_numpy(zero_copy_only=False) // _DAY_US
+    if micros.null_count:
+        values = np.where(micros.is_null().to_numpy(zero_copy_only=False), null_day, values)
+    return values  # type: ignore[no-any-return]
+
+
+def _partition_name(day: int) -> str:
+    if day == np.iinfo(np.int64).min:
+        return NULL_PARTITION
+    return (date(1970, 1, 1) + timedelta(days=int(day))).isoformat()
+
+
+class _PartitionWriter:
+    """Per-date buffers and ParquetWriters on temporary files, with the memory bounds."""
+
+    def __init__(self, spec: ExportTable, tmp_dir: Path) -> None:
+        self.spec = spec
+        self.tmp_dir = tmp_dir
+        self.buffers: dict[str, list[pa.RecordBatch]] = {}
+        self.sizes: dict[str, int] = {}
+        self.writers: dict[str, pq.ParquetWriter] = {}
+
+    def add(self, part: str, batch: pa.RecordBatch) -> None:
+        self.buffers.setdefault(part, []).append(batch)
+        self.sizes[part] = self.sizes.get(part, 0) + batch.nbytes
+        if self.sizes[part] >= PART_BUFFER_BYTES:
+            self.flush(part)
+        while sum(self.sizes.values()) >= TOTAL_BUFFER_BYTES:
+            self.flush(max(self.sizes, key=lambda p: self.sizes[p]))
+
+    def flush(self, part: str) -> None:
+        batches = self.buffers.pop(part, [])
+        self.sizes.pop(part, None)
+        if not batches:
+            return
+        writer = self.writers.get(part)
+        if writer is None:
+            writer = pq.ParquetWriter(
+                self.tmp_dir / f"{part}.parquet", self.spec.schema, compression="zstd"
+            )
+            self.writers[part] = writer
+        writer.write_table(pa.Table.from_batches(batches, schema=self.spec.schema))
+
+    def close(self) -> list[str]:
+        for part in list(self.buffers):
+            self.flush(part)
+        for writer in self.writers.values():
+            writer.close()
+        return sorted(self.writers)
+
+
+def _read_batches(conninfo: str, query: str, params: tuple[Any, ...]) -> Iterator[pa.RecordBatch]:
+    """Record batches of ``query``, read on a thread so the database read overlaps writing."""
+    import adbc_driver_postgresql.dbapi as adbc
+
+    done = object()
+    q: queue.Queue[Any] = queue.Queue(maxsize=4)  # bounds memory: at most 4 batches ahead
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            with adbc.connect(_adbc_uri(conninfo)) as conn, conn.cursor() as cur:
+                cur.execute("SET TIME ZONE 'UTC'")
+                cur.execute(query, parameters=params or None)
+                for batch in cur.fetch_record_batch():
+                    if stop.is_set():
+                        return
+                    q.put(batch)
+        except BaseException as exc:  # handed to the consumer, raised there
+            q.put(exc)
+        finally:
+            q.put(done)
+
+    thread = threading.Thread(target=produce, name="export-reader", daemon=True)
+    thread.start()
+    try:
+        while (item := q.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        with contextlib.suppress(queue.Empty):
+            while True:
+                q.get_nowait()
+        thread.join(timeout=30)
+
+
+def _adbc_uri(conninfo: str) -> str:
+    """ADBC wants a URI; psycopg accepts key=value too: convert that form."""
+    if conninfo.startswith(("postgresql://", "postgres://")):
+        return conninfo
+    from psycopg.conninfo import conninfo_to_dict
+    from urllib.parse import quote
+
+    params = {k: str(v) for k, v in conninfo_to_dict(conninfo).items()}
+    host = params.pop("host", "localhost")
+    port = params.pop("port", "5432")
+    user = params.pop("user", "")
+    password = params.pop("password", "")
+    dbname = params.pop("dbname", "")
+    auth = quote(user) + (":" + quote(password) if password else "") + ("@" if user else "")
+    query = "&".join(f"{k}={quote(v)}" for k, v in params.items())
+    return f"postgresql://{auth}{host}:{port}/{quote(dbname)}" + (f"?{query}" if query else "")
+
+
+def _state_path(out_dir: Path, table: str) -> Path:
+    return out_dir / table / "_state.json"
+
+
+def last_exported(out_dir: Path, table: str) -> date | None:
+    path = _state_path(out_dir, table)
+    if not path.exists():
+        return None
+    return date.fromisoformat(json.loads(path.read_text())["last_date"])
+
+
+def export_table(
+    conninfo: str,
+    table: str,
+    out_dir: Path,
+    *,
+    since: date | None = None,
+    until: date | None = None,
+    full: bool = False,
+    progress: bool = True,
+) -> ExportResult:
+    """Export ``table`` rows with partition date in [since, until) to ``out_dir``."""
+    from tqdm import tqdm
+
+    spec = TABLES.get(table)
+    if spec is None:
+        raise ExportError(f"unknown table {table!r}; choose one of: {', '.join(TABLES)}")
+    if since is None and not full:
+        since = last_exported(out_dir, table)
+    if since is not None and until is not None and until <= since:
+        raise ExportError(f"--until {until} must be after --since {since}")
+    started = time.perf_counter()
+    result = ExportResult(table=table, since=since, until=until)
+    base = out_dir / table
+    base.mkdir(parents=True, exist_ok=True)
+    tmp_dir = base / f".tmp-{uuid.uuid4().hex[:8]}"
+    tmp_dir.mkdir()
+
+    cols = ", ".join(f'"{name}"' for name, _ in spec.columns)
+    conds, params = [], []
+    if since is not None:
+        conds.append(f'"{spec.partition_by}" >= $1::timestamptz')
+        params.append(datetime.combine(since, datetime.min.time(), UTC).isoformat())
+    if until is not None:
+        conds.append(f'"{spec.partition_by}" < ${len(params) + 1}::timestamptz')
+        params.append(datetime.combine(until, datetime.min.time(), UTC).isoformat())
+    where = f" WHERE {' AND '.join(conds)}" if conds else ""
+    query = f"SELECT {cols} FROM {spec.relation}{where}"
+
+    writer = _PartitionWriter(spec, tmp_dir)
+    bar = tqdm(desc=f"export {table}", unit=" rows", unit_scale=True, disable=not progress)
+    try:
+        for raw in _read_batches(conninfo, query, tuple(params)):
+            batch = _conform(raw, spec)
+            days = _partition_keys(batch, spec.partition_by)
+            order = np.argsort(days, kind="stable")
+            sorted_days = days[order]
+            batch = batch.take(pa.array(order))
+            bounds = np.flatnonzero(np.diff(sorted_days)) + 1
+            starts = [0, *bounds.tolist()]
+            ends = [*bounds.tolist(), len(sorted_days)]
+            for lo, hi in zip(starts, ends, strict=True):
+                if hi > lo:
+                    writer.add(_partition_name(int(sorted_days[lo])), batch.slice(lo, hi - lo))
+            result.rows += batch.num_rows
+            bar.update(batch.num_rows)
+        parts = writer.close()
+        # Publish: atomic rename per partition file, then drop partitions left empty.
+        for part in parts:
+            final = base / f"date={part}"
+            final.mkdir(exist_ok=True)
+            os.replace(tmp_dir / f"{part}.parquet", final / "part-0.parquet")
+        for existing in sorted(base.glob("date=*")):
+            part = existing.name.removeprefix("date=")
+            if part in parts or not _in_range(part, since, until):
+                continue
+            shutil.rmtree(existing)
+            result.removed.append(part)
+        result.partitions = parts
+        dated = [p for p in parts if p != NULL_PARTITION]
+        if dated:
+            previous = last_exported(out_dir, table)
+            newest = max(date.fromisoformat(dated[-1]), previous or date.min)
+            _state_path(out_dir, table).write_text(
+                json.dumps({"last_date": newest.isoformat(), "rows_last_run": result.rows})
+            )
+    finally:
+        bar.close()
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _in_range(part: str, since: date | None, until: date | None) -> bool:
+    if part == NULL_PARTITION:
+        return since is None and until is None
+    try:
+        day = date.fromisoformat(part)
+    except ValueError:
+        return False
+    return (since is None or day >= since) and (until is None or day < until)

@@ -1,0 +1,535 @@
+"""Rollups: fold new rows into the fact tables and recompute only the touched time buckets.
+
+Data flow (all in one transaction, under an advisory lock so two runs serialize):
+
+1. Prices: the shipped table merged with the user's file is synced into ``analytics.prices``.
+   When its fingerprint differs from the one the facts were costed with, every stored
+   cost is stale, so the run becomes a full rebuild.
+2. Changes: the ``agentstream.change_log`` lines after the watermark name the
+   llm_interactions / agent_executions rows the sink inserted or updated (and sessions /
+   agents, whose user or type the facts copy). Their facts (``analytics.llm_facts``,
+   ``analytics.exec_facts``: one narrow row per seed row, indexed by hour) are upserted
+   from the seed tables, with the cost of the price in force at created_at.
+3. The hours those facts were in before and after, and their days, are recomputed from
+   the facts: rows of those buckets are deleted from the rollup tables and rebuilt.
+4. The watermark advances to the last change_log seq before the first *young* gap: an
+   identity value is taken before its transaction commits, so a missing seq may be a
+   transaction still in flight. A gap older than ``GAP_GRACE`` is taken as a rollback.
+   Lines past a young gap are read again next time; upserts make that harmless.
+
+``full=True`` (and the first run, and a price change) rebuilds facts and rollups from the
+seed tables, which also catches rows written by anything other than the sink.
+
+Grouping and percentiles run in DuckDB over the facts read as Arrow: one pass computes 12
+grouping sets (hour and day x all, model, agent, agent_type, user, session), ~7x faster than
+PostgreSQL's ordered-set aggregates over the same sets here. Percentiles are
+``quantile_cont``: linear interpolation between closest ranks, numpy's default and
+PostgreSQL's percentile_cont, over every call of the group (failed ones included). Memory is
+bounded by the facts of the touched days (all facts on a full rebuild, ~150 B a row).
+Buckets are UTC. Rows with NULL created_at (started_at for executions) have no bucket and
+are left out.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pyarrow as pa
+import pyarrow.csv as pcsv
+
+from analytics.prices import PriceRow, fingerprint, load_prices, resolve_model
+
+__all__ = ["GAP_GRACE", "RollupResult", "run_rollup"]
+
+log = logging.getLogger(__name__)
+
+# Any constant works; it only has to be the same for every agentstream process.
+_LOCK_KEY = 0x616E616C79746963
+# How long a hole in change_log.seq is waited for before it is taken as a rolled-back
+# transaction: longer than any sink transaction runs.
+GAP_GRACE = "5 minutes"
+PERCENTILES = (0.5, 0.9, 0.95, 0.99)
+
+DIMENSIONS = ("all", "model", "agent", "agent_type", "user", "session")
+EXEC_DIMENSIONS = ("all", "agent", "agent_type", "user", "session")
+
+
+@dataclass(frozen=True)
+class RollupResult:
+    full: bool
+    reason: str
+    changes: int
+    llm_facts: int
+    exec_facts: int
+    hours: int
+    days: int
+    watermark: int
+    unpriced_models: list[str]
+    seconds: float
+
+
+_LLM_FACTS = """
+INSERT INTO analytics.llm_facts
+SELECT l.id, l.created_at, date_trunc('hour', l.created_at, 'UTC'), l.model, l.agent_id,
+       a.type, s.user_id, l.session_id, coalesce(l.prompt_tokens, 0),
+       coalesce(l.response_tokens, 0), coalesce(l.latency_ms, 0), coalesce(l.success, false),
+       (coalesce(l.prompt_tokens, 0) * pp.input_per_mtok
+        + coalesce(l.response_tokens, 0) * pp.output_per_mtok) / 1000000
+FROM llm_interactions l
+LEFT JOIN agents a ON a.id = l.agent_id
+LEFT JOIN sessions s ON s.id = l.session_id
+LEFT JOIN analytics.price_periods pp
+       ON pp.model = l.model AND pp.valid_from <= l.created_at
+      AND (pp.valid_to IS NULL OR l.created_at < pp.valid_to)
+WHERE l.created_at IS NOT NULL {where}
+{conflict}
+"""
+_LLM_UPDATE = """ON CONFLICT (id) DO UPDATE SET created_at = EXCLUDED.created_at,
+    hour = EXCLUDED.hour, model = EXCLUDED.model, agent_id = EXCLUDED.agent_id,
+    agent_type = EXCLUDED.agent_type, user_id = EXCLUDED.user_id,
+    session_id = EXCLUDED.session_id, prompt_tokens = EXCLUDED.prompt_tokens,
+    response_tokens = EXCLUDED.response_tokens, latency_ms = EXCLUDED.latency_ms,
+    success = EXCLUDED.success, cost = EXCLUDED.cost"""
+
+_EXEC_FACTS = """
+INSERT INTO analytics.exec_facts
+SELECT e.id, e.started_at, date_trunc('hour', e.started_at, 'UTC'), e.agent_id, a.type,
+       s.user_id, e.session_id, coalesce(e.status, 'pending'),
+       extract(epoch FROM e.completed_at - e.started_at) * 1000
+FROM agent_executions e
+LEFT JOIN agents a ON a.id = e.agent_id
+LEFT JOIN sessions s ON s.id = e.session_id
+WHERE e.started_at IS NOT NULL {where}
+{conflict}
+"""
+_EXEC_UPDATE = """ON CONFLICT (id) DO UPDATE SET started_at = EXCLUDED.started_at,
+    hour = EXCLUDED.hour, agent_id = EXCLUDED.agent_id, agent_type = EXCLUDED.agent_type,
+    user_id = EXCLUDED.user_id, session_id = EXCLUDED.session_id, status = EXCLUDED.status,
+    duration_ms = EXCLUDED.duration_ms"""
+
+# The bucket is read as epoch seconds: cheap to parse, and DuckDB's day is then exact UTC.
+_LLM_READ = """COPY (SELECT extract(epoch FROM hour)::bigint, model, agent_id, agent_type,
+    user_id, session_id, prompt_tokens, response_tokens, latency_ms, success, cost
+    FROM analytics.llm_facts {where}) TO STDOUT (FORMAT csv)"""
+_LLM_COLUMNS = {
+    "hour": pa.int64(),
+    "model": pa.string(),
+    "agent_id": pa.string(),
+    "agent_type": pa.string(),
+    "user_id": pa.string(),
+    "session_id": pa.string(),
+    "prompt_tokens": pa.int64(),
+    "response_tokens": pa.int64(),
+    "latency_ms": pa.int32(),
+    "success": pa.bool_(),
+    "cost": pa.decimal128(24, 12),
+}
+_EXEC_READ = """COPY (SELECT extract(epoch FROM hour)::bigint, agent_id, agent_type, user_id,
+    session_id, status, duration_ms FROM analytics.exec_facts {where}) TO STDOUT (FORMAT csv)"""
+_EXEC_COLUMNS = {
+    "hour": pa.int64(),
+    "agent_id": pa.string(),
+    "agent_type": pa.string(),
+    "user_id": pa.string(),
+    "session_id": pa.string(),
+    "status": pa.string(),
+    "duration_ms": pa.float64(),
+}
+
+_SETS = {
+    "all": "",
+    "model": ", model",
+    "agent": ", agent",
+    "agent_type": ", agent_type_key",
+    "user": ", user_key",
+    "session": ", session",
+}
+
+
+def _grouping_sets(dimensions: Iterable[str]) -> str:
+    sets = [f"({bucket}{_SETS[d]})" for bucket in ("hour", "day") for d in dimensions]
+    return ", ".join(sets)
+
+
+def _dimension_case(dimensions: tuple[str, ...]) -> str:
+    """SQL naming the grouping set of a row from GROUPING() over the dimension columns."""
+    cols = [_SETS[d].lstrip(", ") for d in dimensions if d != "all"]
+    full = (1 << len(cols)) - 1
+    whens = [f"WHEN {full} THEN 'all'"]
+    for i, d in enumerate(d for d in dimensions if d != "all"):
+        whens.append(f"WHEN {full & ~(1 << (len(cols) - 1 - i))} THEN '{d}'")
+    key = "coalesce(" + ", ".join(cols) + ", '')"
+    return f"CASE GROUPING({', '.join(cols)}) {' '.join(whens)} END AS dimension, {key} AS key"
+
+
+def _percentile_columns(column: str, prefix: str) -> str:
+    qs = ", ".join(str(q) for q in PERCENTILES)
+    parts = [f"quantile_cont({column}, [{qs}]) AS {prefix}_q"]
+    return ", ".join(parts)
+
+
+_LLM_AGG = f"""
+SELECT CASE WHEN GROUPING(hour) = 0 THEN 'hour' ELSE 'day' END AS granularity,
+       {_dimension_case(DIMENSIONS)},
+       coalesce(hour, day) AS bucket,
+       count(*) AS calls,
+       count(*) FILTER (WHERE NOT success) AS errors,
+       count(*) FILTER (WHERE NOT success) / count(*) AS error_rate,
+       sum(prompt_tokens)::BIGINT AS prompt_tokens,
+       sum(response_tokens)::BIGINT AS response_tokens,
+       coalesce(sum(cost), 0)::DECIMAL(30, 12) AS cost,
+       count(*) FILTER (WHERE cost IS NULL) AS unpriced_calls,
+       avg(latency_ms)::DOUBLE AS latency_mean,
+       {_percentile_columns("latency_ms", "latency")},
+       max(latency_ms) AS latency_max
+FROM (SELECT *, hour - hour % 86400 AS day, coalesce(agent_id, '(none)') AS agent,
+             coalesce(agent_type, '(none)') AS agent_type_key,
+             coalesce(user_id, '(none)') AS user_key, session_id AS session
+      FROM facts)
+GROUP BY GROUPING SETS ({_grouping_sets(DIMENSIONS)})
+"""
+
+_EXEC_AGG = f"""
+SELECT CASE WHEN GROUPING(hour) = 0 THEN 'hour' ELSE 'day' END AS granularity,
+       {_dimension_case(EXEC_DIMENSIONS)},
+       coalesce(hour, day) AS bucket,
+       count(*) AS executions,
+       count(*) FILTER (WHERE status IN ('completed', 'failed', 'cancelled')) AS finished,
+       count(*) FILTER (WHERE status = 'completed') AS succeeded,
+       count(*) FILTER (WHERE status = 'failed') AS failed,
+       count(*) FILTER (WHERE status = 'completed')
+         / nullif(count(*) FILTER (WHERE status IN ('completed', 'failed', 'cancelled')), 0)
+         AS success_rate,
+       avg(duration_ms) AS duration_mean,
+       {_percentile_columns("duration_ms", "duration")},
+       max(duration_ms) AS duration_max
+FROM (SELECT *, hour - hour % 86400 AS day, agent_id AS agent,
+             coalesce(agent_type, '(none)') AS agent_type_key,
+             coalesce(user_id, '(none)') AS user_key, session_id AS session
+      FROM facts)
+GROUP BY GROUPING SETS ({_grouping_sets(EXEC_DIMENSIONS)})
+"""
+
+
+def _pg_rollup_columns(metrics: list[str], prefix: str) -> str:
+    out = []
+    for m in metrics:
+        if m == f"{prefix}_q":
+            out.extend(f"{prefix}_q[{i + 1}] AS {prefix}_p{round(q * 100)}"
+                       for i, q in enumerate(PERCENTILES))
+        else:
+            out.append(m)
+    return ", ".join(out)
+
+
+_LLM_OUT = (
+    "granularity, dimension, strftime(make_timestamp(bucket * 1000000), '%Y-%m-%d %H:%M:%S+00') "
+    "AS bucket, key, calls, errors, error_rate, prompt_tokens, response_tokens, cost, "
+    "unpriced_calls, latency_mean, "
+    + _pg_rollup_columns(["latency_q"], "latency")
+    + ", latency_max"
+)
+_EXEC_OUT = (
+    "granularity, dimension, strftime(make_timestamp(bucket * 1000000), '%Y-%m-%d %H:%M:%S+00') "
+    "AS bucket, key, executions, finished, succeeded, failed, success_rate, duration_mean, "
+    + _pg_rollup_columns(["duration_q"], "duration")
+    + ", duration_max"
+)
+
+
+def _read_facts(cur: psycopg.Cursor[Any], query: str, columns: dict[str, pa.DataType]) -> pa.Table:
+    buf = io.BytesIO()
+    with cur.copy(query) as copy:
+        for block in copy:
+            buf.write(block)
+    if buf.tell() == 0:
+        return pa.table({name: pa.array([], type=t) for name, t in columns.items()})
+    buf.seek(0)
+    return pcsv.read_csv(
+        buf,
+        read_options=pcsv.ReadOptions(column_names=list(columns)),
+        convert_options=pcsv.ConvertOptions(
+            column_types=columns,
+            true_values=["t"],
+            false_values=["f"],
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+        ),
+    )
+
+
+def _aggregate(facts: pa.Table, agg_sql: str, out_sql: str, hours: list[int] | None) -> bytes:
+    """Run the grouping query in DuckDB; CSV of the rows to insert (hour rows: touched only)."""
+    import duckdb
+
+    con = duckdb.connect(config={"threads": 2})
+    try:
+        con.register("facts", facts)
+        keep = ""
+        if hours is not None:
+            con.register("touched", pa.table({"h": pa.array(hours, type=pa.int64())}))
+            keep = "WHERE granularity = 'day' OR bucket IN (SELECT h FROM touched)"
+        result = con.sql(f"SELECT {out_sql} FROM ({agg_sql}) {keep}").to_arrow_table()
+    finally:
+        con.close()
+    out = io.BytesIO()
+    pcsv.write_csv(result, out, write_options=pcsv.WriteOptions(include_header=False))
+    return out.getvalue()
+
+
+def _sync_prices(cur: psycopg.Cursor[Any], prices: list[PriceRow]) -> None:
+    cur.execute("DELETE FROM analytics.prices")
+    cur.execute("DELETE FROM analytics.resolved_models")  # cascades to price_periods
+    with cur.copy(
+        "COPY analytics.prices (provider, model, is_pattern, effective_from, effective_to, "
+        "input_per_mtok, output_per_mtok, cached_input_per_mtok, checked, source) FROM STDIN"
+    ) as copy:
+        for r in prices:
+            copy.write_row(
+                (
+                    r.provider,
+                    r.model,
+                    r.is_pattern,
+                    r.effective_from,
+                    r.effective_to,
+                    r.input_per_mtok,
+                    r.output_per_mtok,
+                    r.cached_input_per_mtok,
+                    r.checked,
+                    r.source,
+                )
+            )
+
+
+def _resolve_new_models(cur: psycopg.Cursor[Any], prices: list[PriceRow], source: str) -> None:
+    """Resolve the price periods of models seen in ``source`` (SQL) and not yet resolved."""
+    cur.execute(
+        f"SELECT DISTINCT model FROM ({source}) m "
+        "WHERE NOT EXISTS (SELECT 1 FROM analytics.resolved_models r WHERE r.model = m.model)"
+    )
+    models = [row[0] for row in cur.fetchall()]
+    for model in models:
+        cur.execute("INSERT INTO analytics.resolved_models (model) VALUES (%s)", (model,))
+        for p in resolve_model(model, prices):
+            cur.execute(
+                "INSERT INTO analytics.price_periods VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                (
+                    model,
+                    p.valid_from,
+                    p.valid_to,
+                    p.price.model,
+                    p.price.is_pattern,
+                    p.price.input_per_mtok,
+                    p.price.output_per_mtok,
+                ),
+            )
+
+
+def _new_watermark(cur: psycopg.Cursor[Any], watermark: int) -> int:
+    cur.execute(
+        f"""
+        WITH c AS (
+            SELECT seq, logged_at, coalesce(lag(seq) OVER (ORDER BY seq), %(wm)s) AS prev
+            FROM agentstream.change_log WHERE seq > %(wm)s)
+        SELECT coalesce(
+            min(prev) FILTER (WHERE seq - prev > 1
+                              AND logged_at > now() - interval '{GAP_GRACE}'),
+            max(seq), %(wm)s)
+        FROM c""",
+        {"wm": watermark},
+    )
+    row = cur.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _recompute(cur: psycopg.Cursor[Any], *, all_buckets: bool) -> tuple[int, int]:
+    """Rebuild the rollup rows of the buckets in temp tables touched_llm / touched_exec."""
+    hours_total = days_total = 0
+    for kind, table, read, columns, agg, out in (
+        ("llm", "llm_rollup", _LLM_READ, _LLM_COLUMNS, _LLM_AGG, _LLM_OUT),
+        ("exec", "exec_rollup", _EXEC_READ, _EXEC_COLUMNS, _EXEC_AGG, _EXEC_OUT),
+    ):
+        hours: list[int] | None
+        if all_buckets:
+            cur.execute(f"TRUNCATE analytics.{table}")
+            where, hours = "", None
+        else:
+            cur.execute(f"SELECT extract(epoch FROM hour)::bigint FROM touched_{kind}")
+            hours = [row[0] for row in cur.fetchall()]
+            if not hours:
+                continue
+            cur.execute(
+                f"""CREATE TEMP TABLE touched_{kind}_days ON COMMIT DROP AS
+                    SELECT DISTINCT date_trunc('day', hour, 'UTC') AS day FROM touched_{kind}"""
+            )
+            cur.execute(
+                f"""DELETE FROM analytics.{table} WHERE (granularity = 'hour'
+                      AND bucket IN (SELECT hour FROM touched_{kind}))
+                    OR (granularity = 'day' AND bucket IN (SELECT day FROM touched_{kind}_days))"""
+            )
+            where = (
+                "WHERE hour IN (SELECT generate_series(day, day + interval '23 hours', "
+                f"interval '1 hour') FROM touched_{kind}_days)"
+            )
+            hours_total += len(hours)
+            days_total += cur.execute(f"SELECT count(*) FROM touched_{kind}_days").fetchone()[0]  # type: ignore[index]
+        facts = _read_facts(cur, read.format(where=where), columns)
+        if facts.num_rows == 0:
+            continue
+        rows = _aggregate(facts, agg, out, hours)
+        with cur.copy(f"COPY analytics.{table} FROM STDIN (FORMAT csv)") as copy:
+            copy.write(rows)
+    return hours_total, days_total
+
+
+def _full(cur: psycopg.Cursor[Any], prices: list[PriceRow]) -> tuple[int, int]:
+    cur.execute("TRUNCATE analytics.llm_facts, analytics.exec_facts")
+    _resolve_new_models(cur, prices, "SELECT model FROM llm_interactions")
+    # Loading without the indexes and building them after is 2x faster than maintaining
+    # them row by row (measured on 2M rows: 8 s against 16 s).
+    for table in ("llm_facts", "exec_facts"):
+        cur.execute(f"ALTER TABLE analytics.{table} DROP CONSTRAINT {table}_pkey")
+        cur.execute(f"DROP INDEX analytics.{table}_hour")
+    cur.execute(_LLM_FACTS.format(where="", conflict=""))
+    cur.execute(_EXEC_FACTS.format(where="", conflict=""))
+    cur.execute("SET LOCAL maintenance_work_mem = '256MB'")
+    for table in ("llm_facts", "exec_facts"):
+        cur.execute(f"ALTER TABLE analytics.{table} ADD PRIMARY KEY (id)")
+        cur.execute(f"CREATE INDEX {table}_hour ON analytics.{table} (hour)")
+    cur.execute("ANALYZE analytics.llm_facts")
+    cur.execute("ANALYZE analytics.exec_facts")
+    _recompute(cur, all_buckets=True)
+    cur.execute("SELECT count(DISTINCT hour), count(DISTINCT date_trunc('day', hour, 'UTC')) "
+                "FROM analytics.llm_facts")
+    row = cur.fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def _incremental(cur: psycopg.Cursor[Any], prices: list[PriceRow], watermark: int) -> tuple[int, int, int]:
+    cur.execute(
+        """CREATE TEMP TABLE changed ON COMMIT DROP AS
+           SELECT DISTINCT entity, id FROM agentstream.change_log WHERE seq > %s""",
+        (watermark,),
+    )
+    changes = cur.rowcount
+    if changes == 0:
+        return 0, 0, 0
+    # Facts copy a session's user and an agent's type: their change touches their facts.
+    cur.execute(
+        """CREATE TEMP TABLE changed_llm ON COMMIT DROP AS
+           SELECT id FROM changed WHERE entity = 'llm_interactions'
+           UNION SELECT f.id FROM analytics.llm_facts f
+             JOIN changed c ON (c.entity = 'sessions' AND f.session_id = c.id)
+                            OR (c.entity = 'agents' AND f.agent_id = c.id)"""
+    )
+    cur.execute(
+        """CREATE TEMP TABLE changed_exec ON COMMIT DROP AS
+           SELECT id FROM changed WHERE entity = 'agent_executions'
+           UNION SELECT f.id FROM analytics.exec_facts f
+             JOIN changed c ON (c.entity = 'sessions' AND f.session_id = c.id)
+                            OR (c.entity = 'agents' AND f.agent_id = c.id)"""
+    )
+    for kind, facts, seed, alias, insert, update in (
+        ("llm", "llm_facts", "llm_interactions", "l", _LLM_FACTS, _LLM_UPDATE),
+        ("exec", "exec_facts", "agent_executions", "e", _EXEC_FACTS, _EXEC_UPDATE),
+    ):
+        cur.execute(f"ALTER TABLE changed_{kind} ADD PRIMARY KEY (id)")
+        # The buckets the rows were in before (an update may move a row) and after.
+        cur.execute(
+            f"""CREATE TEMP TABLE touched_{kind} (hour timestamptz PRIMARY KEY) ON COMMIT DROP;
+                INSERT INTO touched_{kind} SELECT DISTINCT f.hour FROM analytics.{facts} f
+                JOIN changed_{kind} c ON c.id = f.id"""
+        )
+        if kind == "llm":
+            _resolve_new_models(
+                cur,
+                prices,
+                "SELECT l.model FROM llm_interactions l JOIN changed_llm c ON c.id = l.id",
+            )
+        cur.execute(
+            f"""DELETE FROM analytics.{facts} f USING changed_{kind} c WHERE f.id = c.id
+                AND NOT EXISTS (SELECT 1 FROM {seed} s WHERE s.id = c.id)"""
+        )
+        cur.execute(
+            insert.format(
+                where=f"AND {alias}.id IN (SELECT id FROM changed_{kind})", conflict=update
+            )
+        )
+        cur.execute(
+            f"""INSERT INTO touched_{kind} SELECT DISTINCT f.hour FROM analytics.{facts} f
+                JOIN changed_{kind} c ON c.id = f.id ON CONFLICT DO NOTHING"""
+        )
+    hours, days = _recompute(cur, all_buckets=False)
+    return changes, hours, days
+
+
+def run_rollup(
+    conninfo: str, *, full: bool = False, prices_file: Path | None = None
+) -> RollupResult:
+    """Bring facts and rollups up to date; see the module docstring for what is recomputed."""
+    started = time.perf_counter()
+    prices = load_prices(prices_file)
+    digest = fingerprint(prices)
+    with psycopg.connect(conninfo) as conn, conn.cursor() as cur:
+        cur.execute("SET LOCAL TIME ZONE 'UTC'")
+        cur.execute("SET LOCAL work_mem = '64MB'")
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        cur.execute(
+            "SELECT watermark, prices_fingerprint, full_rebuild_at FROM analytics.rollup_state"
+        )
+        state = cur.fetchone()
+        if state is None:
+            raise RuntimeError("analytics.rollup_state is empty: run `agentstream migrate`")
+        watermark, old_digest, rebuilt_at = state
+        reason = "requested" if full else ""
+        if old_digest != digest:
+            _sync_prices(cur, prices)
+            if not full:
+                reason = "prices changed" if old_digest else "first run"
+            full = True
+        elif rebuilt_at is None and not full:
+            reason, full = "first run", True
+        new_watermark = _new_watermark(cur, watermark)
+        if full:
+            hours, days = _full(cur, prices)
+            changes = 0
+        else:
+            changes, hours, days = _incremental(cur, prices, watermark)
+        cur.execute(
+            f"""UPDATE analytics.rollup_state SET watermark = %s, prices_fingerprint = %s,
+                updated_at = now(){", full_rebuild_at = now()" if full else ""}""",
+            (new_watermark, digest),
+        )
+        cur.execute(
+            """SELECT r.model FROM analytics.resolved_models r
+               WHERE EXISTS (SELECT 1 FROM analytics.llm_rollup u WHERE u.granularity = 'day'
+                 AND u.dimension = 'model' AND u.key = r.model AND u.unpriced_calls > 0)
+               ORDER BY 1"""
+        )
+        unpriced = [row[0] for row in cur.fetchall()]
+        llm_n = cur.execute("SELECT count(*) FROM analytics.llm_facts").fetchone()
+        exec_n = cur.execute("SELECT count(*) FROM analytics.exec_facts").fetchone()
+        assert llm_n is not None and exec_n is not None
+    result = RollupResult(
+        full=full,
+        reason=reason,
+        changes=changes,
+        llm_facts=int(llm_n[0]),
+        exec_facts=int(exec_n[0]),
+        hours=hours,
+        days=days,
+        watermark=new_watermark,
+        unpriced_models=unpriced,
+        seconds=time.perf_counter() - started,
+    )
+    log.info("rollup done: %s", result)
+    return result

@@ -1,0 +1,105 @@
+"""Synthetic data for bench/analytics.py, generated server-side with generate_series.
+
+Sessions (rows/100, starting over the 30 days before a fixed end time), two agents per
+session, LLM interactions and agent executions (rows/10) within the hour after their
+session's start, with a change_log line per row as the sink writes it. Session starts are
+a hash of the session number, so runs produce the same shape.
+"""
+
+from __future__ import annotations
+
+import psycopg
+
+END = "2026-11-01 00:00:00+00"
+MODELS = (
+    "gpt-4o",
+    "gpt-4o-mini",
+    "claude-sonnet-4-5",
+    "claude-haiku-4-5",
+    "gemini-2.5-flash",
+    "gemini-2.5-pro",
+    "mistral-large-latest",
+    "in-house-llm-7b",  # no price: counted as unpriced
+)
+AGENT_TYPES = ("planner", "researcher", "coder", "reviewer", "retriever", "writer")
+
+
+def _session_start(expr: str, recent: bool) -> str:
+    """SQL for session ``expr``'s start: hashed over 30 days, or the last hour (``recent``)."""
+    span = 3600 if recent else 30 * 86400 - 3600
+    offset = 0 if recent else 3600
+    return (
+        f"timestamptz '{END}' - interval '1 second' * "
+        f"({offset} + abs(hashtext('s' || ({expr}))) % {span})"
+    )
+
+
+def generate(conninfo: str, rows: int, *, sessions: int | None = None, start: int = 0) -> None:
+    """Insert ``rows`` LLM interactions numbered from ``start``, with their parents.
+
+    A later batch (``start`` > 0) gets new sessions in the last hour before END: the shape
+    of an incremental load.
+    """
+    recent = start > 0
+    n_sessions = sessions or max(rows // 100, 10)
+    s0 = start // 100
+    models = "ARRAY[" + ",".join(f"'{m}'" for m in MODELS) + "]"
+    types = "ARRAY[" + ",".join(f"'{t}'" for t in AGENT_TYPES) + "]"
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("SELECT setseed(0.42)")
+        conn.execute(
+            f"""
+            INSERT INTO sessions (id, user_id, created_at, updated_at, metadata)
+            SELECT md5('s' || i)::uuid, 'user-' || (i % 2000), {_session_start("i", recent)},
+                   timestamptz '{END}', jsonb_build_object('n', i)
+            FROM generate_series({s0}, {s0 + n_sessions - 1}) AS i"""
+        )
+        conn.execute(
+            f"""
+            INSERT INTO agents (id, name, type, configuration, status, session_id,
+                                created_at, updated_at)
+            SELECT md5('a' || i)::uuid, 'agent-' || i, ({types})[1 + i % 6],
+                   '{{"temperature": 0.2}}', 'active', md5('s' || (i / 2))::uuid,
+                   {_session_start("i / 2", recent)}, timestamptz '{END}'
+            FROM generate_series({2 * s0}, {2 * (s0 + n_sessions) - 1}) AS i"""
+        )
+        conn.execute(
+            f"""
+            WITH ex AS (
+              INSERT INTO agent_executions (id, agent_id, session_id, input_data,
+                     output_data, status, started_at, completed_at, error_message)
+              SELECT md5('e' || i)::uuid, md5('a' || (2 * s + i % 2))::uuid,
+                     md5('s' || s)::uuid, '{{"q": "x"}}', '{{"a": 1}}',
+                     CASE WHEN i % 20 = 0 THEN 'failed' ELSE 'completed' END, t,
+                     t + (random() * 30000)::int * interval '1 ms',
+                     CASE WHEN i % 20 = 0 THEN 'tool error' END
+              FROM (SELECT i, s, {_session_start("s", recent)}
+                               + random() * interval '50 minutes' AS t
+                    FROM (SELECT i, {s0} + i % {n_sessions} AS s
+                          FROM generate_series({start // 10}, {(start + rows) // 10 - 1}) i) q
+                   ) g
+              RETURNING id)
+            INSERT INTO agentstream.change_log (entity, id)
+            SELECT 'agent_executions', id FROM ex"""
+        )
+        conn.execute(
+            f"""
+            WITH ins AS (
+              INSERT INTO llm_interactions (id, session_id, agent_id, prompt, response, model,
+                     prompt_tokens, response_tokens, latency_ms, success, error_message,
+                     created_at)
+              SELECT md5('l' || i)::uuid, md5('s' || s)::uuid,
+                     CASE WHEN i % 10 = 0 THEN NULL ELSE md5('a' || (2 * s + i % 2))::uuid END,
+                     'You are a helpful agent. ' || repeat(md5(i::text), 6),
+                     repeat(md5((i + 1)::text), 8), ({models})[1 + (i::bigint * 7919) % 8],
+                     (50 + random() * 4000)::int, (10 + random() * 1000)::int,
+                     (100 + exp(random() * 8))::int, i % 33 <> 0,
+                     CASE WHEN i % 33 = 0 THEN 'rate limited' END,
+                     {_session_start("s", recent)} + random() * interval '59 minutes'
+              FROM (SELECT i, {s0} + i % {n_sessions} AS s
+                    FROM generate_series({start}, {start + rows - 1}) AS i) q
+              RETURNING id)
+            INSERT INTO agentstream.change_log (entity, id) SELECT 'llm_interactions', id FROM ins
+            """
+        )
+        conn.execute("ANALYZE")

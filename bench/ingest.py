@@ -1,0 +1,487 @@
+"""Ingest benchmark: the worker draining Kafka vs raw COPY (the database's limit) vs naive inserts.
+
+One run, the same generated records (events with their sessions, plus LLM interactions):
+
+  (a) raw COPY of the rows straight into the seed schema (binary COPY, one transaction);
+  (b) a naive consumer: one INSERT and one commit per record, on a sample;
+  (c) `agentstream worker` draining the records from Kafka, published beforehand as batch
+      messages: rows/s from the first row committed to the last;
+  latency: at a steady 2,000 records/s, produce time -> row visible (committed), p50/p99;
+  memory: the worker's RSS while draining (c) and while draining a backlog `--memory-factor`
+      times larger.
+
+Every phase gets its own scratch database (bench_*, dropped at the end) on the same server,
+with the server's durable settings (fsync and synchronous_commit untouched), and its own
+topic prefix. Prints one JSON line.
+
+    .venv/bin/python bench/ingest.py              # the issue's size: 300k events + ...
+    .venv/bin/python bench/ingest.py --scale 0.05 --memory-factor 0   # quick, while developing
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from aiokafka import AIOKafkaProducer
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+from psycopg.types.json import Jsonb
+
+from agentstream.contract.settings import Settings
+from agentstream.contract.topics import topic_for
+from agentstream.migrations import apply_migrations
+
+EVENTS_PER_SESSION = 30
+LLM_PER_SESSION = 6
+RECORDS_PER_MESSAGE = 200
+MODELS = ("gpt-4o", "claude-3-5-sonnet", "llama-3-70b")
+AGENTSTREAM = str(Path(sys.executable).with_name("agentstream"))
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def generate(n_events: int, seed: int = 0) -> dict[str, list[dict[str, Any]]]:
+    """Wire-format dicts (ids and timestamps included, as the SDK sends them)."""
+    n_sessions = max(1, n_events // EVENTS_PER_SESSION)
+    rnd = uuid.UUID(int=seed)
+    sessions, events, llms = [], [], []
+    for s in range(n_sessions):
+        sid = str(uuid.uuid5(rnd, f"s{s}"))
+        t = (T0 + timedelta(seconds=s)).isoformat()
+        sessions.append(
+            {
+                "id": sid,
+                "user_id": f"user-{s % 997}",
+                "created_at": t,
+                "updated_at": t,
+                "metadata": {"plan": "pro", "region": "eu"},
+            }
+        )
+        for e in range(EVENTS_PER_SESSION):
+            events.append(
+                {
+                    "id": str(uuid.uuid5(rnd, f"e{s}.{e}")),
+                    "event_type": f"step.{e % 12}",
+                    "trace_id": sid,
+                    "session_id": sid,
+                    "user_id": f"user-{s % 997}",
+                    "timestamp_ms": 1_000_000 + s * 100 + e,
+                    "payload": {"tool": "search", "n": e, "ok": True},
+                    "created_at": t,
+                }
+            )
+        for i in range(LLM_PER_SESSION):
+            llms.append(
+                {
+                    "id": str(uuid.uuid5(rnd, f"l{s}.{i}")),
+                    "session_id": sid,
+                    "agent_id": None,
+                    "prompt": "Summarise the findings so far. " * 4,
+                    "response": "Here is a concise summary of the findings. " * 3,
+                    "model": MODELS[i % 3],
+                    "prompt_tokens": 120 + i,
+                    "response_tokens": 80 + i,
+                    "latency_ms": 400 + 10 * i,
+                    "success": True,
+                    "error_message": None,
+                    "created_at": t,
+                }
+            )
+    return {"sessions": sessions, "events": events[:n_events], "llm_interactions": llms}
+
+
+# --- rows for COPY / INSERT (built outside the timers) -----------------------------------
+
+COLUMNS = {
+    "sessions": ("id", "user_id", "created_at", "updated_at", "metadata"),
+    "events": (
+        "id",
+        "event_type",
+        "trace_id",
+        "session_id",
+        "user_id",
+        "timestamp_ms",
+        "payload",
+        "created_at",
+    ),
+    "llm_interactions": (
+        "id",
+        "session_id",
+        "agent_id",
+        "prompt",
+        "response",
+        "model",
+        "prompt_tokens",
+        "response_tokens",
+        "latency_ms",
+        "success",
+        "error_message",
+        "created_at",
+    ),
+}
+TYPES = {
+    "sessions": ("uuid", "varchar", "timestamptz", "timestamptz", "jsonb"),
+    "events": ("uuid", "varchar", "uuid", "uuid", "varchar", "int8", "jsonb", "timestamptz"),
+    "llm_interactions": (
+        "uuid",
+        "uuid",
+        "uuid",
+        "text",
+        "text",
+        "varchar",
+        "int4",
+        "int4",
+        "int4",
+        "bool",
+        "text",
+        "timestamptz",
+    ),
+}
+
+
+def to_row(entity: str, d: dict[str, Any]) -> tuple[Any, ...]:
+    out = []
+    for col, typ in zip(COLUMNS[entity], TYPES[entity], strict=True):
+        v = d.get(col)
+        if v is not None and typ == "uuid":
+            v = uuid.UUID(v)
+        elif v is not None and typ == "timestamptz":
+            v = datetime.fromisoformat(v)
+        out.append(v)
+    return tuple(out)
+
+
+# --- scratch databases and topics ----------------------------------------------------------
+
+
+class Scratch:
+    def __init__(self, settings: Settings) -> None:
+        self.admin = make_conninfo(settings.database_conninfo(), dbname="postgres")
+        self.names: list[str] = []
+
+    def database(self) -> str:
+        name = f"bench_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(self.admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        self.names.append(name)
+        conninfo = make_conninfo(self.admin, dbname=name)
+        apply_migrations(conninfo)
+        return conninfo
+
+    def drop_all(self) -> None:
+        with psycopg.connect(self.admin, autocommit=True) as conn:
+            for name in self.names:
+                conn.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+                )
+
+
+def count(conninfo: str, tables: tuple[str, ...]) -> int:
+    with psycopg.connect(conninfo) as conn:
+        q = " + ".join(f"(SELECT count(*) FROM {t})" for t in tables)
+        row = conn.execute(f"SELECT {q}").fetchone()
+        return int(row[0]) if row else 0
+
+
+# --- (a) raw COPY ------------------------------------------------------------------------------
+
+
+def raw_copy(conninfo: str, rows: dict[str, list[tuple[Any, ...]]]) -> float:
+    total = sum(len(r) for r in rows.values())
+    with psycopg.connect(conninfo) as conn:
+        started = time.perf_counter()
+        with conn.cursor() as cur:
+            for entity in ("sessions", "llm_interactions", "events"):
+                cols = sql.SQL(", ").join(map(sql.Identifier, COLUMNS[entity]))
+                stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+                    sql.Identifier(entity), cols
+                )
+                with cur.copy(stmt) as copy:
+                    copy.set_types(list(TYPES[entity]))
+                    for r in rows[entity]:
+                        copy.write_row(r)
+        conn.commit()
+        return total / (time.perf_counter() - started)
+
+
+# --- (b) naive: one INSERT and commit per record -------------------------------------------
+
+
+def naive(conninfo: str, rows: dict[str, list[tuple[Any, ...]]], sample: int) -> float:
+    picked: list[tuple[str, tuple[Any, ...]]] = []
+    n_sessions = max(1, sample // (EVENTS_PER_SESSION + LLM_PER_SESSION))
+    picked += [("sessions", r) for r in rows["sessions"][:n_sessions]]
+    sids = {r[0] for _, r in picked}
+    picked += [("events", r) for r in rows["events"] if r[3] in sids]
+    picked += [("llm_interactions", r) for r in rows["llm_interactions"] if r[1] in sids]
+    picked = picked[:sample]
+    with psycopg.connect(conninfo, autocommit=False) as conn:
+        started = time.perf_counter()
+        for entity, r in picked:
+            cols = COLUMNS[entity]
+            values = [
+                Jsonb(v) if t == "jsonb" else v for v, t in zip(r, TYPES[entity], strict=True)
+            ]
+            conn.execute(
+                sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+                    sql.Identifier(entity),
+                    sql.SQL(", ").join(map(sql.Identifier, cols)),
+                    sql.SQL(", ").join(sql.Placeholder() * len(cols)),
+                ),
+                values,
+            )
+            conn.commit()
+        return len(picked) / (time.perf_counter() - started)
+
+
+# --- (c) the worker -----------------------------------------------------------------------------
+
+
+def batches(records: list[dict[str, Any]], size: int) -> Iterator[bytes]:
+    for i in range(0, len(records), size):
+        yield json.dumps(records[i : i + size], separators=(",", ":")).encode()
+
+
+async def publish_all(settings: Settings, data: dict[str, list[dict[str, Any]]]) -> int:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        acks="all",
+        linger_ms=20,
+        max_request_size=8 * 2**20,
+        compression_type=None,
+    )
+    await producer.start()
+    n = 0
+    try:
+        pending = []
+        for entity in ("sessions", "llm_interactions", "events"):
+            topic = topic_for(entity, settings.topic_prefix)
+            for value in batches(data[entity], RECORDS_PER_MESSAGE):
+                pending.append(await producer.send(topic, value))
+                n += 1
+                if len(pending) >= 500:
+                    await asyncio.gather(*pending)
+                    pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return n
+
+
+def start_worker(settings: Settings, conninfo: str, log: Path) -> subprocess.Popen[bytes]:
+    env = dict(os.environ)
+    env.update(
+        AGENTSTREAM_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
+        AGENTSTREAM_DATABASE_URL=conninfo,
+        AGENTSTREAM_TOPIC_PREFIX=settings.topic_prefix,
+        AGENTSTREAM_WORKER_GROUP=f"{settings.topic_prefix}sink",
+        AGENTSTREAM_WORKER_METRICS_PORT="0",
+        AGENTSTREAM_WORKER_DATA_DIR=str(log.parent / "worker-data"),
+    )
+    return subprocess.Popen(
+        [AGENTSTREAM, "worker"], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
+    )
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def drain(
+    settings: Settings, conninfo: str, total: int, log: Path, *, keep: bool = False
+) -> tuple[float, list[float], subprocess.Popen[bytes]]:
+    """Start the worker on a published backlog; rows/s from first committed row to the last."""
+    tables = ("sessions", "events", "llm_interactions")
+    worker = start_worker(settings, conninfo, log)
+    rss: list[float] = []
+    first_t, first_n = 0.0, 0
+    deadline = time.monotonic() + 3600
+    while time.monotonic() < deadline:
+        n = count(conninfo, tables)
+        now = time.perf_counter()
+        rss.append(rss_mb(worker.pid))
+        if n > 0 and not first_t:
+            first_t, first_n = now, n
+        if n >= total:
+            break
+        if worker.poll() is not None:
+            raise RuntimeError(f"worker exited with {worker.returncode}; see {log}")
+        time.sleep(0.25)
+    rate = (total - first_n) / (time.perf_counter() - first_t)
+    if not keep:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(60)
+    return rate, rss, worker
+
+
+# --- latency at a steady rate ----------------------------------------------------------------
+
+
+async def steady(settings: Settings, conninfo: str, rate: int, seconds: float) -> list[float]:
+    """Produce `rate` events/s (messages of rate/20 records every 50 ms); time to visibility."""
+    sid = str(uuid.uuid4())
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    await producer.start()
+    session = {"id": sid, "user_id": "latency"}
+    await producer.send_and_wait(
+        topic_for("sessions", settings.topic_prefix), json.dumps(session).encode()
+    )
+    latencies: list[float] = []
+    stop = threading.Event()
+    base_ms = int(time.time() * 1000)
+
+    def poll() -> None:
+        last = base_ms * 1000
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            while not stop.is_set():
+                rows = conn.execute(
+                    "SELECT timestamp_ms FROM events WHERE timestamp_ms > %s", (last,)
+                ).fetchall()
+                now_ms = time.time() * 1000
+                for (ts,) in rows:
+                    latencies.append((now_ms - ts / 1000) / 1000)
+                    last = max(last, ts)
+                time.sleep(0.01)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    per_tick = max(1, rate // 20)
+    topic = topic_for("events", settings.topic_prefix)
+    sent = 0
+    started = time.perf_counter()
+    seq = 0
+    while time.perf_counter() - started < seconds:
+        tick = started + (sent / rate)
+        delay = tick - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        now_ms = int(time.time() * 1000)
+        records = []
+        for _ in range(per_tick):
+            seq += 1
+            # timestamp_ms carries the produce time in microseconds (ms * 1000 + a sequence
+            # share), above every backlog value: the poller finds new rows by it through
+            # idx_events_timestamp and reads their produce time from it.
+            records.append(
+                {
+                    "event_type": "latency",
+                    "trace_id": sid,
+                    "session_id": sid,
+                    "user_id": "latency",
+                    "timestamp_ms": now_ms * 1000 + seq % 1000,
+                    "payload": {},
+                }
+            )
+        await producer.send(topic, json.dumps(records).encode())
+        sent += per_tick
+    await producer.flush()
+    await producer.stop()
+    deadline = time.monotonic() + 30
+    while len(latencies) < sent and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.1)
+    stop.set()
+    poller.join()
+    return latencies
+
+
+def percentile(values: list[float], p: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(p / 100 * len(s)))] if s else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
+    parser.add_argument("--scale", type=float, default=1.0, help="1.0 = 300k events")
+    parser.add_argument("--naive-sample", type=int, default=2500)
+    parser.add_argument("--latency-rate", type=int, default=2000)
+    parser.add_argument("--latency-seconds", type=float, default=20)
+    parser.add_argument("--memory-factor", type=int, default=10, help="0 = skip that phase")
+    args = parser.parse_args()
+
+    base = Settings()
+    scratch = Scratch(base)
+    workdir = Path(f"/tmp/bench-ingest-{uuid.uuid4().hex[:6]}")
+    workdir.mkdir()
+    out: dict[str, Any] = {"bench": "ingest", "scale": args.scale}
+    try:
+        data = generate(int(300_000 * args.scale))
+        total = sum(len(v) for v in data.values())
+        out["records"] = {k: len(v) for k, v in data.items()}
+        rows = {e: [to_row(e, d) for d in v] for e, v in data.items()}
+
+        out["a_raw_copy_rows_s"] = round(raw_copy(scratch.database(), rows))
+        out["b_naive_rows_s"] = round(naive(scratch.database(), rows, args.naive_sample))
+        del rows
+
+        prefix = f"bench.{uuid.uuid4().hex[:8]}."
+        settings = base.model_copy(update={"topic_prefix": prefix})
+        conninfo = scratch.database()
+        # Create the topics the way the worker does, then publish the whole backlog first.
+        from streams.runner import ensure_topics
+
+        asyncio.run(ensure_topics(settings))
+        out["messages"] = asyncio.run(publish_all(settings, data))
+        rate, rss, worker = drain(settings, conninfo, total, workdir / "worker-c.log", keep=True)
+        out["c_worker_rows_s"] = round(rate)
+        out["c_over_a"] = round(out["c_worker_rows_s"] / out["a_raw_copy_rows_s"], 3)
+        out["c_over_b"] = round(out["c_worker_rows_s"] / out["b_naive_rows_s"], 1)
+        out["worker_rss_mb_c"] = {
+            "start": round(rss[0]),
+            "peak": round(max(rss)),
+            "end": round(rss[-1]),
+        }
+
+        lat = asyncio.run(steady(settings, conninfo, args.latency_rate, args.latency_seconds))
+        out["latency_s"] = {
+            "rate": args.latency_rate,
+            "n": len(lat),
+            "p50": round(percentile(lat, 50), 3),
+            "p99": round(percentile(lat, 99), 3),
+            "max": round(max(lat), 3) if lat else None,
+        }
+        worker.send_signal(signal.SIGTERM)
+        out["worker_exit_code"] = worker.wait(60)
+        del data
+
+        if args.memory_factor:
+            big = generate(int(300_000 * args.scale * args.memory_factor), seed=1)
+            big_total = sum(len(v) for v in big.values())
+            prefix = f"bench.{uuid.uuid4().hex[:8]}."
+            settings = base.model_copy(update={"topic_prefix": prefix})
+            conninfo = scratch.database()
+            asyncio.run(ensure_topics(settings))
+            asyncio.run(publish_all(settings, big))
+            del big
+            big_rate, big_rss, _ = drain(settings, conninfo, big_total, workdir / "worker-m.log")
+            out["memory_backlog_records"] = big_total
+            out["memory_backlog_rows_s"] = round(big_rate)
+            quarter = max(1, len(big_rss) // 4)
+            out["worker_rss_mb_10x"] = {
+                "first_quarter_peak": round(max(big_rss[:quarter])),
+                "peak": round(max(big_rss)),
+                "end": round(big_rss[-1]),
+            }
+    finally:
+        scratch.drop_all()
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

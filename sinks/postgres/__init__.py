@@ -1,0 +1,17 @@
+"""PostgreSQL sink: COPY-based, idempotent batch writes into the seed schema (no faust here)."""
+
+from sinks.postgres.errors import SinkError, TerminalSinkError, TransientSinkError, classify
+from sinks.postgres.items import Rejected, SinkItem, Source, WriteResult
+from sinks.postgres.writer import PostgresSink
+
+__all__ = [
+    "PostgresSink",
+    "Rejected",
+    "SinkError",
+    "SinkItem",
+    "Source",
+    "TerminalSinkError",
+    "TransientSinkError",
+    "WriteResult",
+    "classify",
+]

@@ -1,0 +1,64 @@
+"""The seed tables as the sink writes them: columns from the entity models, types from the catalog.
+
+Column names are the models' field names (the contract says they are the seed's column
+names); the PostgreSQL types used for binary COPY are read from the live catalog once per
+connection, so the schema stays the one home of the types.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from agentstream.contract.entities import ENTITY_MODELS, Record
+
+__all__ = ["Table", "load_tables"]
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    entity: str
+    columns: tuple[str, ...]
+    types: tuple[str, ...]  # format_type() of each column, for copy.set_types
+    row: Callable[[Record], tuple[Any, ...]]
+
+    @property
+    def column_list(self) -> str:
+        return ", ".join(self.columns)
+
+
+def _row_getter(columns: Sequence[str]) -> Callable[[Record], tuple[Any, ...]]:
+    # itemgetter over the instance dict is the cheapest way to turn a model into a tuple
+    # (several times faster than getattr per field); pydantic keeps field values there.
+    get = operator.itemgetter(*columns)
+
+    def row(record: Record) -> tuple[Any, ...]:
+        return get(record.__dict__)  # type: ignore[no-any-return]
+
+    return row
+
+
+def load_tables(conn: psycopg.Connection[Any]) -> dict[str, Table]:
+    """Describe every entity table; raises UndefinedTable (42P01) if the schema is missing."""
+    tables: dict[str, Table] = {}
+    for entity, model in ENTITY_MODELS.items():
+        columns = tuple(model.model_fields)
+        found = dict(
+            conn.execute(
+                "SELECT a.attname, format_type(a.atttypid, NULL) FROM pg_attribute a"
+                " WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped",
+                (f"public.{entity}",),
+            ).fetchall()
+        )
+        missing = [c for c in columns if c not in found]
+        if missing:
+            raise psycopg.errors.UndefinedColumn(
+                f"table public.{entity} lacks column(s) {', '.join(missing)}"
+            )
+        types = tuple(str(found[c]) for c in columns)
+        tables[entity] = Table(entity, columns, types, _row_getter(columns))
+    return tables

@@ -1,0 +1,111 @@
+"""Set-based writes from a staging table: latest-state-wins upserts and first-write-wins inserts.
+
+The rules (DESIGN.md), each written so that a replay changes nothing (strict comparisons):
+
+* sessions, agents: the incoming row wins if its ``updated_at`` is strictly later, or if the
+  stored row is an inferred member (then it wins whatever the timestamps, and the row leaves
+  ``agentstream.inferred_members``);
+* agent_executions: the incoming row wins if its status ranks strictly higher
+  (``EXECUTION_STATUS_RANK``: pending < running < completed | failed | cancelled); at equal
+  rank the first write stays;
+* events, llm_interactions, documents: immutable, the first write wins (``DO NOTHING``).
+
+Rows written to llm_interactions and agent_executions are appended to ``agentstream.change_log``
+in the same statement, so analytics recomputes exactly the touched buckets.
+Within one flush the caller has already kept one record per id (see :func:`dedupe`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+from psycopg import sql
+
+from agentstream.contract.entities import EXECUTION_STATUS_RANK, Record
+from sinks.postgres.tables import Table
+
+__all__ = ["CHANGE_LOGGED", "MUTABLE", "dedupe", "write_statement"]
+
+T = TypeVar("T")
+
+MUTABLE = frozenset({"sessions", "agents", "agent_executions"})
+CHANGE_LOGGED = frozenset({"llm_interactions", "agent_executions"})
+_BY_UPDATED_AT = frozenset({"sessions", "agents"})
+
+
+def _wins(entity: str, new: Record, old: Record) -> bool:
+    """Whether ``new`` replaces ``old`` (same id, both in one flush, ``old`` arrived first)."""
+    if entity in _BY_UPDATED_AT:
+        new_t: Any = getattr(new, "updated_at", None)
+        old_t: Any = getattr(old, "updated_at", None)
+        return new_t is not None and (old_t is None or new_t > old_t)
+    if entity == "agent_executions":
+        rank = EXECUTION_STATUS_RANK
+        return rank[getattr(new, "status")] > rank[getattr(old, "status")]  # noqa: B009
+    return False  # immutable: the first write wins
+
+
+def dedupe(entity: str, items: Sequence[T], record_of: Any) -> list[T]:
+    """One item per record id, chosen by the entity's rule; Kafka order breaks ties (first)."""
+    kept: dict[Any, T] = {}
+    for item in items:
+        rec: Record = record_of(item)
+        old = kept.get(rec.id)
+        if old is None or _wins(entity, rec, record_of(old)):
+            kept[rec.id] = item
+    if len(kept) == len(items):
+        return list(items)
+    return list(kept.values())
+
+
+def _rank_sql(column: sql.Composable) -> sql.Composed:
+    whens = sql.SQL(" ").join(
+        sql.SQL("WHEN {} THEN {}").format(sql.Literal(status), sql.Literal(rank))
+        for status, rank in EXECUTION_STATUS_RANK.items()
+    )
+    return sql.SQL("(CASE {} {} ELSE -1 END)").format(column, whens)
+
+
+def write_statement(table: Table, stage: sql.Identifier) -> sql.Composed:
+    """The one statement moving ``stage``'s rows into ``table`` by the entity's rule."""
+    entity = table.entity
+    cols = sql.SQL(", ").join(map(sql.Identifier, table.columns))
+    insert = sql.SQL(
+        "INSERT INTO {target} AS t ({cols}) SELECT {cols} FROM {stage} ORDER BY id"
+    ).format(target=sql.Identifier("public", entity), cols=cols, stage=stage)
+    lit = sql.Literal(entity)
+    if entity in MUTABLE:
+        assignments = sql.SQL(", ").join(
+            sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c))
+            for c in table.columns
+            if c != "id"
+        )
+        if entity in _BY_UPDATED_AT:
+            condition = sql.SQL(
+                "t.updated_at IS NULL OR t.updated_at < EXCLUDED.updated_at OR EXISTS"
+                " (SELECT 1 FROM agentstream.inferred_members m"
+                " WHERE m.entity = {lit} AND m.id = t.id)"
+            ).format(lit=lit)
+        else:
+            condition = sql.SQL("{} > {}").format(
+                _rank_sql(sql.SQL("EXCLUDED.status")), _rank_sql(sql.SQL("t.status"))
+            )
+        upsert = sql.SQL(
+            "{insert} ON CONFLICT (id) DO UPDATE SET {a} WHERE {cond} RETURNING t.id"
+        ).format(insert=insert, a=assignments, cond=condition)
+    else:
+        upsert = sql.SQL("{insert} ON CONFLICT (id) DO NOTHING RETURNING t.id").format(
+            insert=insert
+        )
+    if entity in _BY_UPDATED_AT:
+        return sql.SQL(
+            "WITH up AS ({upsert}) DELETE FROM agentstream.inferred_members m USING up"
+            " WHERE m.entity = {lit} AND m.id = up.id"
+        ).format(upsert=upsert, lit=lit)
+    if entity in CHANGE_LOGGED:
+        return sql.SQL(
+            "WITH up AS ({upsert}) INSERT INTO agentstream.change_log (entity, id)"
+            " SELECT {lit}, id FROM up ORDER BY id"
+        ).format(upsert=upsert, lit=lit)
+    return upsert

@@ -1,0 +1,201 @@
+"""The PostgreSQL sink: one flush = one transaction writing every entity, parents first.
+
+``PostgresSink.write(items)`` is blocking (call it from a thread in async code). Per entity,
+in the order sessions, agents, agent_executions, llm_interactions, events, documents:
+
+1. keep one record per id (upsert.dedupe: the winner by the entity's rule);
+2. fast path: binary COPY straight into the table inside a savepoint; new rows whose
+   parents exist land at the database's own speed;
+3. if that COPY hits a unique violation (a replay, or a new state of a mutable record) or a
+   foreign-key violation (a parent not there yet), roll back to the savepoint and take the
+   slow path: COPY into a temporary staging table, insert the missing parents as inferred
+   members, then one set-based upsert / insert-do-nothing (upsert.py);
+4. a data error (errors.classify == "data") rolls back that entity's savepoint and bisects
+   its records until the offending ones are isolated: they are returned as rejected (for
+   the dead-letter topic) and the rest is written.
+
+The transaction runs at REPEATABLE READ: if another worker concurrently commits a row this
+flush decides about (an inferred parent it is replacing, an execution it is ranking), the
+flush fails with a serialization error and is retried on a fresh snapshot instead of
+deciding on a stale one. Transient errors raise TransientSinkError (nothing was committed;
+the caller retries); anything else raises TerminalSinkError with advice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from agentstream.contract.topics import ENTITIES
+from sinks.postgres.copy import copy_records, copy_rows
+from sinks.postgres.errors import (
+    TerminalSinkError,
+    TransientSinkError,
+    classify,
+    terminal_advice,
+)
+from sinks.postgres.inferred import inference_statements
+from sinks.postgres.items import Rejected, SinkItem, WriteResult
+from sinks.postgres.tables import Table, load_tables
+from sinks.postgres.upsert import CHANGE_LOGGED, dedupe, write_statement
+
+__all__ = ["PostgresSink"]
+
+log = logging.getLogger(__name__)
+
+# After the fast path failed for an entity (replays, state updates), skip it for this many
+# flushes of that entity: a COPY that fails part-way costs the rows it already sent.
+FAST_PATH_PAUSE = 8
+_CHANGE_LOG = sql.Identifier("agentstream", "change_log")
+
+
+def _stage(entity: str) -> sql.Identifier:
+    return sql.Identifier(f"agentstream_stage_{entity}")
+
+
+def _describe(exc: BaseException) -> str:
+    """SQLSTATE and the primary message only: DETAIL lines may echo row contents."""
+    if isinstance(exc, psycopg.Error):
+        text = str(exc).strip()
+        primary = exc.diag.message_primary or (text.splitlines()[0] if text else "")
+        return f"{exc.sqlstate or 'no SQLSTATE'}: {primary}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+class PostgresSink:
+    """Writes batches of records into the seed schema; see the module docstring."""
+
+    def __init__(self, conninfo: str, *, application_name: str = "agentstream-worker") -> None:
+        self._conninfo = conninfo
+        self._application_name = application_name
+        self._conn: psycopg.Connection[Any] | None = None
+        self._tables: dict[str, Table] = {}
+        self._fast_skip: dict[str, int] = defaultdict(int)
+
+    # --- connection -------------------------------------------------------------------
+
+    def connect(self) -> None:
+        """(Re)connect, check durability, describe the tables and create the staging tables."""
+        self.close()
+        try:
+            conn = psycopg.connect(
+                self._conninfo,
+                application_name=self._application_name,
+                connect_timeout=10,
+                keepalives=1,
+                keepalives_idle=30,
+                keepalives_interval=10,
+                keepalives_count=3,
+            )
+        except psycopg.Error as exc:
+            raise self._translate(exc, "connecting to PostgreSQL") from exc
+        try:
+            # DESIGN: a Kafka offset committed for a transaction the database could still
+            # lose is data loss. 'off' is the only non-durable setting; leave the others.
+            if conn.execute("SHOW synchronous_commit").fetchone() == ("off",):
+                conn.execute("SET synchronous_commit TO on")
+            self._tables = load_tables(conn)
+            for entity in ENTITIES:
+                conn.execute(
+                    sql.SQL(
+                        "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DELETE ROWS"
+                    ).format(_stage(entity), sql.Identifier("public", entity))
+                )
+            conn.commit()
+            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        except psycopg.Error as exc:
+            conn.close()
+            raise self._translate(exc, "preparing the connection") from exc
+        self._conn = conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    # --- writing ----------------------------------------------------------------------
+
+    def write(self, items: Sequence[SinkItem]) -> WriteResult:
+        """Write ``items`` in one transaction; returns what was accepted and what was refused."""
+        result = WriteResult()
+        if not items:
+            return result
+        by_entity: dict[str, list[SinkItem]] = defaultdict(list)
+        for item in items:
+            by_entity[item.entity].append(item)
+        if self._conn is None or self._conn.closed:
+            self.connect()
+        conn = self._conn
+        assert conn is not None
+        try:
+            with conn.transaction(), conn.cursor() as cur:
+                for entity in ENTITIES:
+                    group = by_entity.get(entity)
+                    if not group:
+                        continue
+                    unique = dedupe(entity, group, lambda i: i.record)
+                    before = len(result.rejected)
+                    self._write_isolating(cur, entity, unique, result)
+                    result.accepted[entity] = len(group) - (len(result.rejected) - before)
+        except (psycopg.Error, OSError) as exc:
+            raise self._translate(exc, "writing a batch") from exc
+        return result
+
+    def _translate(self, exc: BaseException, doing: str) -> TransientSinkError | TerminalSinkError:
+        outcome = classify(exc)
+        if outcome == "transient" or (self._conn is not None and self._conn.broken):
+            self.close()
+            return TransientSinkError(f"{doing} failed, will retry: {_describe(exc)}")
+        self.close()
+        return TerminalSinkError(f"{doing} failed: {_describe(exc)}; {terminal_advice(exc)}")
+
+    def _write_isolating(
+        self, cur: psycopg.Cursor[Any], entity: str, items: list[SinkItem], result: WriteResult
+    ) -> None:
+        """Write ``items`` in a savepoint; on a data error, bisect to isolate the bad ones."""
+        assert self._conn is not None
+        try:
+            with self._conn.transaction():
+                self._write_entity(cur, entity, items)
+        except psycopg.Error as exc:
+            if classify(exc) != "data":
+                raise
+            if len(items) == 1:
+                result.rejected.append(Rejected(items[0], _describe(exc)))
+                return
+            mid = len(items) // 2
+            self._write_isolating(cur, entity, items[:mid], result)
+            self._write_isolating(cur, entity, items[mid:], result)
+
+    def _write_entity(self, cur: psycopg.Cursor[Any], entity: str, items: list[SinkItem]) -> None:
+        assert self._conn is not None
+        table = self._tables[entity]
+        records = [i.record for i in items]
+        if self._fast_skip[entity] > 0:
+            self._fast_skip[entity] -= 1
+        else:
+            try:
+                with self._conn.transaction():
+                    copy_records(cur, sql.Identifier("public", entity), table, records)
+                    if entity in CHANGE_LOGGED:
+                        copy_rows(
+                            cur,
+                            _CHANGE_LOG,
+                            ("entity", "id"),
+                            ("text", "uuid"),
+                            ((entity, r.id) for r in records),
+                        )
+                return
+            except (psycopg.errors.UniqueViolation, psycopg.errors.ForeignKeyViolation):
+                self._fast_skip[entity] = FAST_PATH_PAUSE
+        stage = _stage(entity)
+        cur.execute(sql.SQL("TRUNCATE {}").format(stage))
+        copy_records(cur, stage, table, records)
+        for statement in inference_statements(entity, stage):
+            cur.execute(statement)
+        cur.execute(write_statement(table, stage))

@@ -1,0 +1,242 @@
+"""The processing loop: decode, validate, batch, write, dead-letter, then ack.
+
+For each batch of messages (see take.py):
+
+1. every message was decoded and validated as it arrived (``prepare``): valid records get
+   their ingest defaults (an id derived from topic/partition/offset/index, the Kafka
+   timestamp for NOW() columns), invalid ones become dead letters with their coordinates;
+2. the records are written in one transaction (sinks.postgres), in a thread so that the
+   event loop keeps heartbeats and fetches flowing; transient errors are retried with
+   capped exponential backoff (see ``_write``);
+3. records PostgreSQL refused become dead letters too; all dead letters are published and
+   acknowledged by Kafka;
+4. only then are the messages acked, so faust commits their offsets after the rows are
+   durable. A crash anywhere before that redelivers the batch; the writes are idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from agentstream.contract.codec import decode
+from agentstream.contract.deadletter import DeadLetter, ErrorKind
+from agentstream.contract.settings import Settings
+from agentstream.contract.topics import ENTITIES, topic_for
+from sinks.postgres import PostgresSink, SinkItem, Source, TransientSinkError
+from streams.deadletters import DeadLetterPublisher
+from streams.health import HealthState
+from streams.metrics import WorkerMetrics
+
+__all__ = ["Prepared", "Processor", "WorkerStopped"]
+
+log = logging.getLogger(__name__)
+
+# Backoff between attempts of a failing flush: doubles from the first value to the cap.
+RETRY_FIRST_S = 0.5
+RETRY_CAP_S = 10.0
+# While a rebalance waits on this worker (faust waits for unacked messages before handing
+# partitions over), a flush that has failed for this long is given up: the worker stops
+# without committing, so the group can move on and the batch is redelivered elsewhere.
+RETRY_BUDGET_DURING_REBALANCE_S = 30.0
+
+
+class WorkerStopped(Exception):
+    """The worker cannot go on; the message says why and what to do."""
+
+
+@dataclass(slots=True)
+class Prepared:
+    """One message, decoded: what to write and what to dead-letter."""
+
+    event: Any
+    items: list[SinkItem]
+    dead: list[DeadLetter]
+    topic: str
+    partition: int
+    offset: int
+    size: int = field(default=0)
+
+
+def _kind(reason: str) -> str:
+    # The codec words every contract violation "invalid record: ..."; anything else is a
+    # message that could not be read as records at all.
+    return ErrorKind.VALIDATION if reason.startswith("invalid record") else ErrorKind.DECODE
+
+
+class Processor:
+    def __init__(
+        self,
+        settings: Settings,
+        sink: PostgresSink,
+        publisher: DeadLetterPublisher,
+        metrics: WorkerMetrics,
+        health: HealthState,
+        *,
+        highwater: Callable[[Any], int | None] = lambda tp: None,
+        rebalancing: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self._sink = sink
+        self._publisher = publisher
+        self._metrics = metrics
+        self._health = health
+        self._highwater = highwater
+        self._rebalancing = rebalancing
+        self._entity_of = {topic_for(e, settings.topic_prefix): e for e in ENTITIES}
+        self.stopping = False
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    # --- step 1: runs in faust's stream processor, per message --------------------------
+
+    def prepare(self, event: Any) -> Prepared:
+        msg = event.message
+        topic, partition, offset = msg.topic, msg.partition, msg.offset
+        entity = self._entity_of[topic]
+        value: bytes = msg.value if msg.value is not None else b""
+        decoded = decode(entity, value)
+        # Kafka's timestamp (seconds, from the producer or the broker) stands for NOW():
+        # the same on every replay, unlike the time of the write.
+        ts = datetime.fromtimestamp(msg.timestamp, UTC) if msg.timestamp else datetime.now(UTC)
+        key = f"{topic}/{partition}/{offset}/"
+        source = Source(topic, partition, offset, value)
+        batch = decoded.is_batch
+        items = [
+            SinkItem(
+                entity,
+                record.with_ingest_defaults(id_key=key + str(index), ingest_time=ts),
+                source,
+                index if batch else None,
+            )
+            for index, record in decoded.records
+        ]
+        dead = []
+        if decoded.invalid:
+            headers = tuple(_headers(msg.headers))
+            dead = [
+                DeadLetter(
+                    kind=_kind(bad.reason),
+                    reason=bad.reason,
+                    entity=entity,
+                    source_topic=topic,
+                    partition=partition,
+                    offset=offset,
+                    index=bad.index,
+                    value=bad.raw,
+                    source_headers=headers,
+                )
+                for bad in decoded.invalid
+            ]
+        size = len(items) + len(dead)
+        self._metrics.records_in.labels(topic).inc(size)
+        return Prepared(event, items, dead, topic, partition, offset, size)
+
+    # --- steps 2-4: per batch -------------------------------------------------------------
+
+    async def handle(self, batch: Sequence[Prepared], ack: Callable[[Any], Any]) -> bool:
+        """Write, dead-letter and ack one batch. False if the worker is stopping (not acked)."""
+        if self.stopping:
+            return False
+        self.idle.clear()
+        try:
+            items = [i for p in batch for i in p.items]
+            dead = [d for p in batch for d in p.dead]
+            started = time.perf_counter()
+            result = await self._write(items)
+            self._metrics.flush_seconds.observe(time.perf_counter() - started)
+            self._metrics.batch_records.observe(len(items))
+            for rejected in result.rejected:
+                src = rejected.item.source
+                dead.append(
+                    DeadLetter(
+                        kind=ErrorKind.DATABASE,
+                        reason=rejected.reason,
+                        entity=rejected.item.entity,
+                        source_topic=src.topic,
+                        partition=src.partition,
+                        offset=src.offset,
+                        index=rejected.item.index,
+                        value=rejected.item.original_bytes(),
+                    )
+                )
+            await self._publisher.publish(dead)
+            for p in batch:
+                await ack(p.event)
+            self._account(batch, result.accepted, dead)
+            return True
+        finally:
+            self.idle.set()
+
+    def _account(
+        self, batch: Sequence[Prepared], accepted: dict[str, int], dead: list[DeadLetter]
+    ) -> None:
+        m = self._metrics
+        written: Counter[str] = Counter()
+        for p in batch:
+            written[p.topic] += len(p.items)
+        for d in dead:
+            m.records_dead_lettered.labels(d.source_topic, d.kind).inc()
+            if d.kind == ErrorKind.DATABASE:
+                written[d.source_topic] -= 1
+        for topic, n in written.items():
+            m.records_written.labels(topic).inc(n)
+        last: dict[Any, int] = {}
+        for p in batch:
+            tp = p.event.message.tp
+            last[tp] = max(last.get(tp, -1), p.offset)
+        for tp, offset in last.items():
+            high = self._highwater(tp)
+            if high is not None:
+                m.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, high - offset - 1))
+        log.debug(
+            "event=flushed records=%d dead_letters=%d messages=%d",
+            sum(accepted.values()),
+            len(dead),
+            len(batch),
+        )
+
+    async def _write(self, items: list[SinkItem]) -> Any:
+        delay = RETRY_FIRST_S
+        first_failure: float | None = None
+        while True:
+            try:
+                result = await asyncio.to_thread(self._sink.write, items)
+            except TransientSinkError as exc:
+                now = time.monotonic()
+                first_failure = first_failure or now
+                self._health.last_flush_ok = False
+                self._health.last_error = str(exc)
+                self._metrics.flush_retries.inc()
+                if self._rebalancing() and now - first_failure > RETRY_BUDGET_DURING_REBALANCE_S:
+                    raise WorkerStopped(
+                        f"PostgreSQL has been failing for {now - first_failure:.0f}s while a "
+                        f"rebalance waits on this worker; stopping without committing so the "
+                        f"batch is redelivered. Last error: {exc}"
+                    ) from exc
+                log.warning(
+                    "event=flush_retry records=%d retry_in_s=%.1f error=%r",
+                    len(items),
+                    delay,
+                    str(exc),
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_CAP_S)
+                continue
+            if first_failure is not None:
+                log.info("event=flush_recovered after_s=%.1f", time.monotonic() - first_failure)
+            self._health.last_flush_ok = True
+            self._health.last_error = ""
+            return result
+
+
+def _headers(raw: Any) -> list[tuple[str, bytes]]:
+    if not raw:
+        return []
+    pairs = raw.items() if isinstance(raw, dict) else raw
+    return [(str(k), bytes(v) if v is not None else b"") for k, v in pairs]

@@ -1,0 +1,119 @@
+"""Start a worker: check the database, make sure the topics exist, wire the pieces, run faust.
+
+Topics are created here, before any worker joins the group, with ``topic_partitions``
+partitions: workers started together would otherwise race on the broker's auto-creation
+(with its default partition count).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from agentstream.contract.settings import Settings
+from agentstream.contract.topics import ENTITIES, dlq_topic, topic_for
+from sinks.postgres import PostgresSink, SinkError
+from streams.app import WorkerResources, attach_agent, build_app, run_worker
+from streams.deadletters import DeadLetterPublisher
+from streams.health import HealthServer, HealthState
+from streams.metrics import WorkerMetrics
+from streams.processor import Processor
+
+__all__ = ["StartupError", "ensure_topics", "start_worker"]
+
+log = logging.getLogger(__name__)
+
+
+class StartupError(Exception):
+    """The worker cannot start; the message says what to fix."""
+
+
+async def ensure_topics(settings: Settings) -> None:
+    """Create the six entity topics and the DLQ if missing (existing ones are left alone)."""
+    names = [topic_for(e, settings.topic_prefix) for e in ENTITIES]
+    names.append(dlq_topic(settings.topic_prefix))
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap, **settings.kafka_client_options()
+    )
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        new = [
+            NewTopic(n, settings.topic_partitions, settings.topic_replication)
+            for n in names
+            if n not in existing
+        ]
+        if new:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another worker was faster
+                await admin.create_topics(new)
+            log.info("event=topics_created topics=%s", ",".join(t.name for t in new))
+    finally:
+        await admin.close()
+
+
+def start_worker(settings: Settings, *, loglevel: str = "info") -> int:
+    try:
+        asyncio.run(ensure_topics(settings))
+    except (KafkaError, OSError) as exc:
+        raise StartupError(
+            f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc!r}; start it with "
+            "`make services` or set AGENTSTREAM_KAFKA_BOOTSTRAP"
+        ) from None
+    sink = PostgresSink(settings.database_conninfo())
+    try:
+        sink.connect()  # fail fast at startup; at run time the same errors are retried
+    except SinkError as exc:
+        raise StartupError(
+            f"PostgreSQL at {settings.database_url_redacted()} is not usable: {exc}"
+        ) from None
+
+    metrics = WorkerMetrics()
+    health = HealthState()
+    publisher = DeadLetterPublisher(settings)
+    app = build_app(settings)
+    processor = Processor(
+        settings,
+        sink,
+        publisher,
+        metrics,
+        health,
+        highwater=lambda tp: app.consumer.highwater(tp),
+        rebalancing=lambda: bool(app.rebalancing),
+    )
+
+    def assigned() -> int:
+        try:
+            return len(app.consumer.assignment())
+        except Exception:  # consumer not started yet
+            return 0
+
+    health.assigned = assigned
+    attach_agent(app, settings, processor)
+    server = None
+    if settings.worker_metrics_port:
+        server = HealthServer(settings.worker_metrics_port, metrics.registry, health)
+        server.start()
+        log.info("event=http_listening port=%d paths=/metrics,/healthz", server.port)
+
+    async def close() -> None:
+        await publisher.stop()
+        sink.close()
+
+    log.info(
+        "event=worker_starting group=%s prefix=%s batch_records=%d batch_seconds=%s",
+        settings.worker_group,
+        settings.topic_prefix,
+        settings.worker_batch_records,
+        settings.worker_batch_seconds,
+    )
+    try:
+        code = run_worker(app, processor, WorkerResources(close), loglevel=loglevel)
+    finally:
+        if server is not None:
+            server.stop()
+    log.info("event=worker_stopped exit_code=%d", code)
+    return code

@@ -1,0 +1,204 @@
+"""Rollups against hand-computed costs, numpy's percentiles, and a full rebuild."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+import pytest
+
+from analytics.rollup import run_rollup
+from tests.analytics_data import add_agent, add_call, add_execution, add_session, log_change
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2024, 10, 1, 23, 0, tzinfo=UTC)  # gpt-4o's price changes at 2024-10-02 00:00
+
+
+def rollup_rows(conninfo: str, **where: str) -> dict[tuple[Any, ...], dict[str, Any]]:
+    cond = " AND ".join(f"{k} = %({k})s" for k in where) or "true"
+    with psycopg.connect(conninfo) as conn:
+        cur = conn.cursor(row_factory=psycopg.rows.dict_row)
+        cur.execute(f"SELECT * FROM analytics.llm_rollup WHERE {cond}", where)
+        return {(r["granularity"], r["dimension"], r["bucket"], r["key"]): r for r in cur}
+
+
+def snapshot(conninfo: str) -> dict[str, list[tuple[Any, ...]]]:
+    with psycopg.connect(conninfo) as conn:
+        return {
+            t: conn.execute(f"SELECT * FROM analytics.{t} ORDER BY 1, 2, 3, 4").fetchall()
+            for t in ("llm_rollup", "exec_rollup")
+        }
+
+
+def test_costs_to_the_cent_across_models_and_a_price_change(database: str) -> None:
+    with psycopg.connect(database) as conn:
+        s = add_session(conn, "alice", T0)
+        a = add_agent(conn, s, "planner", T0)
+        # gpt-4o before the change: 1000 x $5/M + 500 x $15/M = 0.0125
+        add_call(conn, s, a, "gpt-4o", T0 + timedelta(minutes=30),
+                 prompt_tokens=1000, response_tokens=500)
+        # gpt-4o after: 2000 x $2.50/M + 1000 x $10/M = 0.015
+        add_call(conn, s, a, "gpt-4o", T0 + timedelta(minutes=90),
+                 prompt_tokens=2000, response_tokens=1000)
+        # a dated snapshot name, priced by the pattern gpt-4o-mini-*:
+        # 100000 x $0.15/M + 20000 x $0.60/M = 0.027
+        add_call(conn, s, None, "gpt-4o-mini-2024-07-18", T0 + timedelta(minutes=100),
+                 prompt_tokens=100_000, response_tokens=20_000)
+        # claude-3-haiku-*: 40000 x $0.25/M + 8000 x $1.25/M = 0.02
+        add_call(conn, s, a, "claude-3-haiku-20240307", T0 + timedelta(minutes=110),
+                 prompt_tokens=40_000, response_tokens=8_000, success=False)
+        # not in the price table: unpriced, never $0
+        add_call(conn, s, a, "in-house-llm-7b", T0 + timedelta(minutes=115),
+                 prompt_tokens=10_000, response_tokens=10_000)
+    result = run_rollup(database)
+    assert result.unpriced_models == ["in-house-llm-7b"]
+
+    by_model = {
+        key[3]: row
+        for key, row in rollup_rows(database, granularity="day", dimension="model").items()
+    }
+    day2 = datetime(2024, 10, 2, tzinfo=UTC)
+    gpt4o_day2 = rollup_rows(database, granularity="day", dimension="model", key="gpt-4o")
+    assert by_model["gpt-4o"]["cost"] in (Decimal("0.0125"), Decimal("0.015"))
+    assert {r["bucket"]: r["cost"] for r in gpt4o_day2.values()} == {
+        day2 - timedelta(days=1): Decimal("0.0125"),
+        day2: Decimal("0.015"),
+    }
+    day2_models = {
+        k[3]: r for k, r in rollup_rows(database, granularity="day", dimension="model").items()
+        if k[2] == day2
+    }
+    assert day2_models["gpt-4o-mini-2024-07-18"]["cost"] == Decimal("0.027")
+    assert day2_models["claude-3-haiku-20240307"]["cost"] == Decimal("0.02")
+    assert day2_models["claude-3-haiku-20240307"]["errors"] == 1
+    assert day2_models["in-house-llm-7b"]["cost"] == 0
+    assert day2_models["in-house-llm-7b"]["unpriced_calls"] == 1
+
+    totals = rollup_rows(database, granularity="day", dimension="all")
+    assert sum(r["cost"] for r in totals.values()) == Decimal("0.0745")
+    assert round(sum(r["cost"] for r in totals.values()), 2) == Decimal("0.07")
+    assert sum(r["unpriced_calls"] for r in totals.values()) == 1
+    assert sum(r["calls"] for r in totals.values()) == 5
+    with psycopg.connect(database) as conn:
+        unpriced = conn.execute(
+            "SELECT count(*) FROM analytics.llm_facts WHERE cost IS NULL"
+        ).fetchone()
+    assert unpriced == (1,)
+
+
+def test_user_price_file_prices_a_model_and_recosts(database: str, tmp_path: Path) -> None:
+    with psycopg.connect(database) as conn:
+        s = add_session(conn, "bob", T0)
+        add_call(conn, s, None, "in-house-llm-7b", T0, prompt_tokens=1_000_000,
+                 response_tokens=500_000)
+    first = run_rollup(database)
+    assert first.unpriced_models == ["in-house-llm-7b"]
+    prices = tmp_path / "mine.json"
+    prices.write_text(json.dumps({"checked": "2026-01-01", "prices": [
+        {"provider": "us", "model": "in-house-llm-*", "pattern": True,
+         "effective_from": "2024-01-01", "input": "0.10", "output": "0.30"}]}))
+    second = run_rollup(database, prices_file=prices)
+    assert second.full and second.reason == "prices changed"
+    assert second.unpriced_models == []
+    (row,) = rollup_rows(database, granularity="hour", dimension="all").values()
+    assert row["cost"] == Decimal("0.25")  # 1M x $0.10/M + 0.5M x $0.30/M
+    assert row["unpriced_calls"] == 0
+
+
+def test_percentiles_equal_numpy(database: str) -> None:
+    rng = random.Random(7)
+    latencies = [rng.randint(20, 5000) for _ in range(137)]
+    with psycopg.connect(database) as conn:
+        s = add_session(conn, "carol", T0)
+        for i, ms in enumerate(latencies):
+            add_call(conn, s, None, "gpt-4o", T0 + timedelta(seconds=i), latency_ms=ms)
+    run_rollup(database)
+    (row,) = rollup_rows(database, granularity="hour", dimension="model", key="gpt-4o").values()
+    expected = np.percentile(latencies, [50, 90, 95, 99])  # linear, numpy's default
+    got = [row["latency_p50"], row["latency_p90"], row["latency_p95"], row["latency_p99"]]
+    assert got == pytest.approx(list(expected), rel=1e-12, abs=0)
+    assert row["latency_max"] == max(latencies)
+    assert row["latency_mean"] == pytest.approx(np.mean(latencies), rel=1e-12)
+
+
+def test_execution_rollup(database: str) -> None:
+    with psycopg.connect(database) as conn:
+        s = add_session(conn, "dan", T0)
+        a = add_agent(conn, s, "coder", T0)
+        durations = [100, 250, 400, 1000]
+        for d in durations:
+            add_execution(conn, s, a, T0, duration_ms=d)
+        add_execution(conn, s, a, T0, status="failed", duration_ms=50)
+        add_execution(conn, s, a, T0, status="running", duration_ms=None)
+    run_rollup(database)
+    with psycopg.connect(database) as conn:
+        cur = conn.cursor(row_factory=psycopg.rows.dict_row)
+        row = cur.execute(
+            "SELECT * FROM analytics.exec_rollup WHERE granularity = 'hour' "
+            "AND dimension = 'agent_type' AND key = 'coder'"
+        ).fetchone()
+    assert row is not None
+    assert (row["executions"], row["finished"], row["succeeded"], row["failed"]) == (6, 5, 4, 1)
+    assert row["success_rate"] == pytest.approx(0.8)
+    done = [*durations, 50]
+    assert row["duration_p90"] == pytest.approx(np.percentile(done, 90))
+    assert row["duration_max"] == 1000
+
+
+def test_incremental_after_new_data_equals_full_rebuild(database: str) -> None:
+    rng = random.Random(11)
+    models = ["gpt-4o", "claude-3-haiku-20240307", "in-house-llm-7b"]
+    with psycopg.connect(database) as conn:
+        sessions = [add_session(conn, f"user-{i % 3}", T0) for i in range(6)]
+        agents = [add_agent(conn, s, ["planner", "coder"][i % 2], T0)
+                  for i, s in enumerate(sessions)]
+        for i in range(120):
+            k = rng.randrange(6)
+            add_call(conn, sessions[k], agents[k], rng.choice(models),
+                     T0 + timedelta(minutes=rng.randrange(0, 48 * 60)),
+                     latency_ms=rng.randint(10, 3000), success=i % 9 != 0)
+        running = add_execution(conn, sessions[0], agents[0], T0, status="running",
+                                duration_ms=None)
+    first = run_rollup(database)
+    assert first.full  # the first run builds everything
+
+    with psycopg.connect(database) as conn:
+        for i in range(40):  # new rows, some in old buckets, some in new ones
+            k = rng.randrange(6)
+            add_call(conn, sessions[k], agents[k], rng.choice(models),
+                     T0 + timedelta(minutes=rng.randrange(0, 72 * 60)),
+                     latency_ms=rng.randint(10, 3000), success=i % 5 != 0)
+        conn.execute(
+            "UPDATE agent_executions SET status = 'completed', "
+            "completed_at = started_at + interval '2 seconds' WHERE id = %s", (running,))
+        log_change(conn, "agent_executions", running)
+    second = run_rollup(database)
+    assert not second.full and second.changes == 41
+    assert second.hours > 0
+    incremental = snapshot(database)
+
+    run_rollup(database, full=True)
+    assert snapshot(database) == incremental
+    with psycopg.connect(database) as conn:
+        calls = conn.execute(
+            "SELECT sum(calls) FROM analytics.llm_rollup "
+            "WHERE granularity = 'day' AND dimension = 'all'").fetchone()
+    assert calls == (160,)
+
+
+def test_rerun_without_changes_changes_nothing(database: str) -> None:
+    with psycopg.connect(database) as conn:
+        s = add_session(conn, "erin", T0)
+        add_call(conn, s, None, "gpt-4o", T0)
+    run_rollup(database)
+    before = snapshot(database)
+    again = run_rollup(database)
+    assert (again.full, again.changes) == (False, 0)
+    assert snapshot(database) == before

@@ -1,0 +1,102 @@
+"""The batcher (producers/batcher.py): byte, record and linger bounds; order; wire format."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from producers.batcher import Batch, Batcher
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def rec(i: int, pad: int = 0) -> bytes:
+    return json.dumps({"i": i, "pad": "x" * pad}, separators=(",", ":")).encode()
+
+
+def items(batch: Batch) -> list[int]:
+    return [r["i"] for r in json.loads(batch.value)]
+
+
+def test_sealed_batch_is_a_json_array_of_the_records_in_order() -> None:
+    b = Batcher(max_bytes=1000, max_records=3, linger_s=1.0)
+    assert b.add("t", 0, rec(1)) == ()
+    assert b.add("t", 0, rec(2)) == ()
+    (batch,) = b.add("t", 0, rec(3))
+    assert (batch.topic, batch.partition, batch.records) == ("t", 0, 3)
+    assert items(batch) == [1, 2, 3]
+    assert batch.value == b"[" + b",".join([rec(1), rec(2), rec(3)]) + b"]"
+    assert b.buffered_records == 0
+
+
+def test_byte_bound_is_never_exceeded_and_nothing_is_lost() -> None:
+    b = Batcher(max_bytes=500, max_records=10_000, linger_s=1.0)
+    out: list[Batch] = []
+    for i in range(300):
+        out.extend(b.add("t", 0, rec(i, pad=i % 50)))
+    out.extend(b.drain())
+    assert all(len(x.value) <= 500 for x in out)
+    assert [i for x in out for i in items(x)] == list(range(300))
+    assert sum(x.records for x in out) == 300
+    # Batches are full, not fragments: each but the last is within one record of the bound.
+    assert all(len(x.value) > 500 - 70 for x in out[:-1])
+
+
+def test_record_larger_than_the_bound_goes_alone() -> None:
+    b = Batcher(max_bytes=100, max_records=100, linger_s=1.0)
+    b.add("t", 0, rec(1))
+    sealed = b.add("t", 0, rec(2, pad=300))
+    assert [items(x) for x in sealed] == [[1], [2]]
+    assert sealed[1].records == 1
+    assert len(b) == 0
+
+
+def test_partitions_and_topics_accumulate_separately() -> None:
+    b = Batcher(max_bytes=10_000, max_records=2, linger_s=1.0)
+    assert b.add("a", 0, rec(1)) == ()
+    assert b.add("a", 1, rec(2)) == ()
+    assert b.add("b", 0, rec(3)) == ()
+    (batch,) = b.add("a", 0, rec(4))
+    assert (batch.topic, batch.partition, items(batch)) == ("a", 0, [1, 4])
+    rest = {(x.topic, x.partition): items(x) for x in b.drain()}
+    assert rest == {("a", 1): [2], ("b", 0): [3]}
+
+
+def test_linger_seals_only_batches_that_waited_long_enough() -> None:
+    clock = FakeClock()
+    b = Batcher(max_bytes=10_000, max_records=100, linger_s=0.02, clock=clock)
+    b.add("t", 0, rec(1))
+    clock.now = 0.015
+    b.add("t", 1, rec(2))
+    assert b.next_deadline() == pytest.approx(0.02)
+    assert b.due() == []
+    clock.now = 0.021
+    (batch,) = b.due()
+    assert (batch.partition, items(batch)) == (0, [1])
+    assert b.next_deadline() == pytest.approx(0.035)
+    clock.now = 0.04
+    assert [items(x) for x in b.due()] == [[2]]
+    assert b.next_deadline() is None
+
+
+def test_buffered_count_follows_adds_and_seals() -> None:
+    b = Batcher(max_bytes=10_000, max_records=5, linger_s=1.0)
+    for i in range(7):
+        b.add("t", i % 2, rec(i))
+    assert b.buffered_records == 7
+    b.drain()
+    assert b.buffered_records == 0
+
+
+def test_rejects_nonsense_bounds() -> None:
+    with pytest.raises(ValueError):
+        Batcher(max_bytes=2, max_records=1, linger_s=0)
+    with pytest.raises(ValueError):
+        Batcher(max_bytes=100, max_records=0, linger_s=0)

@@ -1,0 +1,176 @@
+"""The PostgreSQL sink against a real, migrated database (no Kafka): rules, idempotency, errors."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.conninfo import make_conninfo
+
+from agentstream.contract.entities import Record
+from sinks.postgres import PostgresSink, SinkItem, Source, TerminalSinkError, TransientSinkError
+from tests.sink_records import agent, at, document, event, execution, llm, session
+
+pytestmark = pytest.mark.integration
+
+TABLES = ("sessions", "agents", "agent_executions", "llm_interactions", "events", "documents")
+
+
+def items(entity: str, records: Sequence[Record], offset: int = 0) -> list[SinkItem]:
+    return [
+        SinkItem(
+            entity, r, Source(f"t.{entity}", 0, offset + i, r.model_dump_json().encode()), None
+        )
+        for i, r in enumerate(records)
+    ]
+
+
+@pytest.fixture
+def sink(database: str) -> Iterator[PostgresSink]:
+    s = PostgresSink(database)
+    yield s
+    s.close()
+
+
+def dump(conninfo: str) -> dict[str, list[tuple[Any, ...]]]:
+    with psycopg.connect(conninfo) as conn:
+        out = {t: conn.execute(f"SELECT * FROM {t} ORDER BY id").fetchall() for t in TABLES}
+        out["inferred"] = conn.execute(
+            "SELECT entity, id FROM agentstream.inferred_members ORDER BY 1, 2"
+        ).fetchall()
+        out["change_log"] = conn.execute(
+            "SELECT entity, id FROM agentstream.change_log ORDER BY seq"
+        ).fetchall()
+        return out
+
+
+def test_children_before_parents_infer_parents_that_the_real_records_replace(
+    sink: PostgresSink, database: str
+) -> None:
+    sid, aid = uuid.uuid4(), uuid.uuid4()
+    ev, li, doc, ex = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    sink.write(items("events", [event(ev, sid, user="from-event")]))
+    sink.write(
+        items("llm_interactions", [llm(li, sid, aid)])
+        + items("documents", [document(doc, sid, aid)])
+    )
+    sink.write(items("agent_executions", [execution(ex, aid, sid, "running")]))
+    state = dump(database)
+    assert [r[0] for r in state["events"]] == [ev]
+    assert state["sessions"][0][:2] == (sid, "from-event")  # inferred from the event's user
+    assert state["agents"][0][1:3] == ("unknown", "unknown")
+    assert sorted(state["inferred"]) == sorted([("sessions", sid), ("agents", aid)])
+
+    # The real records carry OLDER timestamps than the inferred rows: they win anyway.
+    real_session = session(sid, updated=-3600, user="real-user", metadata={"plan": "pro"})
+    real_agent = agent(aid, sid, updated=-3600, name="researcher", type="rag", status="busy")
+    sink.write(items("sessions", [real_session]) + items("agents", [real_agent]))
+    state = dump(database)
+    assert state["sessions"] == [(sid, "real-user", at(0), at(-3600), {"plan": "pro"})]
+    assert state["agents"] == [(aid, "researcher", "rag", {}, "busy", sid, at(0), at(-3600))]
+    assert state["inferred"] == []
+
+    # Once real, the ordinary rule applies again: an older state no longer wins.
+    sink.write(items("sessions", [session(sid, updated=-7200, user="stale")]))
+    assert dump(database)["sessions"][0][1] == "real-user"
+
+
+def test_latest_state_wins_whatever_the_arrival_order(sink: PostgresSink, database: str) -> None:
+    sid, aid, xid = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    versions = [session(sid, updated=t, user=f"v{t}") for t in (5, 1, 9, 3)]
+    # Two versions in one flush, the rest in later flushes, newest in the middle.
+    sink.write(items("sessions", versions[:2]))
+    sink.write(items("sessions", versions[2:]))
+    assert dump(database)["sessions"][0][1] == "v9"
+
+    sink.write(items("agents", [agent(aid, sid, updated=2, name="a2")]))
+    sink.write(items("agents", [agent(aid, sid, updated=1, name="a1")]))
+    assert dump(database)["agents"][0][1] == "a2"
+
+    order = ["running", "completed", "pending", "running"]
+    sink.write(items("agent_executions", [execution(xid, aid, sid, order[0])]))
+    sink.write(items("agent_executions", [execution(xid, aid, sid, s) for s in order[1:]]))
+    row = dump(database)["agent_executions"][0]
+    assert row[5] == "completed" and row[4] == {"status": "completed"}
+    # A terminal state does not replace another terminal state (equal rank: first wins).
+    sink.write(items("agent_executions", [execution(xid, aid, sid, "failed")]))
+    assert dump(database)["agent_executions"][0][5] == "completed"
+
+
+def test_replaying_a_flush_changes_no_row(sink: PostgresSink, database: str) -> None:
+    sid, aid = uuid.uuid4(), uuid.uuid4()
+    batch = (
+        items("sessions", [session(sid, updated=1)])
+        + items("agents", [agent(aid, sid)])
+        + items("agent_executions", [execution(uuid.uuid4(), aid, sid, "completed")])
+        + items("llm_interactions", [llm(uuid.uuid4(), sid, aid) for _ in range(20)])
+        + items("events", [event(uuid.uuid4(), sid) for _ in range(50)])
+        + items("documents", [document(uuid.uuid4(), sid)])
+    )
+    first = sink.write(batch)
+    assert first.rejected == [] and sum(first.accepted.values()) == len(batch)
+    before = dump(database)
+    assert len(before["change_log"]) == 21  # 20 interactions + 1 execution
+    for _ in range(2):
+        sink.write(batch)
+    assert dump(database) == before
+
+
+def test_duplicates_within_one_flush_land_once(sink: PostgresSink, database: str) -> None:
+    sid = uuid.uuid4()
+    ev = event(uuid.uuid4(), sid)
+    result = sink.write(items("sessions", [session(sid)]) + items("events", [ev, ev, ev]))
+    assert result.accepted["events"] == 3 and not result.rejected
+    assert len(dump(database)["events"]) == 1
+
+
+def test_a_data_error_isolates_the_bad_records_and_writes_the_rest(
+    sink: PostgresSink, database: str
+) -> None:
+    # A rule the contract does not know, so PostgreSQL is the one refusing (SQLSTATE 23514).
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute("ALTER TABLE events ADD CONSTRAINT no_poison CHECK (event_type <> 'poison')")
+    sid = uuid.uuid4()
+    evs = [
+        event(uuid.uuid4(), sid, event_type="poison" if i in (3, 50, 99) else "ok")
+        for i in range(100)
+    ]
+    batch = items("sessions", [session(sid)]) + items("events", evs)
+    result = sink.write(batch)
+    assert sorted(r.item.source.offset for r in result.rejected) == [3, 50, 99]
+    assert all(r.reason.startswith("23514:") for r in result.rejected)
+    assert result.accepted == {"sessions": 1, "events": 97}
+    stored = dump(database)["events"]
+    assert len(stored) == 97 and {r[1] for r in stored} == {"ok"}
+
+
+def test_a_lost_connection_is_transient_and_the_next_write_reconnects(
+    sink: PostgresSink, database: str
+) -> None:
+    sid = uuid.uuid4()
+    sink.write(items("sessions", [session(sid)]))
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = 'agentstream-worker' AND datname = current_database()"
+        )
+    batch = items("events", [event(uuid.uuid4(), sid)])
+    with pytest.raises(TransientSinkError):
+        sink.write(batch)
+    sink.write(batch)
+    assert len(dump(database)["events"]) == 1
+
+
+def test_a_missing_schema_is_terminal_and_says_to_migrate(database: str) -> None:
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute("DROP TABLE documents")
+    with pytest.raises(TerminalSinkError, match="agentstream migrate"):
+        PostgresSink(database).connect()
+    missing_db = make_conninfo(database, dbname=f"as_missing_{uuid.uuid4().hex[:8]}")
+    # A refused connection carries no SQLSTATE (libpq reports none before the session
+    # exists), so it is retried at run time; the worker refuses to start on it instead.
+    with pytest.raises(TransientSinkError, match="does not exist"):
+        PostgresSink(missing_db).connect()

@@ -1,0 +1,190 @@
+"""`agentstream worker` end to end on the real broker and database (plain aiokafka publishes)."""
+
+from __future__ import annotations
+
+import signal
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from agentstream.contract.codec import encode_batch, encode_record
+from agentstream.contract.deadletter import DeadLetter
+from agentstream.contract.settings import Settings
+from agentstream.contract.topics import dlq_topic
+from tests.sink_records import agent, document, event, execution, llm, session
+from tests.support.kafka import read_all
+from tests.worker_support import WorkerProcess, publish, wait_committed, wait_rows
+
+pytestmark = pytest.mark.integration
+
+TABLES = ("sessions", "agents", "agent_executions", "llm_interactions", "events", "documents")
+
+
+def dump(conninfo: str) -> dict[str, list[tuple[Any, ...]]]:
+    with psycopg.connect(conninfo) as conn:
+        return {t: conn.execute(f"SELECT * FROM {t} ORDER BY id").fetchall() for t in TABLES}
+
+
+def adversarial_messages() -> tuple[list[tuple[str, bytes]], dict[str, Any]]:
+    """All six entities, children before parents, states out of order, singles and batches."""
+    sids = [uuid.uuid4() for _ in range(5)]
+    aids = [uuid.uuid4() for _ in range(5)]
+    xids = [uuid.uuid4() for _ in range(5)]
+    evs = [event(uuid.uuid4(), sids[i % 5]) for i in range(200)]
+    lls = [llm(uuid.uuid4(), sids[i % 5], aids[i % 5]) for i in range(100)]
+    docs = [document(uuid.uuid4(), sids[i % 5], aids[i % 5]) for i in range(10)]
+    msgs: list[tuple[str, bytes]] = [
+        ("events", encode_batch(evs[:100])),
+        ("documents", encode_batch(docs)),
+        ("llm_interactions", encode_batch(lls)),
+    ]
+    msgs += [
+        ("agent_executions", encode_record(execution(x, aids[i], sids[i], "completed")))
+        for i, x in enumerate(xids)
+    ]
+    msgs += [
+        ("agent_executions", encode_record(execution(x, aids[i], sids[i], "pending")))
+        for i, x in enumerate(xids)
+    ]
+    msgs += [
+        ("agents", encode_record(agent(a, sids[i], updated=9, name=f"final-{i}")))
+        for i, a in enumerate(aids)
+    ]
+    msgs += [
+        ("agents", encode_record(agent(a, sids[i], updated=1, name="old")))
+        for i, a in enumerate(aids)
+    ]
+    msgs += [
+        (
+            "sessions",
+            encode_batch([session(s, updated=7, user=f"user-{i}") for i, s in enumerate(sids)]),
+        )
+    ]
+    msgs += [("sessions", encode_batch([session(s, updated=2, user="stale") for s in sids]))]
+    msgs += [("events", encode_record(e)) for e in evs[100:]]
+    expected = {
+        "sessions": sorted((s, f"user-{i}") for i, s in enumerate(sids)),
+        "agents": sorted((a, f"final-{i}") for i, a in enumerate(aids)),
+        "executions": sorted((x, "completed") for x in xids),
+        "events": sorted(e.id for e in evs),
+        "llm": sorted(i.id for i in lls),
+        "docs": sorted(d.id for d in docs),
+    }
+    return msgs, expected
+
+
+async def test_adversarial_order_lands_exactly_once_and_a_replay_changes_nothing(
+    settings: Settings, tmp_path: Path
+) -> None:
+    msgs, expected = adversarial_messages()
+    worker = WorkerProcess(settings, tmp_path / "worker.log")
+    try:
+        await publish(settings, msgs)
+        await wait_committed(settings)
+        state = dump(settings.database_conninfo())
+        assert sorted(r[:2] for r in state["sessions"]) == expected["sessions"]
+        assert sorted((r[0], r[1]) for r in state["agents"]) == expected["agents"]
+        assert sorted((r[0], r[5]) for r in state["agent_executions"]) == expected["executions"]
+        assert [r[0] for r in state["events"]] == expected["events"]
+        assert [r[0] for r in state["llm_interactions"]] == expected["llm"]
+        assert [r[0] for r in state["documents"]] == expected["docs"]
+        assert state["events"][0][6] == {"k": [1, 2]}  # the values sent, not just the ids
+
+        await publish(settings, msgs)  # the same messages again: a replay
+        await wait_committed(settings)
+        assert dump(settings.database_conninfo()) == state
+    finally:
+        assert worker.stop() == 0, worker.output()[-3000:]
+
+
+async def test_mixed_batch_writes_the_valid_and_dead_letters_the_invalid(
+    settings: Settings, tmp_path: Path
+) -> None:
+    sid = uuid.uuid4()
+    good = [event(uuid.uuid4(), sid).model_dump(mode="json") for _ in range(20)]
+    import json
+
+    items: list[Any] = list(good)
+    items.insert(3, {"event_type": "x"})  # missing required fields
+    items.insert(10, {**good[0], "id": str(uuid.uuid4()), "timestamp_ms": "soon"})
+    batch = json.dumps(items).encode()
+    worker = WorkerProcess(settings, tmp_path / "worker.log")
+    try:
+        await publish(settings, [("sessions", encode_record(session(sid))), ("events", batch)])
+        await publish(settings, [("events", b"{not json")])
+        await wait_committed(settings)
+        assert await wait_rows(settings.database_conninfo(), "events", 20) == 20
+        letters = await read_all(settings.kafka_bootstrap, dlq_topic(settings.topic_prefix), 3)
+    finally:
+        assert worker.stop() == 0, worker.output()[-3000:]
+    dead = sorted(
+        (DeadLetter.from_message(m.value or b"", m.headers) for m in letters),
+        key=lambda d: (d.offset, d.index if d.index is not None else -1),
+    )
+    assert len(dead) == 3
+    by_index = {d.index: d for d in dead}
+    assert by_index[3].kind == "validation" and "trace_id" in by_index[3].reason
+    assert json.loads(by_index[3].value) == {"event_type": "x"}
+    assert by_index[10].kind == "validation" and "timestamp_ms" in by_index[10].reason
+    assert by_index[3].source_topic == f"{settings.topic_prefix}events"
+    assert by_index[3].offset == by_index[10].offset
+    whole = by_index[None]
+    assert whole.kind == "decode" and whole.value == b"{not json"
+
+
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
+async def test_two_workers_one_stopped_mid_stream_lose_and_duplicate_nothing(
+    settings: Settings, tmp_path: Path, how: signal.Signals
+) -> None:
+    conninfo = settings.database_conninfo()
+    sids = [uuid.uuid4() for _ in range(40)]
+    sessions_msgs = [("sessions", encode_batch([session(s) for s in sids]))]
+    waves = [
+        [
+            (
+                "events",
+                encode_batch([event(uuid.uuid4(), sids[(w * 7 + i) % 40]) for i in range(50)]),
+            )
+            for _ in range(8)
+        ]
+        for w in range(6)
+    ]
+    first = WorkerProcess(settings, tmp_path / "w1.log", "--batch-records", "200")
+    second = WorkerProcess(settings, tmp_path / "w2.log", "--batch-records", "200")
+    try:
+        await publish(settings, sessions_msgs + waves[0] + waves[1])
+        await wait_rows(conninfo, "events", 400)
+        await publish(settings, waves[2])
+        if how == signal.SIGKILL:
+            first.kill()
+        else:
+            assert first.stop(how) == 0, first.output()[-3000:]
+        for wave in waves[3:]:
+            await publish(settings, wave)
+        await wait_committed(settings)
+        assert await wait_rows(conninfo, "events", 2400) == 2400
+    finally:
+        first.kill()
+        assert second.stop() == 0, second.output()[-3000:]
+    with psycopg.connect(conninfo) as conn:
+        row = conn.execute("SELECT count(*), count(DISTINCT id) FROM events").fetchone()
+        assert row == (2400, 2400)
+
+
+async def test_sigterm_finishes_the_batch_commits_and_exits_zero(
+    settings: Settings, tmp_path: Path
+) -> None:
+    sid = uuid.uuid4()
+    worker = WorkerProcess(settings, tmp_path / "worker.log")
+    await publish(
+        settings,
+        [("sessions", encode_record(session(sid)))]
+        + [("events", encode_batch([event(uuid.uuid4(), sid) for _ in range(100)]))] * 1,
+    )
+    await wait_rows(settings.database_conninfo(), "events", 100)
+    code = worker.stop(signal.SIGTERM, wait_s=45)
+    assert code == 0, worker.output()[-3000:]
+    await wait_committed(settings, timeout_s=5)  # offsets were committed before exiting
