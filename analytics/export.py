@@ -44,8 +44,8 @@ __all__ = ["ExportError", "ExportResult", "export_table"]
 NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 # Per-date buffer written as one row group when full: big enough for efficient row groups
 # (readers skip whole groups), small enough that memory stays flat.
-PART_BUFFER_BYTES = 64 << 20
-TOTAL_BUFFER_BYTES = 256 << 20
+PART_BUFFER_BYTES = 32 << 20
+TOTAL_BUFFER_BYTES = 128 << 20
 _DAY_US = 86_400_000_000
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 # Where the 32 hex digits go in the 36-character canonical form, and where the dashes go.
@@ -268,15 +268,20 @@ def export_table(
         for raw in _read_batches(conninfo, query, tuple(params)):
             batch = _conform(raw, spec)
             days = _partition_keys(batch, spec.partition_by)
-            order = np.argsort(days, kind="stable")
-            sorted_days = days[order]
-            batch = batch.take(pa.array(order))
-            bounds = np.flatnonzero(np.diff(sorted_days)) + 1
-            starts = [0, *bounds.tolist()]
-            ends = [*bounds.tolist(), len(sorted_days)]
-            for lo, hi in zip(starts, ends, strict=True):
-                if hi > lo:
-                    writer.add(_partition_name(int(sorted_days[lo])), batch.slice(lo, hi - lo))
+            first = int(days[0]) if len(days) else 0
+            if len(days) and bool((days == first).all()):  # the common case: one date
+                writer.add(_partition_name(first), batch)
+            else:
+                # A compact copy per date (not slices of one sorted batch: a slice keeps
+                # its whole parent buffer alive, which defeats the memory bound).
+                order = np.argsort(days, kind="stable")
+                sorted_days = days[order]
+                bounds = np.flatnonzero(np.diff(sorted_days)) + 1
+                starts = [0, *bounds.tolist()]
+                ends = [*bounds.tolist(), len(sorted_days)]
+                for lo, hi in zip(starts, ends, strict=True):
+                    part = _partition_name(int(sorted_days[lo]))
+                    writer.add(part, batch.take(pa.array(order[lo:hi])))
             result.rows += batch.num_rows
             bar.update(batch.num_rows)
         parts = writer.close()

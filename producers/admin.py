@@ -21,9 +21,16 @@ __all__ = ["ensure_topics"]
 
 
 async def ensure_topics(
-    settings: Settings, entities: Iterable[str] = tuple(ENTITY_MODELS), timeout_s: float = 30.0
+    settings: Settings,
+    entities: Iterable[str] = tuple(ENTITY_MODELS),
+    timeout_s: float | None = None,
 ) -> list[str]:
-    """Create the topics of ``entities`` that are missing; return the names that were created."""
+    """Create the topics of ``entities`` that are missing; return the names that were created.
+
+    Waits at most ``timeout_s`` (default: ``settings.producer_send_timeout_s``) per step.
+    """
+    if timeout_s is None:
+        timeout_s = settings.producer_send_timeout_s
     names = [topic_for(e, settings.topic_prefix) for e in entities]
     admin = AIOKafkaAdminClient(
         bootstrap_servers=settings.kafka_bootstrap,
@@ -56,9 +63,10 @@ async def ensure_topics(
                 )
         return created
     except (TimeoutError, KafkaError, OSError) as exc:
+        why = f"no answer within {timeout_s:g}s" if isinstance(exc, TimeoutError) else str(exc)
         raise BrokerUnavailable(
-            f"cannot create topics at Kafka {settings.kafka_bootstrap} within {timeout_s:g}s "
-            f"({type(exc).__name__}: {exc}); is the broker up (`make services`)?"
+            f"cannot create topics at Kafka {settings.kafka_bootstrap} ({why}); is the broker "
+            "up (`make services`)? Check AGENTSTREAM_KAFKA_BOOTSTRAP."
         ) from exc
     finally:
         await admin.close()

@@ -110,6 +110,10 @@ async def test_mixed_batch_writes_the_valid_and_dead_letters_the_invalid(
     items: list[Any] = list(good)
     items.insert(3, {"event_type": "x"})  # missing required fields
     items.insert(10, {**good[0], "id": str(uuid.uuid4()), "timestamp_ms": "soon"})
+    # Valid by the contract but refused by a rule only the database knows (SQLSTATE 23514).
+    items.insert(15, {**good[0], "id": str(uuid.uuid4()), "event_type": "poison"})
+    with psycopg.connect(settings.database_conninfo(), autocommit=True) as conn:
+        conn.execute("ALTER TABLE events ADD CONSTRAINT no_poison CHECK (event_type <> 'poison')")
     batch = json.dumps(items).encode()
     worker = WorkerProcess(settings, tmp_path / "worker.log")
     try:
@@ -117,20 +121,23 @@ async def test_mixed_batch_writes_the_valid_and_dead_letters_the_invalid(
         await publish(settings, [("events", b"{not json")])
         await wait_committed(settings)
         assert await wait_rows(settings.database_conninfo(), "events", 20) == 20
-        letters = await read_all(settings.kafka_bootstrap, dlq_topic(settings.topic_prefix), 3)
+        letters = await read_all(settings.kafka_bootstrap, dlq_topic(settings.topic_prefix), 4)
     finally:
         assert worker.stop() == 0, worker.output()[-3000:]
     dead = sorted(
         (DeadLetter.from_message(m.value or b"", m.headers) for m in letters),
         key=lambda d: (d.offset, d.index if d.index is not None else -1),
     )
-    assert len(dead) == 3
+    assert len(dead) == 4
     by_index = {d.index: d for d in dead}
     assert by_index[3].kind == "validation" and "trace_id" in by_index[3].reason
     assert json.loads(by_index[3].value) == {"event_type": "x"}
     assert by_index[10].kind == "validation" and "timestamp_ms" in by_index[10].reason
     assert by_index[3].source_topic == f"{settings.topic_prefix}events"
     assert by_index[3].offset == by_index[10].offset
+    refused = by_index[15]
+    assert refused.kind == "database" and refused.reason.startswith("23514:")
+    assert json.loads(refused.value)["event_type"] == "poison"
     whole = by_index[None]
     assert whole.kind == "decode" and whole.value == b"{not json"
 

@@ -1,0 +1,165 @@
+"""The HTML report: one self-contained file (inline SVG charts by matplotlib, inline CSS).
+
+No script, font or stylesheet is fetched from anywhere, so the file opens offline and can be
+mailed. Every chart is an ``<figure class="chart" id="chart-...">`` holding an ``<svg>``,
+so a headless browser can check that each one is drawn. Charts: cost over time by model,
+latency percentiles over time, error rate over time, top sessions and top agents by cost.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+from collections import defaultdict
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from analytics.report import Report, render_table
+
+__all__ = ["CHART_IDS", "render_html"]
+
+CHART_IDS = (
+    "chart-cost-by-model",
+    "chart-latency-percentiles",
+    "chart-error-rate",
+    "chart-top-sessions",
+    "chart-top-agents",
+)
+
+
+def _svg(fig: Any) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight")
+    plt.close(fig)
+    text = buf.getvalue()
+    return text[text.index("<svg") :]  # drop the XML prolog and doctype: inline SVG
+
+
+def _figure(title: str) -> tuple[Any, Any]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 3.6))
+    ax.set_title(title, fontsize=11, loc="left")
+    ax.grid(alpha=0.3)
+    return fig, ax
+
+
+def _empty(ax: Any) -> None:
+    ax.text(0.5, 0.5, "no data in this window", ha="center", va="center",
+            transform=ax.transAxes, color="#888")
+
+
+def _cost_by_model(series: dict[str, list[dict[str, Any]]]) -> str:
+    fig, ax = _figure("Cost over time by model (USD)")
+    per_model: dict[str, dict[datetime, float]] = defaultdict(dict)
+    for r in series["by_model"]:
+        per_model[r["model"]][r["bucket"]] = float(r["cost"])
+    buckets = sorted({r["bucket"] for r in series["by_model"]})
+    if buckets:
+        ranked = sorted(per_model, key=lambda m: -sum(per_model[m].values()))
+        stacks = [[per_model[m].get(b, 0.0) for b in buckets] for m in ranked]
+        ax.stackplot(buckets, stacks, labels=ranked, alpha=0.85)
+        ax.legend(fontsize=7, loc="upper left", ncol=2)
+        fig.autofmt_xdate()
+    else:
+        _empty(ax)
+    return _svg(fig)
+
+
+def _latency(series: dict[str, list[dict[str, Any]]]) -> str:
+    fig, ax = _figure("Latency percentiles (ms)")
+    rows = series["overall"]
+    if rows:
+        x = [r["bucket"] for r in rows]
+        for name in ("p50", "p90", "p95", "p99"):
+            ax.plot(x, [r[f"latency_{name}"] for r in rows], label=name, linewidth=1.2)
+        ax.legend(fontsize=8)
+        fig.autofmt_xdate()
+    else:
+        _empty(ax)
+    return _svg(fig)
+
+
+def _errors(series: dict[str, list[dict[str, Any]]]) -> str:
+    fig, ax = _figure("Error rate (% of calls)")
+    rows = series["overall"]
+    if rows:
+        ax.plot([r["bucket"] for r in rows], [100 * r["error_rate"] for r in rows],
+                color="#c0392b", linewidth=1.2)
+        fig.autofmt_xdate()
+    else:
+        _empty(ax)
+    return _svg(fig)
+
+
+def _top(rows: list[dict[str, Any]], title: str) -> str:
+    fig, ax = _figure(title)
+    if rows:
+        labels = [f"{r['key'][:8]}… {r['label'] or ''}" for r in rows][::-1]
+        ax.barh(labels, [float(r["cost"]) for r in rows][::-1], color="#2c7fb8")
+        ax.tick_params(axis="y", labelsize=7)
+    else:
+        _empty(ax)
+    return _svg(fig)
+
+
+def _money(value: Any) -> str:
+    return f"${Decimal(value):,.4f}"
+
+
+def render_html(report: Report) -> str:
+    s = report.series
+    charts = [
+        ("chart-cost-by-model", _cost_by_model(s)),
+        ("chart-latency-percentiles", _latency(s)),
+        ("chart-error-rate", _errors(s)),
+        ("chart-top-sessions", _top(s["top_sessions"], "Top sessions by cost (USD)")),
+        ("chart-top-agents", _top(s["top_agents"], "Top agents by cost (USD)")),
+    ]
+    t = report.totals
+    unpriced = ""
+    if report.unpriced_models:
+        items = "".join(
+            f"<li><code>{html.escape(u['model'])}</code>: {u['calls']:,} calls</li>"
+            for u in report.unpriced_models
+        )
+        unpriced = (
+            '<section class="unpriced" id="unpriced-models"><h2>Unpriced models</h2>'
+            "<p>These calls have no price in force and are <b>not</b> in the cost figures. "
+            "Add the models to your prices file (AGENTSTREAM_PRICES_FILE).</p>"
+            f"<ul>{items}</ul></section>"
+        )
+    figures = "\n".join(f'<figure class="chart" id="{cid}">{svg}</figure>' for cid, svg in charts)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>agentstream report {report.since:%Y-%m-%d} .. {report.until:%Y-%m-%d}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 1100px; }}
+.kpis {{ display: flex; gap: 2em; flex-wrap: wrap; }}
+.kpi b {{ display: block; font-size: 1.5em; }}
+.unpriced {{ border: 2px solid #c0392b; background: #fdecea; padding: 0 1em; margin: 1em 0; }}
+figure.chart {{ margin: 1.5em 0; }}
+figure.chart svg {{ max-width: 100%; height: auto; }}
+pre {{ font-size: 11px; overflow-x: auto; background: #f6f6f6; padding: 1em; }}
+</style></head><body>
+<h1>LLM cost and latency</h1>
+<p>{report.since:%Y-%m-%d %H:%M} to {report.until:%Y-%m-%d %H:%M} UTC, by {report.by}</p>
+<div class="kpis">
+<div class="kpi" id="total-cost"><b>{_money(t["cost"])}</b>cost</div>
+<div class="kpi" id="total-calls"><b>{t["calls"]:,}</b>calls</div>
+<div class="kpi"><b>{100 * float(t["error_rate"]):.2f}%</b>errors</div>
+<div class="kpi"><b>{t["latency_p95"] or 0:,.0f} ms</b>p95 latency</div>
+<div class="kpi"><b>{t["unpriced_calls"]:,}</b>unpriced calls</div>
+</div>
+{unpriced}
+{figures}
+<h2>By {html.escape(report.by)}</h2>
+<pre id="report-table">{html.escape(render_table(report))}</pre>
+</body></html>
+"""

@@ -1,0 +1,148 @@
+"""Deterministic test traffic as plain JSON records, and what must be in PostgreSQL after it.
+
+Independent of the SDK on purpose: the fault suite publishes with plain aiokafka, as a
+producer in any language would, and checks rows against the very dicts it sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+from aiokafka import AIOKafkaProducer
+
+from agentstream.contract.settings import Settings
+from agentstream.contract.topics import topic_for
+
+
+@dataclass
+class Traffic:
+    records: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def count(self) -> int:
+        return sum(len(v) for v in self.records.values())
+
+    def messages(self, per_message: int) -> list[tuple[str, bytes]]:
+        """Batch messages, parents' topics first within each slice, interleaved by session."""
+        out: list[tuple[str, bytes]] = []
+        for entity, rows in self.records.items():
+            for i in range(0, len(rows), per_message):
+                out.append((entity, json.dumps(rows[i : i + per_message]).encode()))
+        return out
+
+
+def make_traffic(
+    sessions: int, events_per_session: int, llm_per_session: int, seed: int
+) -> Traffic:
+    rng = random.Random(seed)
+    base = datetime(2026, 11, 1, tzinfo=UTC)
+    t = Traffic({"sessions": [], "agents": [], "llm_interactions": [], "events": []})
+    for s in range(sessions):
+        sid = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        start = base + timedelta(seconds=s)
+        t.records["sessions"].append(
+            {
+                "id": sid,
+                "user_id": f"user-{s % 17}",
+                "created_at": start.isoformat(),
+                "updated_at": start.isoformat(),
+                "metadata": {"n": s},
+            }
+        )
+        aid = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        t.records["agents"].append(
+            {
+                "id": aid,
+                "name": f"agent-{s}",
+                "type": "react",
+                "session_id": sid,
+                "status": "active",
+                "created_at": start.isoformat(),
+                "updated_at": start.isoformat(),
+            }
+        )
+        for i in range(llm_per_session):
+            t.records["llm_interactions"].append(
+                {
+                    "id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                    "session_id": sid,
+                    "agent_id": aid,
+                    "prompt": f"p{i}",
+                    "response": f"r{i}",
+                    "model": "gpt-4o",
+                    "prompt_tokens": rng.randint(1, 999),
+                    "response_tokens": rng.randint(1, 999),
+                    "latency_ms": rng.randint(50, 5000),
+                    "success": True,
+                    "created_at": (start + timedelta(milliseconds=i)).isoformat(),
+                }
+            )
+        for i in range(events_per_session):
+            t.records["events"].append(
+                {
+                    "id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                    "event_type": "step",
+                    "trace_id": sid,
+                    "session_id": sid,
+                    "user_id": f"user-{s % 17}",
+                    "timestamp_ms": int(start.timestamp() * 1000) + i,
+                    "payload": {"i": i},
+                }
+            )
+    return t
+
+
+async def publish(
+    settings: Settings,
+    messages: Sequence[tuple[str, bytes]],
+    *,
+    per_second: float | None = None,
+    headers: Iterable[tuple[str, bytes]] = (),
+) -> None:
+    """Publish (entity, value) messages with acks=all, optionally paced to ``per_second``."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        max_request_size=10 * 2**20,
+        request_timeout_ms=60_000,
+    )
+    await producer.start()
+    try:
+        pending = []
+        for n, (entity, value) in enumerate(messages):
+            pending.append(
+                await producer.send(
+                    topic_for(entity, settings.topic_prefix), value, headers=list(headers)
+                )
+            )
+            if per_second:
+                await asyncio.sleep(1 / per_second)
+            if n % 200 == 199:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+def ids_in(conninfo: str, table: str) -> list[str]:
+    """Every id in ``table`` (a name from the contract's fixed list, never from input)."""
+    with psycopg.connect(conninfo) as conn:
+        return [str(r[0]) for r in conn.execute(f"SELECT id FROM {table}")]
+
+
+def row_count(conninfo: str, tables: Iterable[str]) -> int:
+    total = 0
+    with psycopg.connect(conninfo) as conn:
+        for table in tables:
+            row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+            total += int(row[0]) if row else 0
+    return total

@@ -1,0 +1,90 @@
+"""Fault suite: the worker is SIGKILLed at random moments during ingest, four times.
+
+Nothing may be lost (offsets are committed only after the rows are) and nothing may be
+duplicated (writes are idempotent, so re-delivered messages change nothing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from agentstream.contract.settings import Settings
+from agentstream.contract.topics import ENTITIES, dlq_topic, topic_for
+from tests.support.kafka import create_topics
+from tests.support.reliability import Result, record
+from tests.support.traffic import ids_in, make_traffic, publish, row_count
+from tests.support.worker import WorkerProcess, wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+KILLS = 4
+
+
+async def test_sigkill_four_times_during_ingest(settings: Settings, tmp_path: Path) -> None:
+    settings = settings.model_copy(update={"worker_batch_records": 2000})
+    await create_topics(
+        settings.kafka_bootstrap,
+        [topic_for(e, settings.topic_prefix) for e in ENTITIES]
+        + [dlq_topic(settings.topic_prefix)],
+        partitions=4,
+    )
+    traffic = make_traffic(sessions=300, events_per_session=60, llm_per_session=8, seed=7)
+    expected = traffic.count()
+    tables = list(traffic.records)
+    conninfo = settings.database_conninfo()
+    rng = random.Random(20261126)
+
+    producing = asyncio.create_task(
+        publish(settings, traffic.messages(per_message=100), per_second=25)
+    )
+    worker = WorkerProcess(settings, tmp_path / "worker-0.log").start()
+    kills = 0
+    try:
+        for n in range(1, KILLS + 1):
+            before = row_count(conninfo, tables)
+
+            # Kill only once this incarnation has written something: a kill mid-ingest.
+            def wrote_more(floor: int = before) -> bool:
+                return row_count(conninfo, tables) > floor
+
+            progressed = await asyncio.to_thread(wait_for, wrote_more, 60)
+            assert progressed, f"worker made no progress before kill {n}:\n{worker.log()[-3000:]}"
+            await asyncio.sleep(rng.uniform(0.0, 1.5))
+            worker.kill()
+            kills += 1
+            worker = WorkerProcess(settings, tmp_path / f"worker-{n}.log").start()
+        await producing
+        landed = await asyncio.to_thread(
+            wait_for, lambda: row_count(conninfo, tables) >= expected, 180
+        )
+        assert landed, f"only {row_count(conninfo, tables)} of {expected}:\n{worker.log()[-3000:]}"
+        assert worker.terminate() == 0, worker.log()[-3000:]
+    finally:
+        worker.close()
+        producing.cancel()
+
+    written = duplicated = 0
+    for table, rows in traffic.records.items():
+        found = Counter(ids_in(conninfo, table))
+        sent = {r["id"] for r in rows}
+        written += len(sent & set(found))
+        duplicated += sum(n - 1 for n in found.values()) + len(set(found) - sent)
+    lost = expected - written
+    record(
+        Result(
+            f"worker SIGKILLed {kills} times at random moments during ingest",
+            expected,
+            written,
+            0,
+            lost,
+            duplicated,
+            "4 partitions per topic, batches of 100 records per message",
+        )
+    )
+    assert kills == KILLS
+    assert (lost, duplicated) == (0, 0)
