@@ -93,4 +93,6 @@ def add_execution(
 
 def log_change(conn: psycopg.Connection[Any], entity: str, row_id: uuid.UUID) -> None:
     """What the sink does in the same transaction as its write."""
-    conn.execute("INSERT INTO agentstream.change_log (entity, id) VALUES (%s, %s)", (entity, row_id))
+    conn.execute(
+        "INSERT INTO agentstream.change_log (entity, id) VALUES (%s, %s)", (entity, row_id)
+    )

@@ -39,7 +39,7 @@ def execution(xid: uuid.UUID, aid: uuid.UUID, sid: uuid.UUID, status: str) -> Ag
         session_id=sid,
         input_data={"q": "x"},
         output_data={"status": status},
-        status=status,  # type: ignore[arg-type]
+        status=status,
         started_at=at(1),
     )
 

@@ -53,19 +53,28 @@ def test_exact_beats_pattern_and_longer_pattern_beats_shorter(tmp_path: Path) ->
     override = write(
         tmp_path,
         [
-            {"model": "acme-*", "pattern": True, "effective_from": "2024-01-01",
-             "input": "1", "output": "2"},
-            {"model": "acme-large-*", "pattern": True, "effective_from": "2024-01-01",
-             "input": "3", "output": "4"},
-            {"model": "acme-large-v2", "effective_from": "2024-06-01",
-             "input": "5", "output": "6"},
+            {
+                "model": "acme-*",
+                "pattern": True,
+                "effective_from": "2024-01-01",
+                "input": "1",
+                "output": "2",
+            },
+            {
+                "model": "acme-large-*",
+                "pattern": True,
+                "effective_from": "2024-01-01",
+                "input": "3",
+                "output": "4",
+            },
+            {"model": "acme-large-v2", "effective_from": "2024-06-01", "input": "5", "output": "6"},
         ],
     )
-    assert price_at("acme-small", "2025-01-01", override) == (1, 2)
-    assert price_at("acme-large-v1", "2025-01-01", override) == (3, 4)
-    assert price_at("acme-large-v2", "2025-01-01", override) == (5, 6)
+    assert price_at("acme-small", "2025-01-01", override) == (Decimal(1), Decimal(2))
+    assert price_at("acme-large-v1", "2025-01-01", override) == (Decimal(3), Decimal(4))
+    assert price_at("acme-large-v2", "2025-01-01", override) == (Decimal(5), Decimal(6))
     # Before the exact row starts, the pattern is what is in force.
-    assert price_at("acme-large-v2", "2024-02-01", override) == (3, 4)
+    assert price_at("acme-large-v2", "2024-02-01", override) == (Decimal(3), Decimal(4))
 
 
 def test_unknown_model_has_no_price() -> None:
@@ -76,10 +85,18 @@ def test_override_replaces_same_row_and_closes_open_end(tmp_path: Path) -> None:
     override = write(
         tmp_path,
         [
-            {"model": "gpt-4o-mini", "effective_from": "2024-07-18", "input": "0.20",
-             "output": "0.80"},
-            {"model": "gpt-4o-mini", "effective_from": "2026-01-01", "input": "0.10",
-             "output": "0.40"},
+            {
+                "model": "gpt-4o-mini",
+                "effective_from": "2024-07-18",
+                "input": "0.20",
+                "output": "0.80",
+            },
+            {
+                "model": "gpt-4o-mini",
+                "effective_from": "2026-01-01",
+                "input": "0.10",
+                "output": "0.40",
+            },
         ],
     )
     assert price_at("gpt-4o-mini", "2025-01-01", override) == (Decimal("0.20"), Decimal("0.80"))
@@ -90,8 +107,13 @@ def test_overlapping_periods_are_refused(tmp_path: Path) -> None:
     override = write(
         tmp_path,
         [
-            {"model": "x", "effective_from": "2024-01-01", "effective_to": "2024-06-01",
-             "input": "1", "output": "1"},
+            {
+                "model": "x",
+                "effective_from": "2024-01-01",
+                "effective_to": "2024-06-01",
+                "input": "1",
+                "output": "1",
+            },
             {"model": "x", "effective_from": "2024-03-01", "input": "2", "output": "2"},
         ],
     )

@@ -42,21 +42,57 @@ def test_costs_to_the_cent_across_models_and_a_price_change(database: str) -> No
         s = add_session(conn, "alice", T0)
         a = add_agent(conn, s, "planner", T0)
         # gpt-4o before the change: 1000 x $5/M + 500 x $15/M = 0.0125
-        add_call(conn, s, a, "gpt-4o", T0 + timedelta(minutes=30),
-                 prompt_tokens=1000, response_tokens=500)
+        add_call(
+            conn,
+            s,
+            a,
+            "gpt-4o",
+            T0 + timedelta(minutes=30),
+            prompt_tokens=1000,
+            response_tokens=500,
+        )
         # gpt-4o after: 2000 x $2.50/M + 1000 x $10/M = 0.015
-        add_call(conn, s, a, "gpt-4o", T0 + timedelta(minutes=90),
-                 prompt_tokens=2000, response_tokens=1000)
+        add_call(
+            conn,
+            s,
+            a,
+            "gpt-4o",
+            T0 + timedelta(minutes=90),
+            prompt_tokens=2000,
+            response_tokens=1000,
+        )
         # a dated snapshot name, priced by the pattern gpt-4o-mini-*:
         # 100000 x $0.15/M + 20000 x $0.60/M = 0.027
-        add_call(conn, s, None, "gpt-4o-mini-2024-07-18", T0 + timedelta(minutes=100),
-                 prompt_tokens=100_000, response_tokens=20_000)
+        add_call(
+            conn,
+            s,
+            None,
+            "gpt-4o-mini-2024-07-18",
+            T0 + timedelta(minutes=100),
+            prompt_tokens=100_000,
+            response_tokens=20_000,
+        )
         # claude-3-haiku-*: 40000 x $0.25/M + 8000 x $1.25/M = 0.02
-        add_call(conn, s, a, "claude-3-haiku-20240307", T0 + timedelta(minutes=110),
-                 prompt_tokens=40_000, response_tokens=8_000, success=False)
+        add_call(
+            conn,
+            s,
+            a,
+            "claude-3-haiku-20240307",
+            T0 + timedelta(minutes=110),
+            prompt_tokens=40_000,
+            response_tokens=8_000,
+            success=False,
+        )
         # not in the price table: unpriced, never $0
-        add_call(conn, s, a, "in-house-llm-7b", T0 + timedelta(minutes=115),
-                 prompt_tokens=10_000, response_tokens=10_000)
+        add_call(
+            conn,
+            s,
+            a,
+            "in-house-llm-7b",
+            T0 + timedelta(minutes=115),
+            prompt_tokens=10_000,
+            response_tokens=10_000,
+        )
     result = run_rollup(database)
     assert result.unpriced_models == ["in-house-llm-7b"]
 
@@ -72,7 +108,8 @@ def test_costs_to_the_cent_across_models_and_a_price_change(database: str) -> No
         day2: Decimal("0.015"),
     }
     day2_models = {
-        k[3]: r for k, r in rollup_rows(database, granularity="day", dimension="model").items()
+        k[3]: r
+        for k, r in rollup_rows(database, granularity="day", dimension="model").items()
         if k[2] == day2
     }
     assert day2_models["gpt-4o-mini-2024-07-18"]["cost"] == Decimal("0.027")
@@ -96,14 +133,29 @@ def test_costs_to_the_cent_across_models_and_a_price_change(database: str) -> No
 def test_user_price_file_prices_a_model_and_recosts(database: str, tmp_path: Path) -> None:
     with psycopg.connect(database) as conn:
         s = add_session(conn, "bob", T0)
-        add_call(conn, s, None, "in-house-llm-7b", T0, prompt_tokens=1_000_000,
-                 response_tokens=500_000)
+        add_call(
+            conn, s, None, "in-house-llm-7b", T0, prompt_tokens=1_000_000, response_tokens=500_000
+        )
     first = run_rollup(database)
     assert first.unpriced_models == ["in-house-llm-7b"]
     prices = tmp_path / "mine.json"
-    prices.write_text(json.dumps({"checked": "2026-01-01", "prices": [
-        {"provider": "us", "model": "in-house-llm-*", "pattern": True,
-         "effective_from": "2024-01-01", "input": "0.10", "output": "0.30"}]}))
+    prices.write_text(
+        json.dumps(
+            {
+                "checked": "2026-01-01",
+                "prices": [
+                    {
+                        "provider": "us",
+                        "model": "in-house-llm-*",
+                        "pattern": True,
+                        "effective_from": "2024-01-01",
+                        "input": "0.10",
+                        "output": "0.30",
+                    }
+                ],
+            }
+        )
+    )
     second = run_rollup(database, prices_file=prices)
     assert second.full and second.reason == "prices changed"
     assert second.unpriced_models == []
@@ -157,27 +209,43 @@ def test_incremental_after_new_data_equals_full_rebuild(database: str) -> None:
     models = ["gpt-4o", "claude-3-haiku-20240307", "in-house-llm-7b"]
     with psycopg.connect(database) as conn:
         sessions = [add_session(conn, f"user-{i % 3}", T0) for i in range(6)]
-        agents = [add_agent(conn, s, ["planner", "coder"][i % 2], T0)
-                  for i, s in enumerate(sessions)]
+        agents = [
+            add_agent(conn, s, ["planner", "coder"][i % 2], T0) for i, s in enumerate(sessions)
+        ]
         for i in range(120):
             k = rng.randrange(6)
-            add_call(conn, sessions[k], agents[k], rng.choice(models),
-                     T0 + timedelta(minutes=rng.randrange(0, 48 * 60)),
-                     latency_ms=rng.randint(10, 3000), success=i % 9 != 0)
-        running = add_execution(conn, sessions[0], agents[0], T0, status="running",
-                                duration_ms=None)
+            add_call(
+                conn,
+                sessions[k],
+                agents[k],
+                rng.choice(models),
+                T0 + timedelta(minutes=rng.randrange(0, 48 * 60)),
+                latency_ms=rng.randint(10, 3000),
+                success=i % 9 != 0,
+            )
+        running = add_execution(
+            conn, sessions[0], agents[0], T0, status="running", duration_ms=None
+        )
     first = run_rollup(database)
     assert first.full  # the first run builds everything
 
     with psycopg.connect(database) as conn:
         for i in range(40):  # new rows, some in old buckets, some in new ones
             k = rng.randrange(6)
-            add_call(conn, sessions[k], agents[k], rng.choice(models),
-                     T0 + timedelta(minutes=rng.randrange(0, 72 * 60)),
-                     latency_ms=rng.randint(10, 3000), success=i % 5 != 0)
+            add_call(
+                conn,
+                sessions[k],
+                agents[k],
+                rng.choice(models),
+                T0 + timedelta(minutes=rng.randrange(0, 72 * 60)),
+                latency_ms=rng.randint(10, 3000),
+                success=i % 5 != 0,
+            )
         conn.execute(
             "UPDATE agent_executions SET status = 'completed', "
-            "completed_at = started_at + interval '2 seconds' WHERE id = %s", (running,))
+            "completed_at = started_at + interval '2 seconds' WHERE id = %s",
+            (running,),
+        )
         log_change(conn, "agent_executions", running)
     second = run_rollup(database)
     assert not second.full and second.changes == 41
@@ -189,7 +257,8 @@ def test_incremental_after_new_data_equals_full_rebuild(database: str) -> None:
     with psycopg.connect(database) as conn:
         calls = conn.execute(
             "SELECT sum(calls) FROM analytics.llm_rollup "
-            "WHERE granularity = 'day' AND dimension = 'all'").fetchone()
+            "WHERE granularity = 'day' AND dimension = 'all'"
+        ).fetchone()
     assert calls == (160,)
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import signal
+import socket
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,17 @@ TABLES = ("sessions", "agents", "agent_executions", "llm_interactions", "events"
 def dump(conninfo: str) -> dict[str, list[tuple[Any, ...]]]:
     with psycopg.connect(conninfo) as conn:
         return {t: conn.execute(f"SELECT * FROM {t} ORDER BY id").fetchall() for t in TABLES}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http_get(port: int, path: str) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+        return str(response.read().decode())
 
 
 def adversarial_messages() -> tuple[list[tuple[str, bytes]], dict[str, Any]]:
@@ -69,9 +83,9 @@ def adversarial_messages() -> tuple[list[tuple[str, bytes]], dict[str, Any]]:
         "sessions": sorted((s, f"user-{i}") for i, s in enumerate(sids)),
         "agents": sorted((a, f"final-{i}") for i, a in enumerate(aids)),
         "executions": sorted((x, "completed") for x in xids),
-        "events": sorted(e.id for e in evs),
-        "llm": sorted(i.id for i in lls),
-        "docs": sorted(d.id for d in docs),
+        "events": sorted(e.id for e in evs if e.id),
+        "llm": sorted(i.id for i in lls if i.id),
+        "docs": sorted(d.id for d in docs if d.id),
     }
     return msgs, expected
 
@@ -105,8 +119,6 @@ async def test_mixed_batch_writes_the_valid_and_dead_letters_the_invalid(
 ) -> None:
     sid = uuid.uuid4()
     good = [event(uuid.uuid4(), sid).model_dump(mode="json") for _ in range(20)]
-    import json
-
     items: list[Any] = list(good)
     items.insert(3, {"event_type": "x"})  # missing required fields
     items.insert(10, {**good[0], "id": str(uuid.uuid4()), "timestamp_ms": "soon"})
@@ -115,13 +127,26 @@ async def test_mixed_batch_writes_the_valid_and_dead_letters_the_invalid(
     with psycopg.connect(settings.database_conninfo(), autocommit=True) as conn:
         conn.execute("ALTER TABLE events ADD CONSTRAINT no_poison CHECK (event_type <> 'poison')")
     batch = json.dumps(items).encode()
-    worker = WorkerProcess(settings, tmp_path / "worker.log")
+    port = free_port()
+    worker = WorkerProcess(
+        settings, tmp_path / "worker.log", AGENTSTREAM_WORKER_METRICS_PORT=str(port)
+    )
     try:
         await publish(settings, [("sessions", encode_record(session(sid))), ("events", batch)])
         await publish(settings, [("events", b"{not json")])
         await wait_committed(settings)
         assert await wait_rows(settings.database_conninfo(), "events", 20) == 20
         letters = await read_all(settings.kafka_bootstrap, dlq_topic(settings.topic_prefix), 4)
+        health = json.loads(http_get(port, "/healthz"))
+        assert health["ok"] is True and health["assigned_partitions"] > 0
+        metrics = http_get(port, "/metrics")
+        events_topic = f"{settings.topic_prefix}events"
+        assert f'agentstream_records_written_total{{topic="{events_topic}"}} 20.0' in metrics
+        assert (
+            f'agentstream_records_dead_lettered_total{{kind="validation",topic="{events_topic}"}}'
+            " 2.0" in metrics
+        )
+        assert "agentstream_flush_seconds_bucket" in metrics
     finally:
         assert worker.stop() == 0, worker.output()[-3000:]
     dead = sorted(
@@ -195,3 +220,35 @@ async def test_sigterm_finishes_the_batch_commits_and_exits_zero(
     code = worker.stop(signal.SIGTERM, wait_s=45)
     assert code == 0, worker.output()[-3000:]
     await wait_committed(settings, timeout_s=5)  # offsets were committed before exiting
+
+
+async def test_a_terminal_database_error_stops_the_worker_loudly(
+    settings: Settings, tmp_path: Path
+) -> None:
+    sid = uuid.uuid4()
+    worker = WorkerProcess(settings, tmp_path / "worker.log")
+    try:
+        await publish(settings, [("sessions", encode_record(session(sid)))])
+        await wait_committed(settings)
+        with psycopg.connect(settings.database_conninfo(), autocommit=True) as conn:
+            conn.execute("DROP TABLE documents")  # as if the schema had never been migrated
+        await publish(settings, [("documents", encode_record(document(uuid.uuid4(), sid)))])
+        code = worker.proc.wait(60)
+    finally:
+        worker.kill()
+    assert code != 0
+    assert "agentstream migrate" in worker.output()
+    with psycopg.connect(settings.database_conninfo()) as conn:
+        assert conn.execute("SELECT count(*) FROM sessions").fetchone() == (1,)
+
+
+def test_the_worker_refuses_to_start_on_an_unmigrated_database(
+    settings: Settings, tmp_path: Path
+) -> None:
+    with psycopg.connect(settings.database_conninfo(), autocommit=True) as conn:
+        conn.execute("DROP TABLE events")
+    worker = WorkerProcess(settings, tmp_path / "worker.log")
+    code = worker.proc.wait(60)
+    worker.kill()
+    assert code == 2
+    assert "run `agentstream migrate`" in worker.output()

@@ -1,0 +1,190 @@
+"""Reports (totals equal direct SQL on the seed tables, HTML charts) and session timelines."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+import psycopg
+import pytest
+from psycopg.types.json import Jsonb
+
+from agentstream.cli.main import main
+from analytics.report import build_report, render_csv, render_json, render_table
+from analytics.report_html import CHART_IDS, render_html
+from analytics.timeline import TimelineError, load_timeline, render_text, to_json
+from tests.analytics_data import add_agent, add_call, add_execution, add_session
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2025, 11, 3, 8, 0, tzinfo=UTC)
+
+
+def populate(conninfo: str) -> tuple[uuid.UUID, uuid.UUID]:
+    with psycopg.connect(conninfo) as conn:
+        s1 = add_session(conn, "alice", T0)
+        s2 = add_session(conn, "bob", T0)
+        a1 = add_agent(conn, s1, "planner", T0)
+        a2 = add_agent(conn, s2, "coder", T0)
+        for i in range(30):
+            add_call(
+                conn,
+                s1 if i % 3 else s2,
+                a1 if i % 3 else a2,
+                ["gpt-4o", "claude-haiku-4-5-20251001", "in-house"][i % 3],
+                T0 + timedelta(minutes=7 * i),
+                prompt_tokens=1000 + i,
+                response_tokens=200 + i,
+                latency_ms=100 + 37 * i,
+                success=i % 7 != 0,
+            )
+        add_execution(conn, s1, a1, T0 + timedelta(minutes=1), duration_ms=1500)
+        conn.execute(
+            "INSERT INTO events (id, event_type, trace_id, session_id, user_id, timestamp_ms, "
+            "payload, created_at) VALUES (%s, 'tool_call', %s, %s, 'alice', %s, %s, %s)",
+            (
+                uuid.uuid4(),
+                uuid.uuid4(),
+                s1,
+                int((T0 + timedelta(seconds=90)).timestamp() * 1000),
+                Jsonb({"tool": "search"}),
+                T0 + timedelta(minutes=5),
+            ),
+        )
+        conn.execute(
+            "INSERT INTO documents (id, session_id, agent_id, title, content, created_at) "
+            "VALUES (%s, %s, %s, 'Spec', 'The spec text', %s)",
+            (uuid.uuid4(), s1, a1, T0 + timedelta(minutes=3)),
+        )
+    return s1, a1
+
+
+def test_report_totals_equal_direct_sql_on_seed_tables(database: str) -> None:
+    populate(database)
+    since, until = T0 + timedelta(minutes=20), T0 + timedelta(hours=2, minutes=10)
+    report = build_report(database, since, until, "model")
+    assert (report.since, report.until) == (T0, T0 + timedelta(hours=3))  # whole hours
+    with psycopg.connect(database) as conn:
+        direct = conn.execute(
+            "SELECT count(*), count(*) FILTER (WHERE NOT success), sum(prompt_tokens), "
+            "sum(response_tokens), count(*) FILTER (WHERE model = 'in-house') "
+            "FROM llm_interactions WHERE created_at >= %s AND created_at < %s",
+            (report.since, report.until),
+        ).fetchone()
+        latencies = [
+            r[0]
+            for r in conn.execute(
+                "SELECT latency_ms FROM llm_interactions "
+                "WHERE created_at >= %s AND created_at < %s",
+                (report.since, report.until),
+            )
+        ]
+        # priced by hand: gpt-4o $2.50/$10 per M, claude-haiku-4-5-* $1/$5 per M
+        cost = conn.execute(
+            "SELECT sum(CASE model WHEN 'gpt-4o' THEN prompt_tokens * 2.5 + response_tokens * 10 "
+            "ELSE prompt_tokens * 1 + response_tokens * 5 END) / 1000000 FROM llm_interactions "
+            "WHERE model <> 'in-house' AND created_at >= %s AND created_at < %s",
+            (report.since, report.until),
+        ).fetchone()
+    t = report.totals
+    assert direct is not None and cost is not None
+    assert (t["calls"], t["errors"], t["prompt_tokens"], t["response_tokens"]) == direct[:4]
+    assert t["unpriced_calls"] == direct[4] == 8
+    assert t["cost"] == cost[0]
+    assert sum(r["cost"] for r in report.rows) == t["cost"]
+    assert t["latency_p95"] == pytest.approx(np.percentile(latencies, 95), rel=1e-12)
+    assert report.unpriced_models == [{"model": "in-house", "calls": 8}]
+    assert "UNPRICED" in render_table(report) and "in-house" in render_table(report)
+    rows = render_csv(report).splitlines()
+    assert rows[0].startswith("key,calls,errors") and rows[-1].startswith("TOTAL,")
+    doc = json.loads(render_json(report))
+    assert Decimal(doc["totals"]["cost"]) == cost[0]
+
+
+@pytest.mark.parametrize("by", ["agent", "agent_type", "user", "session", "hour", "day"])
+def test_every_grouping_adds_up_to_the_totals(database: str, by: str) -> None:
+    populate(database)
+    report = build_report(database, T0, T0 + timedelta(days=1), by)
+    assert sum(r["calls"] for r in report.rows) == report.totals["calls"] == 30
+    assert sum(r["cost"] for r in report.rows) == report.totals["cost"]
+    if by in ("agent", "agent_type", "user", "session"):
+        assert sum(r["executions"] for r in report.rows) == 1
+
+
+def test_html_report_is_self_contained_with_every_chart(database: str, tmp_path: Path) -> None:
+    populate(database)
+    report = build_report(database, T0, T0 + timedelta(hours=6), "model", with_series=True)
+    page = render_html(report)
+    for cid in CHART_IDS:
+        figure = re.search(rf'<figure class="chart" id="{cid}">(.*?)</figure>', page, re.S)
+        assert figure is not None, cid
+        assert "<svg" in figure.group(1) and "<path" in figure.group(1)
+    assert 'id="unpriced-models"' in page
+    assert not re.search(r'(src|href)="https?:', page)  # nothing fetched from the network
+
+
+def test_report_cli_writes_html(
+    database: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    populate(database)
+    monkeypatch.setenv("AGENTSTREAM_DATABASE_URL", database)
+    from agentstream.contract.settings import get_settings
+
+    get_settings.cache_clear()
+    out = tmp_path / "r.html"
+    try:
+        code = main(
+            [
+                "report",
+                "--since",
+                "2025-11-03",
+                "--until",
+                "2025-11-04",
+                "--by",
+                "agent_type",
+                "--format",
+                "json",
+                "--html",
+                str(out),
+            ]
+        )
+    finally:
+        get_settings.cache_clear()
+    assert code == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert {r["key"] for r in doc["rows"]} == {"planner", "coder"}
+    assert out.read_text().count('class="chart"') == len(CHART_IDS)
+
+
+def test_session_timeline_in_time_order(database: str) -> None:
+    s1, _ = populate(database)
+    tl = load_timeline(database, str(s1))
+    kinds = [i["type"] for i in tl.items]
+    assert kinds[:6] == ["session", "agent", "execution", "event", "document", "llm_call"]
+    times = [i["time"] for i in tl.items]
+    assert times == sorted(times)
+    doc = to_json(tl)
+    assert json.loads(json.dumps(doc)) == doc
+    calls = [i for i in tl.items if i["type"] == "llm_call"]
+    roles = [m["role"] for m in doc["messages"]]
+    assert roles.count("user") == len(calls) == 20 and "system" in roles
+    assert doc["messages"][0]["content"] == "Document: Spec\nThe spec text"
+    assert doc["messages"][1] | {"content": calls[0]["prompt"]} == doc["messages"][1]
+    assert doc["messages"][2]["role"] == "assistant"
+    text = render_text(tl)
+    assert "planner-agent" in text and "tool_call" in text and "Spec" in text
+
+
+def test_session_timeline_errors(database: str) -> None:
+    with pytest.raises(TimelineError, match="not a session id"):
+        load_timeline(database, "not-a-uuid")
+    with pytest.raises(TimelineError, match="no session"):
+        load_timeline(database, str(uuid.uuid4()))
