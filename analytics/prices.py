@@ -114,7 +114,7 @@ def _parse_money(value: Any, where: str, *, optional: bool = False) -> Decimal |
     if value is None and optional:
         return None
     if isinstance(value, float):
-        raise PriceError(f"{where}: write prices as strings (\"2.50\"), floats are inexact")
+        raise PriceError(f'{where}: write prices as strings ("2.50"), floats are inexact')
     try:
         amount = Decimal(str(value))
     except InvalidOperation:
@@ -135,7 +135,9 @@ def load_price_file(path: Path, *, source: str | None = None) -> list[PriceRow]:
     if not isinstance(doc, dict) or not isinstance(doc.get("prices"), list):
         raise PriceError(f'{path}: expected an object with a "prices" list')
     if doc.get("currency", "USD") != "USD" or doc.get("unit", "per 1M tokens") != "per 1M tokens":
-        raise PriceError(f'{path}: only "currency": "USD" and "unit": "per 1M tokens" are supported')
+        raise PriceError(
+            f'{path}: only "currency": "USD" and "unit": "per 1M tokens" are supported'
+        )
     try:
         checked = date.fromisoformat(str(doc.get("checked")))
     except ValueError:

@@ -91,9 +91,10 @@ def _by_dimension(cur: psycopg.Cursor[Any], by: str, w: dict[str, Any]) -> list[
     rows = cur.execute(
         f"""
         WITH r AS (
-            SELECT key, sum(calls) AS calls, sum(errors) AS errors,
-                   sum(prompt_tokens) AS prompt_tokens, sum(response_tokens) AS response_tokens,
-                   sum(cost) AS cost, sum(unpriced_calls) AS unpriced_calls,
+            SELECT key, sum(calls)::bigint AS calls, sum(errors)::bigint AS errors,
+                   sum(prompt_tokens)::bigint AS prompt_tokens,
+                   sum(response_tokens)::bigint AS response_tokens,
+                   sum(cost) AS cost, sum(unpriced_calls)::bigint AS unpriced_calls,
                    sum(latency_mean * calls) / sum(calls) AS latency_mean,
                    max(latency_max) AS latency_max
             FROM analytics.llm_rollup
@@ -118,8 +119,8 @@ def _by_dimension(cur: psycopg.Cursor[Any], by: str, w: dict[str, Any]) -> list[
             for r in cur.execute(
                 f"""
                 WITH r AS (
-                    SELECT key, sum(executions) AS executions, sum(finished) AS finished,
-                           sum(succeeded) AS succeeded
+                    SELECT key, sum(executions)::bigint AS executions,
+                           sum(finished)::bigint AS finished, sum(succeeded)::bigint AS succeeded
                     FROM analytics.exec_rollup
                     WHERE granularity = 'hour' AND dimension = %(dim)s
                       AND bucket >= %(since)s AND bucket < %(until)s GROUP BY key),
@@ -139,7 +140,13 @@ def _by_dimension(cur: psycopg.Cursor[Any], by: str, w: dict[str, Any]) -> list[
             for col in EXEC_COLUMNS:
                 row[col] = e.get(col, 0 if col == "executions" else None)
     if by == "agent":
-        names = dict(cur.execute("SELECT id::text, name FROM agents").fetchall())  # type: ignore[arg-type]
+        names = {
+            r["id"]: r["name"]
+            for r in cur.execute(
+                "SELECT id::text AS id, name FROM agents WHERE id::text = ANY(%s)",
+                ([row["key"] for row in rows],),
+            )
+        }
         for row in rows:
             row["name"] = names.get(row["key"], "")
     return rows
@@ -166,11 +173,11 @@ def _by_bucket(cur: psycopg.Cursor[Any], by: str, w: dict[str, Any]) -> list[dic
 def _totals(cur: psycopg.Cursor[Any], w: dict[str, Any]) -> dict[str, Any]:
     row = cur.execute(
         f"""
-        SELECT coalesce(sum(calls), 0) AS calls, coalesce(sum(errors), 0) AS errors,
+        SELECT coalesce(sum(calls), 0)::bigint AS calls, coalesce(sum(errors), 0)::bigint AS errors,
                coalesce(sum(errors)::float8 / nullif(sum(calls), 0), 0) AS error_rate,
-               coalesce(sum(prompt_tokens), 0) AS prompt_tokens,
-               coalesce(sum(response_tokens), 0) AS response_tokens,
-               coalesce(sum(cost), 0) AS cost, coalesce(sum(unpriced_calls), 0)
+               coalesce(sum(prompt_tokens), 0)::bigint AS prompt_tokens,
+               coalesce(sum(response_tokens), 0)::bigint AS response_tokens,
+               coalesce(sum(cost), 0) AS cost, coalesce(sum(unpriced_calls), 0)::bigint
                AS unpriced_calls,
                sum(latency_mean * calls) / nullif(sum(calls), 0) AS latency_mean,
                (SELECT {_PCT.format(col="latency_ms")} FROM analytics.llm_facts
@@ -183,8 +190,9 @@ def _totals(cur: psycopg.Cursor[Any], w: dict[str, Any]) -> dict[str, Any]:
     ).fetchone()
     assert row is not None
     q = row.pop("q") or [None] * 4
-    for name, value in zip(("latency_p50", "latency_p90", "latency_p95", "latency_p99"), q,
-                           strict=True):
+    for name, value in zip(
+        ("latency_p50", "latency_p90", "latency_p95", "latency_p99"), q, strict=True
+    ):
         row[name] = value
     return {"key": "TOTAL", **{c: row[c] for c in LLM_COLUMNS}}
 
@@ -210,13 +218,15 @@ def _series(cur: psycopg.Cursor[Any], w: dict[str, Any]) -> dict[str, list[dict[
              AND bucket >= %(since)s AND bucket < %(until)s ORDER BY bucket""",
         sw,
     ).fetchall()
-    for dim in ("session", "agent"):
+    for dim, label, parent in (
+        ("session", "p.user_id", "sessions"),  # a session is labelled by its user
+        ("agent", "p.name", "agents"),
+    ):
         out[f"top_{dim}s"] = cur.execute(
-            f"""SELECT r.key, {"a.name" if dim == "agent" else "s.user_id"} AS label,
-                       sum(r.cost) AS cost, sum(r.calls) AS calls
+            f"""SELECT r.key, {label} AS label, sum(r.cost) AS cost, sum(r.calls)::bigint AS calls
                 FROM analytics.llm_rollup r
-                LEFT JOIN {"agents a ON a.id::text" if dim == "agent" else "sessions s ON s.id::text"} = r.key
-                WHERE r.granularity = 'hour' AND r.dimension = %(dim)s
+                LEFT JOIN {parent} p ON p.id::text = r.key
+                WHERE r.granularity = 'hour' AND r.dimension = %(dim)s AND r.key <> '(none)'
                   AND r.bucket >= %(since)s AND r.bucket < %(until)s
                 GROUP BY 1, 2 ORDER BY 3 DESC, 4 DESC LIMIT 10""",
             {**w, "dim": dim},
@@ -245,7 +255,7 @@ def build_report(
         rows = _by_bucket(cur, by, w) if by in ("hour", "day") else _by_dimension(cur, by, w)
         totals = _totals(cur, w)
         unpriced = cur.execute(
-            """SELECT key AS model, sum(unpriced_calls) AS calls FROM analytics.llm_rollup
+            """SELECT key AS model, sum(unpriced_calls)::bigint AS calls FROM analytics.llm_rollup
                WHERE granularity = 'hour' AND dimension = 'model' AND unpriced_calls > 0
                  AND bucket >= %(since)s AND bucket < %(until)s
                GROUP BY key ORDER BY 2 DESC, 1""",

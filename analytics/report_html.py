@@ -51,8 +51,15 @@ def _figure(title: str) -> tuple[Any, Any]:
 
 
 def _empty(ax: Any) -> None:
-    ax.text(0.5, 0.5, "no data in this window", ha="center", va="center",
-            transform=ax.transAxes, color="#888")
+    ax.text(
+        0.5,
+        0.5,
+        "no data in this window",
+        ha="center",
+        va="center",
+        transform=ax.transAxes,
+        color="#888",
+    )
 
 
 def _cost_by_model(series: dict[str, list[dict[str, Any]]]) -> str:
@@ -90,8 +97,12 @@ def _errors(series: dict[str, list[dict[str, Any]]]) -> str:
     fig, ax = _figure("Error rate (% of calls)")
     rows = series["overall"]
     if rows:
-        ax.plot([r["bucket"] for r in rows], [100 * r["error_rate"] for r in rows],
-                color="#c0392b", linewidth=1.2)
+        ax.plot(
+            [r["bucket"] for r in rows],
+            [100 * r["error_rate"] for r in rows],
+            color="#c0392b",
+            linewidth=1.2,
+        )
         fig.autofmt_xdate()
     else:
         _empty(ax)

@@ -61,8 +61,9 @@ def load_timeline(conninfo: str, session_id: str) -> Timeline:
         session = cur.execute("SELECT * FROM sessions WHERE id = %s", (sid,)).fetchone()
         if session is None:
             raise TimelineError(f"no session {sid} in the database (check the id)")
-        items: list[dict[str, Any]] = [{"type": "session", "time": session["created_at"],
-                                        **session}]
+        items: list[dict[str, Any]] = [
+            {"type": "session", "time": session["created_at"], **session}
+        ]
         names: dict[Any, str] = {}
         for row in cur.execute("SELECT * FROM agents WHERE session_id = %s", (sid,)):
             names[row["id"]] = row["name"]
@@ -96,19 +97,25 @@ def messages(timeline: Timeline) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for item in timeline.items:
         if item["type"] == "llm_call":
-            meta = {"time": item["time"], "model": item["model"], "call_id": item["id"],
-                    "agent": item.get("agent_name")}
+            meta = {
+                "time": item["time"],
+                "model": item["model"],
+                "call_id": item["id"],
+                "agent": item.get("agent_name"),
+            }
             out.append({"role": "user", "content": item["prompt"], **meta})
             if item["response"] is not None:
                 out.append({"role": "assistant", "content": item["response"], **meta})
         elif item["type"] == "document":
             source = f" ({item['source_url']})" if item.get("source_url") else ""
-            out.append({
-                "role": "system",
-                "content": f"Document: {item['title']}{source}\n{item['content']}",
-                "time": item["time"],
-                "document_id": item["id"],
-            })
+            out.append(
+                {
+                    "role": "system",
+                    "content": f"Document: {item['title']}{source}\n{item['content']}",
+                    "time": item["time"],
+                    "document_id": item["id"],
+                }
+            )
     return out
 
 

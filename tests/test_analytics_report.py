@@ -188,3 +188,13 @@ def test_session_timeline_errors(database: str) -> None:
         load_timeline(database, "not-a-uuid")
     with pytest.raises(TimelineError, match="no session"):
         load_timeline(database, str(uuid.uuid4()))
+
+
+def test_html_charts_are_drawn_in_a_headless_browser(database: str, tmp_path: Path) -> None:
+    from tests.support.browser import charts_drawn
+
+    populate(database)
+    report = build_report(database, T0, T0 + timedelta(hours=6), "agent", with_series=True)
+    page = tmp_path / "report.html"
+    page.write_text(render_html(report), encoding="utf-8")
+    assert charts_drawn(page) == (len(CHART_IDS), len(CHART_IDS))
