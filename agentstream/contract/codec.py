@@ -18,7 +18,7 @@ from typing import Any
 import pydantic_core
 from pydantic import TypeAdapter, ValidationError
 
-from agentstream.contract.entities import ENTITY_MODELS, Record
+from agentstream.contract.entities import ENTITY_MODELS, PRESCANNED, Record
 
 __all__ = [
     "MAX_MESSAGE_BYTES",
@@ -53,6 +53,20 @@ class Decoded:
     is_batch: bool = False
 
 
+# What the jsonb walker looks for, as it appears in raw JSON: an escaped NUL and the NaN
+# and Infinity literals. A message without them skips the walker (see PRESCANNED); one
+# with them (or with a false alarm, the word NaN in a string) takes the full check. Plain
+# substring tests run at memory speed; a regular expression here cost more than parsing.
+# A number too large for a float (1e400) parses as infinity and is not caught here: the
+# sink serialises it as the literal Infinity, which PostgreSQL refuses, and that record
+# is dead-lettered with the database's reason. Records built in Python are walked in full.
+_WALK_MARKERS = (b"\\u0000", b"NaN", b"Infinity")
+
+
+def _prescanned(value: bytes) -> dict[str, bool] | None:
+    return None if any(marker in value for marker in _WALK_MARKERS) else PRESCANNED
+
+
 _LIST_ADAPTERS: dict[str, TypeAdapter[list[Record]]] = {
     entity: TypeAdapter(list[model])  # type: ignore[valid-type]
     for entity, model in ENTITY_MODELS.items()
@@ -66,8 +80,11 @@ def describe_error(exc: ValidationError, *, skip_index: bool = False) -> str:
         loc = list(err["loc"])
         if skip_index and loc and isinstance(loc[0], int):
             loc = loc[1:]
-        where = ".".join(str(p) for p in loc) or "record"
-        parts.append(f"{where}: {err['msg']}")
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "timezone_aware":
+            message = "must carry a UTC offset (RFC 3339, e.g. 2026-11-26T16:00:00Z)"
+        # Record-level checks (loc empty) name their field at the start of the message.
+        parts.append(f"{'.'.join(str(p) for p in loc)}: {message}" if loc else message)
     return "; ".join(parts)
 
 
@@ -99,13 +116,14 @@ def decode(entity: str, value: bytes | None) -> Decoded:
             )
         )
         return out
+    context = _prescanned(value)
     first = _first_char(value)
     if first == ord("["):
         out.is_batch = True
         try:
-            batch = _LIST_ADAPTERS[entity].validate_json(value)
+            batch = _LIST_ADAPTERS[entity].validate_json(value, context=context)
         except ValidationError:
-            _decode_batch_slowly(model, value, out)
+            _decode_batch_slowly(model, value, out, context)
         else:
             if not batch:
                 out.invalid.append(
@@ -123,7 +141,7 @@ def decode(entity: str, value: bytes | None) -> Decoded:
         out.invalid.append(InvalidRecord(None, reason, value))
         return out
     try:
-        out.records.append((0, model.model_validate_json(value)))
+        out.records.append((0, model.model_validate_json(value, context=context)))
     except ValidationError as exc:
         out.invalid.append(InvalidRecord(None, _reason(exc), value))
     return out
@@ -136,7 +154,9 @@ def _reason(exc: ValidationError, *, skip_index: bool = False) -> str:
     return f"invalid record: {describe_error(exc, skip_index=skip_index)}"
 
 
-def _decode_batch_slowly(model: type[Record], value: bytes, out: Decoded) -> None:
+def _decode_batch_slowly(
+    model: type[Record], value: bytes, out: Decoded, context: dict[str, bool] | None
+) -> None:
     try:
         items = pydantic_core.from_json(value)
     except ValueError as exc:
@@ -154,7 +174,7 @@ def _decode_batch_slowly(model: type[Record], value: bytes, out: Decoded) -> Non
         try:
             # Validated from its JSON text so that a batch item is held to exactly the
             # rules of a single-record message (JSON mode, not Python-object mode).
-            out.records.append((index, model.model_validate_json(raw)))
+            out.records.append((index, model.model_validate_json(raw, context=context)))
         except ValidationError as exc:
             out.invalid.append(InvalidRecord(index, _reason(exc), raw))
 

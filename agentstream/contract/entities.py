@@ -21,10 +21,11 @@ from __future__ import annotations
 import math
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar, Literal, TypeAlias, get_args
+from typing import Annotated, Any, ClassVar, Literal, Self, TypeAlias, get_args
 
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -32,7 +33,10 @@ from pydantic import (
     JsonValue,
     StrictBool,
     StrictInt,
+    ValidationInfo,
+    model_validator,
 )
+from pydantic.fields import FieldInfo
 
 __all__ = [
     "AGENT_STATUSES",
@@ -55,30 +59,32 @@ __all__ = [
 INGEST_ID_NAMESPACE = uuid.UUID("6d1c8f0e-2b7a-5c3e-9f41-a9e0b7c4d2f1")
 INT4_MAX = 2**31 - 1
 INT8_MAX = 2**63 - 1
-# PostgreSQL's jsonb refuses nesting deeper than its stack allows; we stop far earlier so a
-# hostile payload is a clear validation error, not a server-side error on the whole batch.
-MAX_JSON_DEPTH = 64
+# The JSON parser refuses a message nested deeper than 200 levels; records built in Python
+# (the SDK) are held to the same bound, counted from the jsonb value.
+MAX_JSON_DEPTH = 200
+# Python's datetime spans years 1-9999; a row outside that could not be read back.
+_EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
+_LATEST = datetime(9999, 12, 30, tzinfo=UTC)
 
+# Validation context set by the codec when a pre-scan of the raw message bytes proved that
+# no string in it holds NUL and no number is NaN, Infinity or out of float range: the
+# jsonb walker below then has nothing to find, and is skipped (it is most of the cost of
+# validating a record). Everything else is checked natively by pydantic-core, in Rust.
+PRESCANNED = {"agentstream.prescanned": True}
 
-def _check_text(value: str) -> str:
-    """PostgreSQL text cannot hold NUL, and UTF-8 cannot hold lone surrogates."""
-    if "\x00" in value:
-        raise ValueError("contains a NUL character (\\u0000), which PostgreSQL text cannot store")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError(f"is not valid Unicode (lone surrogate at {exc.start})") from None
-    return value
+_NUL_IN_TEXT = "contains a NUL character (\\u0000), which PostgreSQL text cannot store"
 
 
 def _check_json(value: Any, depth: int = 0) -> None:
     if depth > MAX_JSON_DEPTH:
         raise ValueError(f"nests deeper than {MAX_JSON_DEPTH} levels")
     if isinstance(value, str):
-        _check_text(value)
+        if "\x00" in value:
+            raise ValueError("contains a NUL character (\\u0000), which PostgreSQL jsonb refuses")
     elif isinstance(value, dict):
         for key, item in value.items():
-            _check_text(key)
+            if "\x00" in key:
+                raise ValueError("has a key with a NUL character (\\u0000)")
             _check_json(item, depth + 1)
     elif isinstance(value, list):
         for item in value:
@@ -87,29 +93,22 @@ def _check_json(value: Any, depth: int = 0) -> None:
         raise ValueError("holds a non-finite number (NaN or Infinity), which JSON cannot carry")
 
 
-def _json_value(value: Any) -> Any:
-    _check_json(value)
-    return value
+class _Kind:
+    """Marks a field for the one record-level check below (one Python call per record)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
 
 
-def _json_object(value: Any) -> Any:
-    if not isinstance(value, dict):
-        raise ValueError(f"must be a JSON object, got {type(value).__name__}")
-    _check_json(value)
-    return value
+_TEXT, _JSON, _TIME = _Kind("text"), _Kind("json"), _Kind("time")
 
 
-def _no_numeric_timestamp(value: Any) -> Any:
-    if isinstance(value, int | float):
-        raise ValueError("must be an RFC 3339 timestamp string with an offset, not a number")
-    return value
-
-
-def _to_utc(value: datetime) -> datetime:
-    try:
-        return value.astimezone(UTC)
-    except OverflowError:
-        raise ValueError("is out of the supported range (years 1 to 9999 in UTC)") from None
+def _has(info: FieldInfo, kind: _Kind) -> bool:
+    """Is the field marked ``kind``, directly or inside ``X | None``?"""
+    metadata = list(info.metadata)
+    for arg in get_args(info.annotation):
+        metadata.extend(getattr(arg, "__metadata__", ()))
+    return any(m is kind for m in metadata)
 
 
 def _null_is_default(default: Any) -> BeforeValidator:
@@ -117,19 +116,20 @@ def _null_is_default(default: Any) -> BeforeValidator:
     return BeforeValidator(lambda v: default if v is None else v)
 
 
-Text = Annotated[str, Field(strict=True), AfterValidator(_check_text)]
-
-
+Text = Annotated[str, Field(strict=True), _TEXT]
 # VARCHAR(n): PostgreSQL counts characters (code points in a UTF-8 database), as len() does.
-Varchar100 = Annotated[str, Field(strict=True, max_length=100), AfterValidator(_check_text)]
-Varchar255 = Annotated[str, Field(strict=True, max_length=255), AfterValidator(_check_text)]
-Varchar500 = Annotated[str, Field(strict=True, max_length=500), AfterValidator(_check_text)]
-
+# Lone surrogates (not UTF-8) are refused by pydantic-core's own string validation.
+Varchar100 = Annotated[str, Field(strict=True, max_length=100), _TEXT]
+Varchar255 = Annotated[str, Field(strict=True, max_length=255), _TEXT]
+Varchar500 = Annotated[str, Field(strict=True, max_length=500), _TEXT]
 
 Int4 = Annotated[StrictInt, Field(ge=0, le=INT4_MAX)]
 Int8 = Annotated[StrictInt, Field(ge=0, le=INT8_MAX)]
-Json = Annotated[JsonValue, AfterValidator(_json_value)]
-JsonObject = Annotated[dict[str, JsonValue], AfterValidator(_json_object)]
+Json = Annotated[JsonValue, _JSON]
+JsonObject = Annotated[dict[str, JsonValue], _JSON]
+# With an offset (naive ones would be read in the server's zone). Strict: an RFC 3339
+# string on the wire (never a number), a datetime in Python.
+TimestampTz = Annotated[AwareDatetime, Field(strict=True), _TIME]
 
 AgentStatus = Literal["inactive", "active", "idle", "busy", "paused", "error", "terminated"]
 ExecutionStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
@@ -159,6 +159,49 @@ class Record(BaseModel):
     # Columns whose schema default is NOW(); filled with the ingest time when omitted.
     NOW_FIELDS: ClassVar[tuple[str, ...]] = ("created_at",)
 
+    # Filled per model from the field markers: what _postgres_safe checks.
+    TEXT_FIELDS: ClassVar[tuple[str, ...]] = ()
+    JSON_FIELDS: ClassVar[tuple[str, ...]] = ()
+    TIME_FIELDS: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+
+        def marked(kind: _Kind) -> tuple[str, ...]:
+            return tuple(name for name, info in cls.model_fields.items() if _has(info, kind))
+
+        cls.TEXT_FIELDS, cls.JSON_FIELDS, cls.TIME_FIELDS = (
+            marked(_TEXT),
+            marked(_JSON),
+            marked(_TIME),
+        )
+
+    @model_validator(mode="after")
+    def _postgres_safe(self, info: ValidationInfo) -> Self:
+        """What PostgreSQL would refuse, checked once per record rather than once per field.
+
+        Timestamps must fit Python's datetime; text and jsonb must not hold NUL, jsonb not
+        NaN or Infinity, nor nest deeper than MAX_JSON_DEPTH. The text and jsonb walk is
+        skipped for a message the codec pre-scanned (PRESCANNED): it cannot find anything.
+        """
+        for name in self.TIME_FIELDS:
+            value = getattr(self, name)
+            if value is not None and not _EARLIEST <= value <= _LATEST:
+                raise ValueError(f"{name}: is out of the supported range (years 1 to 9999 in UTC)")
+        if info.context is not None and PRESCANNED.keys() <= info.context.keys():
+            return self
+        for name in self.TEXT_FIELDS:
+            value = getattr(self, name)
+            if value is not None and "\x00" in value:
+                raise ValueError(f"{name}: {_NUL_IN_TEXT}")
+        for name in self.JSON_FIELDS:
+            try:
+                _check_json(getattr(self, name))
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc}") from None
+        return self
+
     def with_ingest_defaults(self, *, id_key: str, ingest_time: datetime) -> Record:
         """Fill the defaults the database would compute, deterministically.
 
@@ -172,20 +215,6 @@ class Record(BaseModel):
             if getattr(self, name) is None:
                 update[name] = ingest_time
         return self.model_copy(update=update) if update else self
-
-
-def _aware(value: datetime) -> datetime:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError("must carry a UTC offset (RFC 3339, e.g. 2026-11-26T16:00:00Z)")
-    return value
-
-
-TimestampTz = Annotated[
-    datetime,
-    BeforeValidator(_no_numeric_timestamp),
-    AfterValidator(_aware),
-    AfterValidator(_to_utc),
-]
 
 
 class Session(Record):

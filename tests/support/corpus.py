@@ -24,6 +24,9 @@ class Case:
     invalid: int  # records (or the whole message, counted as 1) that must be dead-lettered
     headers: tuple[tuple[str, bytes], ...] = ()
     valid_ids: tuple[str, ...] = field(default=())
+    # Where the invalid records are caught: by the codec, or only by PostgreSQL (the worker
+    # then dead-letters them with the database's reason).
+    caught_by: str = "decode"
 
 
 def _now() -> str:
@@ -77,7 +80,7 @@ def _bad(**over: Any) -> dict[str, Any]:
 def build_corpus() -> list[Case]:
     """A new corpus (fresh ids every call)."""
     nest: Any = "leaf"
-    for _ in range(100):
+    for _ in range(250):
         nest = {"n": nest}
     deeper = b'{"a":' * 300 + b"1" + b"}" * 300
     ok = session()
@@ -152,6 +155,7 @@ def build_corpus() -> list[Case]:
             _j(event()).replace(b'{"k": "v"}', b'{"k": 1e400}'),
             0,
             1,
+            caught_by="database",
         ),
         Case("batch with a null item", "sessions", _j([ok, None]), 1, 1, valid_ids=(ok["id"],)),
         Case("batch nested in a batch", "sessions", _j([[session()]]), 0, 1),
