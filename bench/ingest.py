@@ -37,6 +37,7 @@ from typing import Any
 
 import psycopg
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from psycopg.types.json import Jsonb
@@ -171,6 +172,14 @@ class Scratch:
     def __init__(self, settings: Settings) -> None:
         self.admin = make_conninfo(settings.database_conninfo(), dbname="postgres")
         self.names: list[str] = []
+        self.bootstrap = settings.kafka_bootstrap
+        self.prefixes: list[str] = []
+
+    def prefix(self) -> str:
+        """A topic prefix of this run's own; its topics are deleted at the end."""
+        prefix = f"bench.{uuid.uuid4().hex[:8]}."
+        self.prefixes.append(prefix)
+        return prefix
 
     def database(self) -> str:
         name = f"bench_{uuid.uuid4().hex[:10]}"
@@ -182,11 +191,40 @@ class Scratch:
         return conninfo
 
     def drop_all(self) -> None:
+        if self.prefixes:
+            asyncio.run(delete_topics(self.bootstrap, self.prefixes))
         with psycopg.connect(self.admin, autocommit=True) as conn:
             for name in self.names:
                 conn.execute(
                     sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
                 )
+
+
+def inserted(conninfo: str, tables: tuple[str, ...]) -> int:
+    """Rows inserted per the statistics: cheap to poll, unlike count(*) over millions of rows.
+
+    Backends report at most once a second (the last report can wait for a 10 s idle timeout),
+    so drain() uses count(*) for the first and last rows. (Aborted inserts count too; a drain
+    of new rows has none.)
+    """
+    with psycopg.connect(conninfo) as conn:
+        row = conn.execute(
+            "SELECT coalesce(sum(n_tup_ins), 0) FROM pg_stat_user_tables"
+            " WHERE schemaname = 'public' AND relname = ANY(%s)",
+            (list(tables),),
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+
+async def delete_topics(bootstrap: str, prefixes: list[str]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if t.startswith(tuple(prefixes))]
+        if names:
+            await admin.delete_topics(names)
+    finally:
+        await admin.close()
 
 
 def count(conninfo: str, tables: tuple[str, ...]) -> int:
@@ -281,13 +319,16 @@ async def publish_all(settings: Settings, data: dict[str, list[dict[str, Any]]])
     return n
 
 
-def start_worker(settings: Settings, conninfo: str, log: Path) -> subprocess.Popen[bytes]:
+def start_worker(
+    settings: Settings, conninfo: str, log: Path, group: str
+) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
     env.update(
+        AGENTSTREAM_WORKER_BATCH_RECORDS=str(settings.worker_batch_records),
         AGENTSTREAM_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
         AGENTSTREAM_DATABASE_URL=conninfo,
         AGENTSTREAM_TOPIC_PREFIX=settings.topic_prefix,
-        AGENTSTREAM_WORKER_GROUP=f"{settings.topic_prefix}sink",
+        AGENTSTREAM_WORKER_GROUP=f"{settings.topic_prefix}{group}",
         AGENTSTREAM_WORKER_METRICS_PORT="0",
         AGENTSTREAM_WORKER_DATA_DIR=str(log.parent / "worker-data"),
     )
@@ -305,30 +346,46 @@ def rss_mb(pid: int) -> float:
 
 
 def drain(
-    settings: Settings, conninfo: str, total: int, log: Path, *, keep: bool = False
-) -> tuple[float, list[float], subprocess.Popen[bytes]]:
-    """Start the worker on a published backlog; rows/s from first committed row to the last."""
+    settings: Settings, conninfo: str, total: int, log: Path, *, group: str, workers: int = 1
+) -> tuple[float, list[float]]:
+    """Start workers on a published backlog; rows/s from first committed row to the last."""
     tables = ("sessions", "events", "llm_interactions")
-    worker = start_worker(settings, conninfo, log)
+    procs = [
+        start_worker(settings, conninfo, log.with_suffix(f".{i}.log"), group)
+        for i in range(workers)
+    ]
     rss: list[float] = []
     first_t, first_n = 0.0, 0
-    deadline = time.monotonic() + 3600
-    while time.monotonic() < deadline:
-        n = count(conninfo, tables)
-        now = time.perf_counter()
-        rss.append(rss_mb(worker.pid))
-        if n > 0 and not first_t:
-            first_t, first_n = now, n
-        if n >= total:
-            break
-        if worker.poll() is not None:
-            raise RuntimeError(f"worker exited with {worker.returncode}; see {log}")
-        time.sleep(0.25)
-    rate = (total - first_n) / (time.perf_counter() - first_t)
-    if not keep:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(60)
-    return rate, rss, worker
+    try:
+        deadline = time.monotonic() + 3600
+        n, stats, stats_changed = 0, -1, time.monotonic()
+        while time.monotonic() < deadline:
+            # count(*) to see the first and the last rows exactly; the cheap statistics in
+            # between. They lag (a backend reports at most once a second, and its last report
+            # may wait for a 10 s idle timeout): stale for over 1.2 s, count(*) instead.
+            if n > 0 and n < 0.9 * total:
+                new = inserted(conninfo, tables)
+                if new != stats:
+                    stats, stats_changed = new, time.monotonic()
+                n = new
+            if n == 0 or n >= 0.9 * total or time.monotonic() - stats_changed > 1.2:
+                n = count(conninfo, tables)
+            now = time.perf_counter()
+            rss.append(sum(rss_mb(p.pid) for p in procs))
+            if n > 0 and not first_t:
+                first_t, first_n = now, n
+            if n >= total:
+                break
+            if any(p.poll() is not None for p in procs):
+                raise RuntimeError(f"a worker exited early; see {log.parent}")
+            time.sleep(0.1)
+        rate = (total - first_n) / (time.perf_counter() - first_t)
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            p.wait(90)
+    return rate, rss
 
 
 # --- latency at a steady rate ----------------------------------------------------------------
@@ -413,13 +470,25 @@ def main() -> None:
     parser.add_argument("--latency-rate", type=int, default=2000)
     parser.add_argument("--latency-seconds", type=float, default=20)
     parser.add_argument("--memory-factor", type=int, default=10, help="0 = skip that phase")
+    parser.add_argument("--no-two-workers", dest="two_workers", action="store_false")
+    parser.add_argument(
+        "--batch-records", type=int, default=None, help="worker_batch_records (default: settings)"
+    )
     args = parser.parse_args()
 
     base = Settings()
+    if args.batch_records:
+        base = base.model_copy(update={"worker_batch_records": args.batch_records})
     scratch = Scratch(base)
     workdir = Path(f"/tmp/bench-ingest-{uuid.uuid4().hex[:6]}")
     workdir.mkdir()
-    out: dict[str, Any] = {"bench": "ingest", "scale": args.scale}
+    out: dict[str, Any] = {
+        "bench": "ingest",
+        "scale": args.scale,
+        "worker_batch_records": base.worker_batch_records,
+        "worker_batch_seconds": base.worker_batch_seconds,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
     try:
         data = generate(int(300_000 * args.scale))
         total = sum(len(v) for v in data.values())
@@ -430,7 +499,7 @@ def main() -> None:
         out["b_naive_rows_s"] = round(naive(scratch.database(), rows, args.naive_sample))
         del rows
 
-        prefix = f"bench.{uuid.uuid4().hex[:8]}."
+        prefix = scratch.prefix()
         settings = base.model_copy(update={"topic_prefix": prefix})
         conninfo = scratch.database()
         # Create the topics the way the worker does, then publish the whole backlog first.
@@ -438,7 +507,7 @@ def main() -> None:
 
         asyncio.run(ensure_topics(settings))
         out["messages"] = asyncio.run(publish_all(settings, data))
-        rate, rss, worker = drain(settings, conninfo, total, workdir / "worker-c.log", keep=True)
+        rate, rss = drain(settings, conninfo, total, workdir / "worker-c.log", group="c")
         out["c_worker_rows_s"] = round(rate)
         out["c_over_a"] = round(out["c_worker_rows_s"] / out["a_raw_copy_rows_s"], 3)
         out["c_over_b"] = round(out["c_worker_rows_s"] / out["b_naive_rows_s"], 1)
@@ -447,7 +516,21 @@ def main() -> None:
             "peak": round(max(rss)),
             "end": round(rss[-1]),
         }
+        if args.two_workers:
+            # Scale-out on the same box: two workers in one group, same records (the same
+            # topics read again under a new group), a fresh database.
+            conninfo = scratch.database()
+            rate2, _ = drain(
+                settings, conninfo, total, workdir / "worker-c2.log", group="c2", workers=2
+            )
+            out["c2_two_workers_rows_s"] = round(rate2)
+            out["c2_over_a"] = round(rate2 / out["a_raw_copy_rows_s"], 3)
 
+        # Latency: a worker on the drained topics, records produced at a steady rate.
+        # (the group that drained into `conninfo`: it starts at the end of the backlog)
+        group = "c2" if args.two_workers else "c"
+        worker = start_worker(settings, conninfo, workdir / "worker-lat.log", group)
+        time.sleep(8)  # join the group and reach the end of the backlog before timing
         lat = asyncio.run(steady(settings, conninfo, args.latency_rate, args.latency_seconds))
         out["latency_s"] = {
             "rate": args.latency_rate,
@@ -463,13 +546,15 @@ def main() -> None:
         if args.memory_factor:
             big = generate(int(300_000 * args.scale * args.memory_factor), seed=1)
             big_total = sum(len(v) for v in big.values())
-            prefix = f"bench.{uuid.uuid4().hex[:8]}."
+            prefix = scratch.prefix()
             settings = base.model_copy(update={"topic_prefix": prefix})
             conninfo = scratch.database()
             asyncio.run(ensure_topics(settings))
             asyncio.run(publish_all(settings, big))
             del big
-            big_rate, big_rss, _ = drain(settings, conninfo, big_total, workdir / "worker-m.log")
+            big_rate, big_rss = drain(
+                settings, conninfo, big_total, workdir / "worker-m.log", group="m"
+            )
             out["memory_backlog_records"] = big_total
             out["memory_backlog_rows_s"] = round(big_rate)
             quarter = max(1, len(big_rss) // 4)

@@ -7,6 +7,7 @@ DESIGN.md: an offset is committed only once its dead letters are acknowledged by
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Sequence
 
@@ -17,12 +18,33 @@ from agentstream.contract.deadletter import DeadLetter
 from agentstream.contract.settings import Settings
 from agentstream.contract.topics import dlq_topic
 
-__all__ = ["DeadLetterPublisher"]
+__all__ = ["DeadLetterPublisher", "fit_for_topic"]
 
 log = logging.getLogger(__name__)
 
-# A whole-message dead letter can be as large as the largest message we accept, plus headers.
-_MAX_REQUEST_BYTES = MAX_MESSAGE_BYTES + 256 * 1024
+# The brokers' message.max.bytes (scripts/kafka.sh, docker-compose.yml): 10 MiB. A dead
+# letter's value is the original message, which can be larger than what the codec accepts
+# (MAX_MESSAGE_BYTES) - that is why it is a dead letter. One that would not fit is cut to fit,
+# and its reason says so: the letter (reason, coordinates, the start of the value) is kept.
+_MAX_REQUEST_BYTES = 10 * 1024 * 1024
+# Room left for the record batch framing and the producer's own overhead.
+_FRAMING_BYTES = 16 * 1024
+assert MAX_MESSAGE_BYTES < _MAX_REQUEST_BYTES - _FRAMING_BYTES
+
+
+def fit_for_topic(letter: DeadLetter) -> DeadLetter:
+    """The letter, with its value cut (and the cut stated in the reason) if it is too large."""
+    header_bytes = sum(len(k) + len(v) for k, v in letter.headers()) + 256
+    room = _MAX_REQUEST_BYTES - _FRAMING_BYTES - header_bytes
+    if len(letter.value) <= room:
+        return letter
+    note = (
+        f" [dead-letter value cut to its first {room} of {len(letter.value)} bytes:"
+        " the whole message is larger than the dead-letter topic accepts]"
+    )
+    return dataclasses.replace(letter, value=letter.value[:room], reason=letter.reason + note)
+
+
 _ATTEMPTS = 5
 
 
@@ -58,6 +80,7 @@ class DeadLetterPublisher:
         if not letters:
             return
         producer = await self.start()
+        letters = [fit_for_topic(d) for d in letters]
         for attempt in range(1, _ATTEMPTS + 1):
             try:
                 futures = [

@@ -89,7 +89,6 @@ class Processor:
         self._highwater = highwater
         self._rebalancing = rebalancing
         self._entity_of = {topic_for(e, settings.topic_prefix): e for e in ENTITIES}
-        self.stopping = False
         self.idle = asyncio.Event()
         self.idle.set()
 
@@ -139,17 +138,20 @@ class Processor:
 
     # --- steps 2-4: per batch -------------------------------------------------------------
 
-    async def handle(self, batch: Sequence[Prepared], ack: Callable[[Any], Any]) -> bool:
-        """Write, dead-letter and ack one batch. False if the worker is stopping (not acked)."""
-        if self.stopping:
-            return False
+    async def handle(self, batch: Sequence[Prepared], ack: Callable[[Any], Any]) -> None:
+        """Write, dead-letter and ack one batch.
+
+        Also while the worker stops: faust's shutdown waits for every message handed to the
+        agent to be acked, so the batches still buffered are written, not abandoned.
+        """
         self.idle.clear()
         try:
             items = [i for p in batch for i in p.items]
             dead = [d for p in batch for d in p.dead]
             started = time.perf_counter()
             result = await self._write(items)
-            self._metrics.flush_seconds.observe(time.perf_counter() - started)
+            flush_s = time.perf_counter() - started
+            self._metrics.flush_seconds.observe(flush_s)
             self._metrics.batch_records.observe(len(items))
             for rejected in result.rejected:
                 src = rejected.item.source
@@ -169,7 +171,13 @@ class Processor:
             for p in batch:
                 await ack(p.event)
             self._account(batch, result.accepted, dead)
-            return True
+            log.debug(
+                "event=flushed records=%d dead_letters=%d messages=%d flush_s=%.3f",
+                len(items),
+                len(dead),
+                len(batch),
+                flush_s,
+            )
         finally:
             self.idle.set()
 
@@ -194,12 +202,6 @@ class Processor:
             high = self._highwater(tp)
             if high is not None:
                 m.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, high - offset - 1))
-        log.debug(
-            "event=flushed records=%d dead_letters=%d messages=%d",
-            sum(accepted.values()),
-            len(dead),
-            len(batch),
-        )
 
     async def _write(self, items: list[SinkItem]) -> Any:
         delay = RETRY_FIRST_S

@@ -1,27 +1,40 @@
 """SIGTERM/SIGINT: finish the in-flight batch, commit its offsets, then let faust stop.
 
-mode's worker stops at once on a signal, cancelling an agent in the middle of a flush. These
-handlers replace its own: they stop new flushes from starting, wait (bounded) for the one in
-progress to commit and ack, commit the offsets, and only then start faust's shutdown.
-A second signal stops at once.
+mode's worker starts stopping at once on a signal. These handlers replace its own: they wait
+(bounded) for the flush in progress to commit and ack, commit the offsets, and only then
+start faust's shutdown. During that shutdown faust stops fetching and waits for every message
+already handed to the agent to be acked; the agent writes those last buffered batches (at
+most about two) and faust commits again. If all that has not finished within
+``FORCE_EXIT_AFTER_S`` (say the database went away), the process exits with status 1: its
+uncommitted records are redelivered to the group, and nothing is lost.
+A second signal exits at once, also with status 1.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from collections.abc import Awaitable, Callable
 
 from streams.processor import Processor
 
-__all__ = ["DRAIN_TIMEOUT_S", "install_graceful_stop"]
+__all__ = ["DRAIN_TIMEOUT_S", "FORCE_EXIT_AFTER_S", "install_graceful_stop"]
 
 log = logging.getLogger(__name__)
 
 # How long the in-flight flush may take to finish after a signal. Longer than a healthy
 # flush by far; short enough for an orchestrator's grace period (Kubernetes: 30 s).
 DRAIN_TIMEOUT_S = 20.0
+# From the signal to a forced exit, whatever is still pending.
+FORCE_EXIT_AFTER_S = 45.0
+
+
+def _force_exit(reason: str) -> None:
+    log.error("event=forced_exit reason=%s note=uncommitted records will be redelivered", reason)
+    logging.shutdown()
+    os._exit(1)
 
 
 def install_graceful_stop(
@@ -33,7 +46,7 @@ def install_graceful_stop(
     pending: list[asyncio.Task[None]] = []
 
     async def drain(sig: signal.Signals) -> None:
-        processor.stopping = True
+        loop.call_later(FORCE_EXIT_AFTER_S, _force_exit, "shutdown took too long")
         log.info("event=stop_requested signal=%s", sig.name)
         try:
             await asyncio.wait_for(processor.idle.wait(), DRAIN_TIMEOUT_S)
@@ -50,7 +63,7 @@ def install_graceful_stop(
 
     def on_signal(sig: signal.Signals) -> None:
         if pending:
-            shutdown(sig)  # second signal: no more waiting
+            _force_exit(f"second signal {sig.name}")
             return
         pending.append(loop.create_task(drain(sig)))
 

@@ -40,3 +40,15 @@ def test_terminal_errors_say_what_to_do() -> None:
     assert "agentstream migrate" in terminal_advice(errors.UndefinedTable())
     assert "AGENTSTREAM_DATABASE_URL" in terminal_advice(errors.InvalidPassword())
     assert "grant" in terminal_advice(errors.InsufficientPrivilege())
+
+
+def test_a_dead_letter_too_large_for_the_topic_is_cut_and_says_so() -> None:
+    from agentstream.contract.deadletter import DeadLetter, ErrorKind
+    from streams.deadletters import fit_for_topic
+
+    big = DeadLetter(ErrorKind.DECODE, "too large", "events", "t", 0, 7, None, b"x" * 11 * 2**20)
+    cut = fit_for_topic(big)
+    assert len(cut.value) < 10 * 2**20 and cut.value == big.value[: len(cut.value)]
+    assert "cut to its first" in cut.reason and cut.offset == 7
+    small = DeadLetter(ErrorKind.DECODE, "bad", "events", "t", 0, 8, None, b"{")
+    assert fit_for_topic(small) is small

@@ -72,6 +72,8 @@ def test_children_before_parents_infer_parents_that_the_real_records_replace(
     assert state["sessions"] == [(sid, "real-user", at(0), at(-3600), {"plan": "pro"})]
     assert state["agents"] == [(aid, "researcher", "rag", {}, "busy", sid, at(0), at(-3600))]
     assert state["inferred"] == []
+    # Analytics copies a session's user and an agent's type: the replacement is logged.
+    assert {("sessions", sid), ("agents", aid)} <= set(state["change_log"])
 
     # Once real, the ordinary rule applies again: an older state no longer wins.
     sink.write(items("sessions", [session(sid, updated=-7200, user="stale")]))

@@ -252,3 +252,34 @@ def test_the_worker_refuses_to_start_on_an_unmigrated_database(
     worker.kill()
     assert code == 2
     assert "run `agentstream migrate`" in worker.output()
+
+
+async def test_a_lost_database_connection_is_retried_and_nothing_is_lost(
+    settings: Settings, tmp_path: Path
+) -> None:
+    conninfo = settings.database_conninfo()
+    sid = uuid.uuid4()
+    worker = WorkerProcess(settings, tmp_path / "worker.log")
+    try:
+        await publish(
+            settings,
+            [
+                ("sessions", encode_record(session(sid))),
+                ("events", encode_batch([event(uuid.uuid4(), sid) for _ in range(100)])),
+            ],
+        )
+        assert await wait_rows(conninfo, "events", 100) == 100
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            killed = conn.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE application_name = 'agentstream-worker' AND datname = current_database()"
+            ).fetchone()
+        assert killed == (1,)
+        await publish(
+            settings, [("events", encode_batch([event(uuid.uuid4(), sid) for _ in range(100)]))]
+        )
+        await wait_committed(settings)
+        assert await wait_rows(conninfo, "events", 200) == 200
+    finally:
+        assert worker.stop() == 0, worker.output()[-3000:]
+    assert "event=flush_retry" in worker.output()

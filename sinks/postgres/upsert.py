@@ -11,7 +11,10 @@ The rules (DESIGN.md), each written so that a replay changes nothing (strict com
 * events, llm_interactions, documents: immutable, the first write wins (``DO NOTHING``).
 
 Rows written to llm_interactions and agent_executions are appended to ``agentstream.change_log``
-in the same statement, so analytics recomputes exactly the touched buckets.
+in the same statement, so analytics recomputes exactly the touched buckets; so are sessions
+and agents this path inserts or replaces (an inferred parent made real, a new state), whose
+fields analytics copies into the facts of their children. (New sessions and agents written
+by the COPY fast path are not logged: nothing refers to them yet.)
 Within one flush the caller has already kept one record per id (see :func:`dedupe`).
 """
 
@@ -99,9 +102,12 @@ def write_statement(table: Table, stage: sql.Identifier) -> sql.Composed:
             insert=insert
         )
     if entity in _BY_UPDATED_AT:
+        # A session's user and an agent's type are copied into analytics facts: logging the
+        # replaced parent lets rollup recompute its children (analytics/rollup.py).
         return sql.SQL(
-            "WITH up AS ({upsert}) DELETE FROM agentstream.inferred_members m USING up"
-            " WHERE m.entity = {lit} AND m.id = up.id"
+            "WITH up AS ({upsert}), real AS (DELETE FROM agentstream.inferred_members m"
+            " USING up WHERE m.entity = {lit} AND m.id = up.id)"
+            " INSERT INTO agentstream.change_log (entity, id) SELECT {lit}, id FROM up ORDER BY id"
         ).format(upsert=upsert, lit=lit)
     if entity in CHANGE_LOGGED:
         return sql.SQL(

@@ -29,7 +29,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import psycopg
+import pydantic_core
 from psycopg import sql
+from psycopg.types.json import set_json_dumps
 
 from agentstream.contract.topics import ENTITIES
 from sinks.postgres.copy import copy_records, copy_rows
@@ -94,6 +96,9 @@ class PostgresSink:
             )
         except psycopg.Error as exc:
             raise self._translate(exc, "connecting to PostgreSQL") from exc
+        # jsonb values are serialised by pydantic-core (Rust): several times faster than the
+        # stdlib json.dumps psycopg uses by default, and the flush is CPU-bound on the client.
+        set_json_dumps(pydantic_core.to_json, context=conn)
         try:
             # DESIGN: a Kafka offset committed for a transaction the database could still
             # lose is data loss. 'off' is the only non-durable setting; leave the others.
