@@ -39,11 +39,18 @@ async def test_sigkill_four_times_during_ingest(settings: Settings, tmp_path: Pa
     conninfo = settings.database_conninfo()
     rng = random.Random(20261126)
 
+    kills = 0
+    # Messages trickle in until the last kill, so every kill lands mid-ingest (a successor
+    # waits out the dead member's session timeout, ~20 s, before it gets partitions).
     producing = asyncio.create_task(
-        publish(settings, traffic.messages(per_message=100), per_second=25)
+        publish(
+            settings,
+            traffic.messages(per_message=50),
+            per_second=4,
+            pace_while=lambda: kills < KILLS,
+        )
     )
     worker = WorkerProcess(settings, tmp_path / "worker-0.log").start()
-    kills = 0
     try:
         for n in range(1, KILLS + 1):
             before = row_count(conninfo, tables)
@@ -83,7 +90,7 @@ async def test_sigkill_four_times_during_ingest(settings: Settings, tmp_path: Pa
             0,
             lost,
             duplicated,
-            "4 partitions per topic, batches of 100 records per message",
+            "4 partitions per topic, batches of 50 records per message",
         )
     )
     assert kills == KILLS

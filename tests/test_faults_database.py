@@ -1,6 +1,6 @@
 """Fault suite: database errors that retrying cannot fix.
 
-Permission denied, a full disk (a tablespace on a 2 MiB tmpfs) and a statement timeout:
+Permission denied, a full disk (a tablespace on a 1 MiB tmpfs) and a statement timeout:
 the worker must say clearly what is wrong and must not commit a Kafka offset past records
 it has not written. Once the cause is fixed, a (re)started worker writes everything, once.
 """
@@ -18,6 +18,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
+from pydantic import SecretStr
 
 from agentstream.contract.settings import Settings
 from agentstream.contract.topics import ENTITIES, dlq_topic, topic_for
@@ -73,7 +74,7 @@ async def run_fault(
     )
     admin_conninfo = settings.database_conninfo()
     as_writer = settings.model_copy(
-        update={"database_url": make_conninfo(admin_conninfo, user=login)}
+        update={"database_url": SecretStr(make_conninfo(admin_conninfo, user=login))}
     )
     break_it()
     await publish(settings, traffic.messages(per_message=100))
@@ -172,11 +173,11 @@ async def test_statement_timeout(settings: Settings, tmp_path: Path, writer_logi
 
 @pytest.fixture
 def tiny_tablespace(database: str) -> Iterator[str]:
-    """A tablespace on a 2 MiB tmpfs: a disk that fills up."""
+    """A tablespace on a 1 MiB tmpfs: a disk that fills up."""
     mount = Path(f"/tmp/agentstream-tiny-{uuid.uuid4().hex[:8]}")
     mount.mkdir()
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
         capture_output=True,
         check=False,
     )
@@ -217,10 +218,10 @@ async def test_disk_full(
         settings,
         tmp_path,
         writer_login,
-        name="disk full (events on a 2 MiB tablespace)",
+        name="disk full (events on a 1 MiB tablespace)",
         break_it=move_events(tiny_tablespace),
         fix_it=move_events("pg_default"),
         log_words=("no space left", "disk full", "diskfull", "could not extend"),
-        # ~12k events with payloads: several MiB, more than the tablespace holds.
-        traffic=make_traffic(sessions=60, events_per_session=200, llm_per_session=1, seed=4),
+        # ~18k events: about 3 MiB of heap, three times what the tablespace holds.
+        traffic=make_traffic(sessions=60, events_per_session=300, llm_per_session=1, seed=4),
     )

@@ -10,7 +10,7 @@ import asyncio
 import json
 import random
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -104,9 +104,13 @@ async def publish(
     messages: Sequence[tuple[str, bytes]],
     *,
     per_second: float | None = None,
+    pace_while: Callable[[], bool] | None = None,
     headers: Iterable[tuple[str, bytes]] = (),
 ) -> None:
-    """Publish (entity, value) messages with acks=all, optionally paced to ``per_second``."""
+    """Publish (entity, value) messages with acks=all, optionally paced to ``per_second``.
+
+    With ``pace_while``, the pacing holds only while it returns true; the rest goes at once.
+    """
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap,
         acks="all",
@@ -123,7 +127,7 @@ async def publish(
                     topic_for(entity, settings.topic_prefix), value, headers=list(headers)
                 )
             )
-            if per_second:
+            if per_second and (pace_while is None or pace_while()):
                 await asyncio.sleep(1 / per_second)
             if n % 200 == 199:
                 await asyncio.gather(*pending)
@@ -139,10 +143,18 @@ def ids_in(conninfo: str, table: str) -> list[str]:
         return [str(r[0]) for r in conn.execute(f"SELECT id FROM {table}")]
 
 
-def row_count(conninfo: str, tables: Iterable[str]) -> int:
+def row_count(conninfo: str, tables: Iterable[str], *, inferred: bool = True) -> int:
+    """Rows in ``tables``; without ``inferred``, not counting the parents the sink inferred
+    for children that arrived first (placeholders, not records anyone sent)."""
     total = 0
     with psycopg.connect(conninfo) as conn:
         for table in tables:
-            row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+            query = f"SELECT count(*) FROM {table} t"
+            if not inferred:
+                query += (
+                    " WHERE NOT EXISTS (SELECT 1 FROM agentstream.inferred_members m"
+                    f" WHERE m.entity = '{table}' AND m.id = t.id)"
+                )
+            row = conn.execute(query).fetchone()
             total += int(row[0]) if row else 0
     return total
