@@ -40,13 +40,40 @@ done
 say "producing ${DEMO_SECONDS}s of agent traffic at ~${DEMO_RATE} records/s"
 $BIN/agentstream produce --duration "$DEMO_SECONDS" --rate "$DEMO_RATE" --seed 7 --progress
 
+say "publishing 4 malformed messages the way a buggy producer would (plain Kafka, no SDK)"
+$BIN/python - <<'PY'
+import asyncio, json, uuid
+from aiokafka import AIOKafkaProducer
+from agentstream.contract.settings import get_settings
+from agentstream.contract.topics import topic_for
+
+async def main() -> None:
+    s = get_settings()
+    bad = [
+        ("events", b"{not json"),
+        ("events", json.dumps({"id": str(uuid.uuid4()), "event_type": "x\u0000y",
+                               "timestamp_ms": 1}).encode()),
+        ("llm_interactions", json.dumps([{"id": "not-a-uuid", "model": "gpt-4o"}]).encode()),
+        ("sessions", json.dumps({"id": str(uuid.uuid4()), "user_id": "u" * 300}).encode()),
+    ]
+    producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, **s.kafka_client_options())
+    await producer.start()
+    try:
+        for entity, value in bad:
+            await producer.send_and_wait(topic_for(entity, s.topic_prefix), value)
+    finally:
+        await producer.stop()
+
+asyncio.run(main())
+PY
+
 say "waiting for the workers to drain what was published"
 $BIN/agentstream status --wait-drained --timeout 300
 $BIN/agentstream status
 
 stop_workers
 
-say "dead letters (the load generator sends a few malformed records on purpose)"
+say "dead letters: each malformed record with its reason and where it came from"
 $BIN/agentstream dlq list
 
 say "rolling up cost and latency"

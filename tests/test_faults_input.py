@@ -17,7 +17,7 @@ from agentstream.contract.topics import ENTITIES, dlq_topic, topic_for
 from streams.dlq_admin import read_dead_letters
 from tests.support.corpus import build_corpus
 from tests.support.kafka import create_topics
-from tests.support.reliability import Result, record
+from tests.support.reliability import CaseResult, Result, record, record_case
 from tests.support.traffic import ids_in, make_traffic, publish, row_count
 from tests.support.worker import WorkerProcess, wait_for
 
@@ -40,9 +40,10 @@ async def test_hostile_corpus_mixed_into_valid_traffic(settings: Settings, tmp_p
     try:
         # Interleave: a slice of valid traffic, one hostile case, and so on.
         step = max(1, len(valid_messages) // len(corpus))
+        placed: list[tuple[str, int, int]] = []  # each case's message: topic, partition, offset
         for n, case in enumerate(corpus):
             await publish(settings, valid_messages[n * step : (n + 1) * step])
-            await publish(settings, [(case.entity, case.value)], headers=case.headers)
+            placed += await publish(settings, [(case.entity, case.value)], headers=case.headers)
         await publish(settings, valid_messages[len(corpus) * step :])
 
         expected_rows = traffic.count() + sum(c.valid for c in corpus)
@@ -75,6 +76,26 @@ async def test_hostile_corpus_mixed_into_valid_traffic(settings: Settings, tmp_p
     for case in corpus:
         for record_id in case.valid_ids:
             assert record_id in ids_in(conninfo, case.entity), case.name
+    by_source: dict[tuple[str, int, int], list[str]] = {}
+    for item in letters:
+        src = (item.letter.source_topic, item.letter.partition, item.letter.offset)
+        by_source.setdefault(src, []).append(item.letter.reason)
+    for case, coordinates in zip(corpus, placed, strict=True):
+        reasons = by_source.get(coordinates, [])
+        found = set(ids_in(conninfo, case.entity)) if case.valid_ids else set()
+        assert len(case.valid_ids) == case.valid, case.name  # every valid record is findable
+        record_case(
+            CaseResult(
+                case.name,
+                case.entity,
+                case.valid,
+                len(found & set(case.valid_ids)),
+                case.invalid,
+                len(reasons),
+                reasons[0] if reasons else "",
+            )
+        )
+        assert len(reasons) == case.invalid, (case.name, reasons)
     dead_lettered = len(letters)
     sent_records = traffic.count() + sum(c.valid + c.invalid for c in corpus)
     written = row_count(conninfo, list(ENTITIES), inferred=False)

@@ -106,11 +106,14 @@ async def publish(
     per_second: float | None = None,
     pace_while: Callable[[], bool] | None = None,
     headers: Iterable[tuple[str, bytes]] = (),
-) -> None:
+) -> list[tuple[str, int, int]]:
     """Publish (entity, value) messages with acks=all, optionally paced to ``per_second``.
+
+    Returns each message's (topic, partition, offset), in order.
 
     With ``pace_while``, the pacing holds only while it returns true; the rest goes at once.
     """
+    placed: list[tuple[str, int, int]] = []
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap,
         acks="all",
@@ -130,11 +133,16 @@ async def publish(
             if per_second and (pace_while is None or pace_while()):
                 await asyncio.sleep(1 / per_second)
             if n % 200 == 199:
-                await asyncio.gather(*pending)
+                placed += _coordinates(await asyncio.gather(*pending))
                 pending.clear()
-        await asyncio.gather(*pending)
+        placed += _coordinates(await asyncio.gather(*pending))
+        return placed
     finally:
         await producer.stop()
+
+
+def _coordinates(sent: Iterable[Any]) -> list[tuple[str, int, int]]:
+    return [(m.topic, m.partition, m.offset) for m in sent]
 
 
 def ids_in(conninfo: str, table: str) -> list[str]:
