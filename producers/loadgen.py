@@ -66,14 +66,16 @@ class ModelProfile:
     error_factor: float = 1.0  # relative to --error-rate
 
 
-# Plausible orders of magnitude for hosted models (not a benchmark of any vendor).
+# Plausible orders of magnitude (not a benchmark of any vendor). The hosted models are in
+# the shipped price table (analytics/data/prices.json); the self-hosted llama has no list
+# price, so reports show how an unpriced model is flagged rather than costed at $0.
 MODEL_PROFILES: dict[str, ModelProfile] = {
     "gpt-4o": ModelProfile(1200, 320, 420, 11.0),
     "gpt-4o-mini": ModelProfile(900, 260, 260, 6.0, 0.8),
-    "claude-sonnet-4": ModelProfile(1500, 380, 520, 13.0),
-    "claude-haiku": ModelProfile(800, 220, 300, 5.5, 0.8),
-    "gemini-1.5-pro": ModelProfile(1400, 350, 480, 12.0, 1.2),
-    "llama-3.1-70b": ModelProfile(1000, 300, 350, 9.0, 1.5),
+    "claude-sonnet-4-5": ModelProfile(1500, 380, 520, 13.0),
+    "claude-haiku-4-5": ModelProfile(800, 220, 300, 5.5, 0.8),
+    "gemini-2.5-pro": ModelProfile(1400, 350, 480, 12.0, 1.2),
+    "llama-3.1-70b-selfhosted": ModelProfile(1000, 300, 350, 9.0, 1.5),
 }
 DEFAULT_MODELS: tuple[str, ...] = tuple(MODEL_PROFILES)
 _UNKNOWN_MODEL = ModelProfile(1000, 300, 400, 10.0)

@@ -29,6 +29,11 @@ trap stop_workers EXIT
 say "migrating the database"
 $BIN/agentstream migrate
 
+# The report covers this run: from the hour it started (reports use whole hours) to a day
+# ahead (the load generator's simulated sessions run ahead of the wall clock).
+since=$(date -u +%Y-%m-%dT%H:00:00)
+until=$(date -u -d '+1 day' +%Y-%m-%d)
+
 say "starting $DEMO_WORKERS worker(s) (logs in $LOGS/)"
 for i in $(seq 1 "$DEMO_WORKERS"); do
     port=$((9463 + i))
@@ -51,8 +56,10 @@ async def main() -> None:
     s = get_settings()
     bad = [
         ("events", b"{not json"),
-        ("events", json.dumps({"id": str(uuid.uuid4()), "event_type": "x\u0000y",
-                               "timestamp_ms": 1}).encode()),
+        ("events", json.dumps({"id": str(uuid.uuid4()), "event_type": "tool\u0000call",
+                               "trace_id": str(uuid.uuid4()), "session_id": str(uuid.uuid4()),
+                               "user_id": "demo", "timestamp_ms": 1764172800000,
+                               "payload": {}}).encode()),
         ("llm_interactions", json.dumps([{"id": "not-a-uuid", "model": "gpt-4o"}]).encode()),
         ("sessions", json.dumps({"id": str(uuid.uuid4()), "user_id": "u" * 300}).encode()),
     ]
@@ -69,7 +76,6 @@ PY
 
 say "waiting for the workers to drain what was published"
 $BIN/agentstream status --wait-drained --timeout 300
-$BIN/agentstream status
 
 stop_workers
 
@@ -80,8 +86,7 @@ say "rolling up cost and latency"
 $BIN/agentstream rollup
 
 say "cost and latency report"
-$BIN/agentstream report --by model
-$BIN/agentstream report --by agent_type --html "$OUT/report.html" >/dev/null
+$BIN/agentstream report --since "$since" --until "$until" --by model --html "$OUT/report.html"
 
 say "Parquet exports"
 for table in sessions agents agent_executions llm_interactions events documents; do

@@ -148,9 +148,11 @@ our_pid() {
 }
 
 # --- jars --------------------------------------------------------------------------------
-# Resolves kafka_2.13 + runtime deps + the log4j2 SLF4J binding into LIBS once; a marker
-# file records completion, so later starts (and fresh clones, since the default cache
-# is outside the repo) download nothing.
+# Resolves kafka_2.13 + kafka-tools (the console producer and consumer) + runtime deps + the
+# log4j2 SLF4J binding into LIBS once; a marker file records completion, so later starts (and
+# fresh clones, since the default cache is outside the repo) download nothing. The marker is
+# named for the set of artifacts: a cache made for a smaller set is fetched again, once.
+COMPLETE=.complete-server-tools
 ensure_jars() {
     local candidates=() v
     if [[ -n "${AGENTSTREAM_KAFKA_VERSION:-}" ]]; then
@@ -161,7 +163,7 @@ ensure_jars() {
     # Already cached?
     for v in "${candidates[@]}"; do
         libs_for "$v"
-        if [[ -f "$LIBS/.complete" ]]; then
+        if [[ -f "$LIBS/$COMPLETE" ]]; then
             KAFKA_VERSION="$v"
             say "jars: cached, Kafka $v ($LIBS)"
             return 0
@@ -196,7 +198,7 @@ fetch_jars() {
     # The cache is shared by every clone on the machine: serialise concurrent fetches.
     exec 8>"$LIBS.lock"
     flock 8
-    if [[ -f "$LIBS/.complete" ]]; then      # somebody else finished it while we waited
+    if [[ -f "$LIBS/$COMPLETE" ]]; then      # somebody else finished it while we waited
         exec 8>&-; return 0
     fi
     work="$(mktemp -d "$parent/.fetch.XXXXXX")"
@@ -209,6 +211,8 @@ fetch_jars() {
   <packaging>pom</packaging>
   <dependencies>
     <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>$v</version></dependency>
+    <!-- the console producer/consumer of the README's wire-contract example -->
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka-tools</artifactId><version>$v</version></dependency>
     <!-- SLF4J 1.7 -> log4j2 binding; the broker logs nothing without one -->
     <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j-impl</artifactId><version>$LOG4J_VERSION</version></dependency>
     <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-core</artifactId><version>$LOG4J_VERSION</version></dependency>
@@ -225,7 +229,7 @@ EOF
         rm -rf "$work"; exec 8>&-
         return 1
     fi
-    touch "$work/libs/.complete"
+    touch "$work/libs/$COMPLETE"
     rm -rf "$LIBS"
     mv "$work/libs" "$LIBS"     # appears complete or not at all
     rm -rf "$work"
@@ -482,10 +486,18 @@ cmd_logs() {
     tail -n "$n" "${follow[@]}" "$LOG_FILE"
 }
 
+# `classpath`: fetch the jars if needed (progress on stderr) and print the classpath, for
+# Kafka's own tools: java -cp "$(scripts/kafka.sh classpath)" org.apache.kafka.tools.ConsoleProducer
+cmd_classpath() {
+    ensure_jars >&2
+    printf '%s/*\n' "$LIBS"
+}
+
 case "${1:-}" in
     start) cmd_start ;;
     stop) cmd_stop ;;
     status) cmd_status ;;
     logs) shift; cmd_logs "$@" ;;
-    *) echo "usage: $0 {start|stop|status|logs [-f] [-n N]}" >&2; exit 2 ;;
+    classpath) cmd_classpath ;;
+    *) echo "usage: $0 {start|stop|status|logs [-f] [-n N]|classpath}" >&2; exit 2 ;;
 esac

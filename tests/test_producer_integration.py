@@ -97,7 +97,7 @@ async def test_helpers_publish_valid_records_of_every_entity(kafka_settings: Set
         with pytest.raises(RuntimeError, match="tool crashed"):
             async with (
                 agent.execute(input_data={"task": "boom"}) as failing,
-                failing.llm_call(model="claude-haiku", prompt="?"),
+                failing.llm_call(model="claude-haiku-4-5", prompt="?"),
             ):
                 raise RuntimeError("tool crashed")
         await session.event("session.note", payload={"ok": True})

@@ -101,3 +101,14 @@ def test_options_need_a_bound_and_sane_values() -> None:
         LoadOptions(sessions=1, error_rate=2)
     with pytest.raises(ValueError, match="rate"):
         LoadOptions(sessions=1, rate=0)
+
+
+def test_default_models_are_priced_except_the_self_hosted_one() -> None:
+    from agentstream.cli.produce_cmd import MODELS_HELP
+    from analytics.prices import load_prices, resolve_model
+    from producers.loadgen import DEFAULT_MODELS
+
+    prices = load_prices()
+    unpriced = {m for m in DEFAULT_MODELS if not resolve_model(m, prices)}
+    assert unpriced == {"llama-3.1-70b-selfhosted"}  # the demo shows how it is flagged
+    assert all(m in MODELS_HELP for m in DEFAULT_MODELS)

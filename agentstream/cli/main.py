@@ -65,6 +65,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
+    if not args.verbose and args.command != "worker":
+        # Kafka clients narrate every connection and subscription at INFO: noise around a
+        # command's own output. The worker keeps them (they are its operational log).
+        for name in ("aiokafka", "kafka", "faust", "mode"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     try:
         code: int = args.func(args)
     except CommandError as exc:

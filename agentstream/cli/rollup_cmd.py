@@ -48,10 +48,15 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(asdict(result)))
         return 0
     kind = f"full rebuild ({result.reason})" if result.full else "incremental"
+    # The fact counts are PostgreSQL's estimates: unknown (0) until autovacuum has analyzed.
+    facts = (
+        f"facts: ~{result.llm_facts:,} LLM calls, ~{result.exec_facts:,} executions; "
+        if result.llm_facts or result.exec_facts
+        else ""
+    )
     print(
-        f"rollup: {kind}: {result.changes} changed rows, {result.hours} hour and "
-        f"{result.days} day buckets recomputed in {result.seconds:.2f} s; facts: "
-        f"{result.llm_facts} LLM calls, {result.exec_facts} executions; "
+        f"rollup: {kind}: {result.changes:,} changed rows, {result.hours} hour and "
+        f"{result.days} day buckets recomputed in {result.seconds:.2f} s; {facts}"
         f"watermark {result.watermark}"
     )
     if result.unpriced_models:
