@@ -42,7 +42,7 @@ test-unit: install ## the tests that need no services
 test: install lint services migrate ## from a fresh clone: install, services, migrate, the whole suite
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-demo: install services migrate ## the whole pipeline on synthetic traffic, with a report
+demo: install services ## the whole pipeline on synthetic traffic, with a report
 	scripts/demo.sh
 
 bench: install services migrate ## run the benchmarks in bench/ (minutes; see BENCHMARKS.md)

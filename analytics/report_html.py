@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 import io
 from collections import defaultdict
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -62,6 +62,25 @@ def _empty(ax: Any) -> None:
     )
 
 
+def _tag(bars: Any, gid: str) -> None:
+    """Mark data shapes in the SVG (``id="data-…"``): the Chromium test looks for them."""
+    for i, patch in enumerate(bars):
+        patch.set_gid(f"{gid}-{i}")
+
+
+def _span(buckets: list[datetime]) -> timedelta:
+    """The width of one bucket: the smallest step between buckets, an hour when only one."""
+    steps = [b - a for a, b in zip(buckets, buckets[1:], strict=False) if b > a]
+    return min(steps) if steps else timedelta(hours=1)
+
+
+def _time_axis(fig: Any, ax: Any, buckets: list[datetime]) -> None:
+    """Dates on x, and a sane range even for one bucket (matplotlib would show years)."""
+    width = _span(buckets)
+    ax.set_xlim(min(buckets) - width, max(buckets) + width)
+    fig.autofmt_xdate()
+
+
 def _cost_by_model(series: dict[str, list[dict[str, Any]]]) -> str:
     fig, ax = _figure("Cost over time by model (USD)")
     per_model: dict[str, dict[datetime, float]] = defaultdict(dict)
@@ -70,10 +89,16 @@ def _cost_by_model(series: dict[str, list[dict[str, Any]]]) -> str:
     buckets = sorted({r["bucket"] for r in series["by_model"]})
     if buckets:
         ranked = sorted(per_model, key=lambda m: -sum(per_model[m].values()))
-        stacks = [[per_model[m].get(b, 0.0) for b in buckets] for m in ranked]
-        ax.stackplot(buckets, stacks, labels=ranked, alpha=0.85)
-        ax.legend(fontsize=7, loc="upper left", ncol=2)
-        fig.autofmt_xdate()
+        width = _span(buckets) * 0.8
+        bottom = [0.0] * len(buckets)
+        # Stacked bars: honest for one bucket as for a hundred (a stacked area needs two).
+        for n, model in enumerate(ranked):
+            heights = [per_model[model].get(b, 0.0) for b in buckets]
+            bars = ax.bar(buckets, heights, width=width, bottom=bottom, label=model, alpha=0.85)
+            _tag(bars, f"data-cost-{n}")
+            bottom = [a + b for a, b in zip(bottom, heights, strict=True)]
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+        _time_axis(fig, ax, buckets)
     else:
         _empty(ax)
     return _svg(fig)
@@ -85,9 +110,17 @@ def _latency(series: dict[str, list[dict[str, Any]]]) -> str:
     if rows:
         x = [r["bucket"] for r in rows]
         for name in ("p50", "p90", "p95", "p99"):
-            ax.plot(x, [r[f"latency_{name}"] for r in rows], label=name, linewidth=1.2)
-        ax.legend(fontsize=8)
-        fig.autofmt_xdate()
+            (line,) = ax.plot(
+                x,
+                [r[f"latency_{name}"] for r in rows],
+                label=name,
+                linewidth=1.2,
+                marker="o",
+                markersize=3,
+            )
+            line.set_gid(f"data-latency-{name}")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+        _time_axis(fig, ax, x)
     else:
         _empty(ax)
     return _svg(fig)
@@ -97,13 +130,18 @@ def _errors(series: dict[str, list[dict[str, Any]]]) -> str:
     fig, ax = _figure("Error rate (% of calls)")
     rows = series["overall"]
     if rows:
-        ax.plot(
-            [r["bucket"] for r in rows],
+        x = [r["bucket"] for r in rows]
+        (line,) = ax.plot(
+            x,
             [100 * r["error_rate"] for r in rows],
             color="#c0392b",
             linewidth=1.2,
+            marker="o",
+            markersize=3,
         )
-        fig.autofmt_xdate()
+        line.set_gid("data-error-rate")
+        ax.set_ylim(bottom=0)
+        _time_axis(fig, ax, x)
     else:
         _empty(ax)
     return _svg(fig)
@@ -113,7 +151,8 @@ def _top(rows: list[dict[str, Any]], title: str) -> str:
     fig, ax = _figure(title)
     if rows:
         labels = [f"{r['key'][:8]}… {r['label'] or ''}" for r in rows][::-1]
-        ax.barh(labels, [float(r["cost"]) for r in rows][::-1], color="#2c7fb8")
+        bars = ax.barh(labels, [float(r["cost"]) for r in rows][::-1], color="#2c7fb8")
+        _tag(bars, "data-top")
         ax.tick_params(axis="y", labelsize=7)
     else:
         _empty(ax)

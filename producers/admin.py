@@ -61,6 +61,10 @@ async def ensure_topics(
                     f"Kafka at {settings.kafka_bootstrap} refused to create topic {name!r}: "
                     f"error {code} ({message}); check topic_partitions/topic_replication"
                 )
+        if created:
+            # Producing before the new partitions have leaders only earns retries (and
+            # NotLeaderForPartition warnings): wait until every one has a leader.
+            await asyncio.wait_for(_leaders_elected(admin, created), timeout_s)
         return created
     except (TimeoutError, KafkaError, OSError) as exc:
         why = f"no answer within {timeout_s:g}s" if isinstance(exc, TimeoutError) else str(exc)
@@ -70,3 +74,16 @@ async def ensure_topics(
         ) from exc
     finally:
         await admin.close()
+
+
+async def _leaders_elected(admin: AIOKafkaAdminClient, topics: list[str]) -> None:
+    while True:
+        described = await admin.describe_topics(topics)
+        if all(
+            t["error_code"] == 0
+            and t["partitions"]
+            and all(p["leader"] >= 0 for p in t["partitions"])
+            for t in described
+        ):
+            return
+        await asyncio.sleep(0.1)

@@ -114,6 +114,8 @@ class LoadOptions:
     error_rate: float = 0.03
     concurrency: int = 8  # sessions in flight at once, interleaved
     start: datetime | None = None
+    session_gap_s: float = 2.0  # mean simulated time between session starts
+
 
     def __post_init__(self) -> None:
         if self.sessions is None and self.duration_s is None:
@@ -130,6 +132,8 @@ class LoadOptions:
             raise ValueError("give at least one model")
         if self.concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {self.concurrency}")
+        if self.session_gap_s <= 0:
+            raise ValueError(f"session gap must be positive seconds, got {self.session_gap_s}")
 
 
 class _Clock:
@@ -158,6 +162,7 @@ class TrafficGenerator:
         error_rate: float = 0.03,
         concurrency: int = 8,
         start: datetime | None = None,
+        session_gap_s: float = 2.0,
         validate: bool = True,
     ) -> None:
         self.seed = seed
@@ -168,6 +173,7 @@ class TrafficGenerator:
         self.error_rate = error_rate
         self.concurrency = concurrency
         self._next_start = start or datetime.now(UTC)
+        self._session_gap_ms = session_gap_s * 1000
         self.sessions_started = 0
         self.sessions_done = 0
 
@@ -201,8 +207,9 @@ class TrafficGenerator:
 
     def _session(self) -> Iterator[Record]:
         rng = self._rng
-        # Sessions arrive as a Poisson process, ~2 s apart on the simulated timeline.
-        self._next_start += timedelta(milliseconds=rng.expovariate(1 / 2000))
+        # Sessions arrive as a Poisson process, ``session_gap_s`` apart on average on the
+        # simulated timeline (records are published as fast as --rate allows regardless).
+        self._next_start += timedelta(milliseconds=rng.expovariate(1 / self._session_gap_ms))
         clock = _Clock(self._next_start)
         user_id = f"user-{rng.randint(1, 500):04d}"
         session_id = self._ids(clock.ms)
@@ -439,6 +446,7 @@ async def run_load(
         error_rate=options.error_rate,
         concurrency=options.concurrency,
         start=options.start,
+        session_gap_s=options.session_gap_s,
         validate=settings.producer_validate,
     )
     t0 = time.monotonic()

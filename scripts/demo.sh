@@ -10,8 +10,9 @@ BIN=.venv/bin
 DEMO_SECONDS="${DEMO_SECONDS:-60}"
 DEMO_RATE="${DEMO_RATE:-1500}"      # records per second published by the load generator
 DEMO_WORKERS="${DEMO_WORKERS:-2}"   # workers in one consumer group share the partitions
-OUT="${AGENTSTREAM_OUTPUT_DIR:-out}"
+OUT="${AGENTSTREAM_OUTPUT_DIR:-out}/demo"   # the demo's own: emptied at every run
 LOGS=.services/demo
+rm -rf "$OUT"
 mkdir -p "$LOGS" "$OUT"
 
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
@@ -26,12 +27,17 @@ stop_workers() {
 }
 trap stop_workers EXIT
 
-say "migrating the database"
+say "a sandbox for the demo: its own database and topics (your own data is not touched)"
+eval "$($BIN/python scripts/demo_setup.py "$OUT")"
+
+say "migrating the demo database"
 $BIN/agentstream migrate
 
-# The report covers this run: from the hour it started (reports use whole hours) to a day
-# ahead (the load generator's simulated sessions run ahead of the wall clock).
-since=$(date -u +%Y-%m-%dT%H:00:00)
+# A minute of traffic, a simulated day: sessions start ~60 s apart on the simulated clock
+# (1,500 records/s make ~25 sessions/s), from 24 hours ago, so the report has a day of
+# hourly buckets. The window runs to a day ahead: simulated sessions may end after now.
+start=$(date -u -d '-24 hours' +%Y-%m-%dT%H:%M:%S+00:00)
+since=$(date -u -d '-24 hours' +%Y-%m-%dT%H:00:00)
 until=$(date -u -d '+1 day' +%Y-%m-%d)
 
 say "starting $DEMO_WORKERS worker(s) (logs in $LOGS/)"
@@ -42,8 +48,9 @@ for i in $(seq 1 "$DEMO_WORKERS"); do
     echo "  worker $i: pid ${pids[-1]}, metrics http://127.0.0.1:$port/metrics"
 done
 
-say "producing ${DEMO_SECONDS}s of agent traffic at ~${DEMO_RATE} records/s"
-$BIN/agentstream produce --duration "$DEMO_SECONDS" --rate "$DEMO_RATE" --seed 7 --progress
+say "producing ${DEMO_SECONDS}s of agent traffic at ~${DEMO_RATE} records/s (a simulated day)"
+$BIN/agentstream produce --duration "$DEMO_SECONDS" --rate "$DEMO_RATE" --seed 7 --progress \
+    --start "$start" --session-gap 60
 
 say "publishing 4 malformed messages the way a buggy producer would (plain Kafka, no SDK)"
 $BIN/python - <<'PY'
@@ -113,7 +120,8 @@ cat <<MSG
   HTML report:     $OUT/report.html
   Parquet files:   $OUT/parquet/  (read them with pandas, pyarrow, DuckDB or Spark)
   Worker logs:     $LOGS/
-Try next:
+  Demo settings:   $OUT/demo.env  (database agentstream_demo, topics $AGENTSTREAM_TOPIC_PREFIX*)
+Try next, in this shell after: set -a; . $OUT/demo.env; set +a
   .venv/bin/agentstream report --by user --format csv
   .venv/bin/agentstream session $session_id --json
   .venv/bin/agentstream dlq show --limit 5

@@ -194,7 +194,15 @@ def test_html_charts_are_drawn_in_a_headless_browser(database: str, tmp_path: Pa
     from tests.support.browser import charts_drawn
 
     populate(database)
-    report = build_report(database, T0, T0 + timedelta(hours=6), "agent", with_series=True)
-    page = tmp_path / "report.html"
-    page.write_text(render_html(report), encoding="utf-8")
-    assert charts_drawn(page) == (len(CHART_IDS), len(CHART_IDS))
+
+    def drawn(since: datetime, until: datetime) -> tuple[int, int]:
+        report = build_report(database, since, until, "agent", with_series=True)
+        page = tmp_path / f"report-{since:%H}-{until:%H}.html"
+        page.write_text(render_html(report), encoding="utf-8")
+        return charts_drawn(page)
+
+    assert drawn(T0, T0 + timedelta(hours=6)) == (len(CHART_IDS), len(CHART_IDS))
+    # One hourly bucket (what a one-minute demo gives): one point per series, still drawn.
+    assert drawn(T0, T0 + timedelta(hours=1)) == (len(CHART_IDS), len(CHART_IDS))
+    # A window without data: axes and "no data" notes, and the probe counts no chart drawn.
+    assert drawn(T0 - timedelta(days=2), T0 - timedelta(days=1)) == (len(CHART_IDS), 0)

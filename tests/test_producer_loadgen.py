@@ -112,3 +112,16 @@ def test_default_models_are_priced_except_the_self_hosted_one() -> None:
     unpriced = {m for m in DEFAULT_MODELS if not resolve_model(m, prices)}
     assert unpriced == {"llama-3.1-70b-selfhosted"}  # the demo shows how it is flagged
     assert all(m in MODELS_HELP for m in DEFAULT_MODELS)
+
+
+def test_session_gap_spreads_sessions_over_simulated_time() -> None:
+    def span_hours(gap: float) -> float:
+        gen = TrafficGenerator(seed=3, start=START, session_gap_s=gap)
+        starts = [r.created_at for r in gen.records(lambda n: n < 200) if isinstance(r, Session)]
+        return (max(starts) - min(starts)).total_seconds() / 3600
+
+    # 200 sessions ~2 s apart: minutes; ~60 s apart: about 200 minutes (Poisson: roughly).
+    assert span_hours(2.0) < 0.25
+    assert 2.0 < span_hours(60.0) < 5.0
+    with pytest.raises(ValueError, match="session gap"):
+        LoadOptions(sessions=1, session_gap_s=0)

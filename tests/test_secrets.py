@@ -21,6 +21,16 @@ def test_settings_repr_and_redacted_url_hide_the_password() -> None:
     assert SECRET not in repr(settings) and SECRET not in str(settings.model_dump())
     assert settings.database_url_redacted() == "postgresql://writer:***@db.example:5432/agentstream"
     assert redact_url("postgresql://u@h/db") == "postgresql://u@h/db"
+    # libpq's keyword form and URL query parameters hide the password too.
+    assert redact_url(f"host=h user=u password={SECRET} dbname=d") == (
+        "host=h user=u password=*** dbname=d"
+    )
+    assert redact_url(f"host=h password = 'a {SECRET} b' dbname=d") == (
+        "host=h password = *** dbname=d"
+    )
+    assert redact_url(f"postgresql://u@h/d?sslmode=require&password={SECRET}&x=1") == (
+        "postgresql://u@h/d?sslmode=require&password=***&x=1"
+    )
     # ...yet the clients get the real credentials.
     assert settings.kafka_client_options()["sasl_plain_password"] == SECRET
     assert settings.kafka_client_options()["sasl_mechanism"] == "PLAIN"

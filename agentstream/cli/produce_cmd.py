@@ -81,6 +81,14 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--concurrency", type=_positive_int, default=8, help="sessions interleaved (default 8)"
     )
+    p.add_argument(
+        "--session-gap",
+        type=_positive_float,
+        default=2.0,
+        metavar="S",
+        help="mean simulated seconds between session starts (default 2); e.g. 60 spreads "
+        "1,440 sessions over a simulated day, to fill a report's hourly buckets in a minute",
+    )
     progress = p.add_mutually_exclusive_group()
     progress.add_argument(
         "--progress", dest="progress", action="store_true", default=None, help="force the bar"
@@ -111,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
             models=models,
             error_rate=args.error_rate,
             concurrency=args.concurrency,
+            session_gap_s=args.session_gap,
             start=args.start,
         )
     except ValueError as exc:

@@ -17,11 +17,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 __all__ = ["Settings", "get_settings", "redact_url"]
 
 _PASSWORD_IN_URL = re.compile(r"(?P<head>://[^:/@]+:)[^@]*(?P<tail>@)")
+# libpq's keyword form and URL query parameters: password=secret, password = 'a b', ?password=x
+_PASSWORD_PARAM = re.compile(r"(?P<head>\bpassword\s*=\s*)(?:'(?:[^'\\]|\\.)*'|[^\s&]+)")
 
 
 def redact_url(url: str) -> str:
-    """``postgresql://user:secret@host/db`` -> ``postgresql://user:***@host/db``."""
-    return _PASSWORD_IN_URL.sub(r"\g<head>***\g<tail>", url)
+    """``postgresql://user:secret@host/db`` -> ``postgresql://user:***@host/db``; likewise
+    ``password=secret`` in libpq's keyword form or in the URL's query."""
+    url = _PASSWORD_IN_URL.sub(r"\g<head>***\g<tail>", url)
+    return _PASSWORD_PARAM.sub(r"\g<head>***", url)
 
 
 class Settings(BaseSettings):

@@ -2,7 +2,8 @@
 
 :func:`charts_drawn` loads an HTML file with a small probe script appended and reads back,
 from the DOM Chromium dumps after the page has run, how many ``.chart`` elements have a
-rendered picture (a loaded image of non-zero size, or an SVG with drawn shapes).
+rendered picture (a loaded image of non-zero size, or an SVG with at least one visible data
+mark: an element whose id starts with ``data-``, as analytics/report_html.py tags them).
 """
 
 from __future__ import annotations
@@ -24,9 +25,14 @@ window.addEventListener('load', () => {
     if (img) return img.complete && img.naturalWidth > 50 && img.naturalHeight > 50;
     const svg = el.tagName.toLowerCase() === 'svg' ? el : el.querySelector('svg');
     if (svg) {
+      // Axes and grid lines are not a chart: it needs a data mark (id "data-...", set by
+      // analytics/report_html.py) that the browser lays out with a visible size.
       const box = svg.getBoundingClientRect();
-      return box.width > 50 && box.height > 50 &&
-        svg.querySelectorAll('path, rect, line, polyline, circle').length > 0;
+      const marks = Array.from(svg.querySelectorAll('[id^="data-"]')).filter((g) => {
+        const r = g.getBoundingClientRect();
+        return r.width > 1 || r.height > 1;
+      });
+      return box.width > 50 && box.height > 50 && marks.length > 0;
     }
     return false;
   });
