@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import io
 from collections import defaultdict
+from itertools import pairwise
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -70,7 +71,7 @@ def _tag(bars: Any, gid: str) -> None:
 
 def _span(buckets: list[datetime]) -> timedelta:
     """The width of one bucket: the smallest step between buckets, an hour when only one."""
-    steps = [b - a for a, b in zip(buckets, buckets[1:], strict=False) if b > a]
+    steps = [b - a for a, b in pairwise(buckets) if b > a]
     return min(steps) if steps else timedelta(hours=1)
 
 
