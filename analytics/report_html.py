@@ -11,9 +11,9 @@ from __future__ import annotations
 import html
 import io
 from collections import defaultdict
-from itertools import pairwise
 from datetime import datetime, timedelta
 from decimal import Decimal
+from itertools import pairwise
 from typing import Any
 
 from analytics.report import Report, render_table

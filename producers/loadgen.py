@@ -116,7 +116,6 @@ class LoadOptions:
     start: datetime | None = None
     session_gap_s: float = 2.0  # mean simulated time between session starts
 
-
     def __post_init__(self) -> None:
         if self.sessions is None and self.duration_s is None:
             raise ValueError("bound the run with sessions=N or duration_s=S")
