@@ -117,7 +117,8 @@ def test_default_models_are_priced_except_the_self_hosted_one() -> None:
 def test_session_gap_spreads_sessions_over_simulated_time() -> None:
     def span_hours(gap: float) -> float:
         gen = TrafficGenerator(seed=3, start=START, session_gap_s=gap)
-        starts = [r.created_at for r in gen.records(lambda n: n < 200) if isinstance(r, Session)]
+        records = gen.records(lambda n: n < 200)
+        starts = [r.created_at for r in records if isinstance(r, Session) and r.created_at]
         return (max(starts) - min(starts)).total_seconds() / 3600
 
     # 200 sessions ~2 s apart: minutes; ~60 s apart: about 200 minutes (Poisson: roughly).
