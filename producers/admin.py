@@ -42,6 +42,9 @@ async def ensure_topics(
         existing = set(await asyncio.wait_for(admin.list_topics(), timeout_s))
         missing = [n for n in names if n not in existing]
         if not missing:
+            # Perhaps just created by someone else (a worker starting): producing before the
+            # partitions have leaders only earns retries and NotLeaderForPartition warnings.
+            await asyncio.wait_for(_leaders_elected(admin, names), timeout_s)
             return []
         new_topics = [
             NewTopic(
@@ -61,10 +64,7 @@ async def ensure_topics(
                     f"Kafka at {settings.kafka_bootstrap} refused to create topic {name!r}: "
                     f"error {code} ({message}); check topic_partitions/topic_replication"
                 )
-        if created:
-            # Producing before the new partitions have leaders only earns retries (and
-            # NotLeaderForPartition warnings): wait until every one has a leader.
-            await asyncio.wait_for(_leaders_elected(admin, created), timeout_s)
+        await asyncio.wait_for(_leaders_elected(admin, names), timeout_s)
         return created
     except (TimeoutError, KafkaError, OSError) as exc:
         why = f"no answer within {timeout_s:g}s" if isinstance(exc, TimeoutError) else str(exc)
