@@ -28,6 +28,7 @@ import mode
 from agentstream.contract.settings import Settings
 from agentstream.contract.topics import ENTITIES, topic_for
 from sinks.postgres import SinkError
+from streams import transport
 from streams.processor import Processor, WorkerStopped
 from streams.signals import install_graceful_stop
 from streams.take import take_batches
@@ -64,7 +65,8 @@ def build_app(settings: Settings) -> faust.App:
     hosts = ";".join(settings.kafka_bootstrap.split(","))
     return faust.App(
         settings.worker_group,
-        broker=f"kafka://{hosts}",
+        # faust's aiokafka transport with a shorter idle fetch wait (streams/transport.py).
+        broker=f"{transport.SCHEME}://{hosts}",
         broker_credentials=broker_credentials(settings),
         store="memory://",
         datadir=str(settings.worker_data_dir),
