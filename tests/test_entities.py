@@ -82,6 +82,14 @@ def test_ingest_defaults_are_deterministic() -> None:
     assert isinstance(a, Session)
     assert a.id == b.id != c.id
     assert a.created_at == a.updated_at == now
+    # The same record model_copy would give: equal, serialised alike, original untouched.
+    expected = record.model_copy(update={"id": a.id, "created_at": now, "updated_at": now})
+    assert a == expected and a.model_dump_json() == expected.model_dump_json()
+    assert a.model_fields_set == expected.model_fields_set
+    assert record.id is None and record.created_at is None
+    assert record.with_ingest_defaults(id_key="x", ingest_time=now) is not record
+    full = a.with_ingest_defaults(id_key="x", ingest_time=now)
+    assert full is a  # nothing to fill: the record itself
 
 
 def test_values_postgres_accepts_at_the_edges() -> None:
