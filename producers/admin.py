@@ -69,8 +69,8 @@ async def ensure_topics(
     except (TimeoutError, KafkaError, OSError) as exc:
         why = f"no answer within {timeout_s:g}s" if isinstance(exc, TimeoutError) else str(exc)
         raise BrokerUnavailable(
-            f"cannot create topics at Kafka {settings.kafka_bootstrap} ({why}); is the broker "
-            "up (`make services`)? Check AGENTSTREAM_KAFKA_BOOTSTRAP."
+            f"cannot create topics at Kafka {settings.kafka_bootstrap} ({why}); "
+            f"{settings.kafka_advice()}"
         ) from exc
     finally:
         await admin.close()

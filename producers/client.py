@@ -196,10 +196,8 @@ class AgentStream:
                 await asyncio.wait_for(producer.stop(), 5)
             raise BrokerUnavailable(
                 f"cannot connect to Kafka at {s.kafka_bootstrap} within "
-                f"{self._timeout_s:g}s ({type(exc).__name__}: {exc}). Is the broker up "
-                "(`make services`)? Check AGENTSTREAM_KAFKA_BOOTSTRAP and the "
-                "AGENTSTREAM_KAFKA_SECURITY_* settings; AGENTSTREAM_PRODUCER_SEND_TIMEOUT_S "
-                "sets this bound."
+                f"{self._timeout_s:g}s ({type(exc).__name__}: {exc}); {s.kafka_advice()}. "
+                "AGENTSTREAM_PRODUCER_SEND_TIMEOUT_S sets this bound."
             ) from exc
         self._producer = producer
         self._sender = asyncio.create_task(self._send_loop(), name="agentstream-sender")

@@ -60,8 +60,7 @@ def start_worker(settings: Settings, *, loglevel: str = "info") -> int:
         asyncio.run(ensure_topics(settings))
     except (KafkaError, OSError) as exc:
         raise StartupError(
-            f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc!r}; start it with "
-            "`make services` or set AGENTSTREAM_KAFKA_BOOTSTRAP"
+            f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc!r}; {settings.kafka_advice()}"
         ) from None
     sink = PostgresSink(settings.database_conninfo())
     try:

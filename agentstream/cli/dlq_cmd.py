@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     except (TimeoutError, OSError, KafkaError) as exc:
         raise CommandError(
             f"cannot read the dead-letter topic at {settings.kafka_bootstrap}: {exc!r}; "
-            "is Kafka up (`make services`)?"
+            f"{settings.kafka_advice()}"
         ) from None
 
     if args.action == "list":

@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         counts = _row_counts(settings.database_conninfo())
     except (TimeoutError, OSError, KafkaError) as exc:
         raise CommandError(
-            f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}; is it up (`make services`)?"
+            f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}; {settings.kafka_advice()}"
         ) from None
     except psycopg.OperationalError as exc:
         raise CommandError(

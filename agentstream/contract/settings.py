@@ -69,6 +69,17 @@ class Settings(BaseSettings):
     prices_file: Path | None = None  # user price overrides, merged over the shipped table
     output_dir: Path = Path("out")
 
+    def kafka_advice(self) -> str:
+        """What to check when Kafka cannot be reached: one wording for every command."""
+        advice = "is the broker up (`make services`)? Check AGENTSTREAM_KAFKA_BOOTSTRAP"
+        if self.kafka_security_protocol != "PLAINTEXT":
+            advice += (
+                f" and, for {self.kafka_security_protocol}, the credentials"
+                " (AGENTSTREAM_KAFKA_SASL_MECHANISM, ..._USERNAME, ..._PASSWORD) and TLS files"
+                " (AGENTSTREAM_KAFKA_SSL_*); an authentication failure is logged above"
+            )
+        return advice
+
     def database_conninfo(self) -> str:
         return self.database_url.get_secret_value()
 
