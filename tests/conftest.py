@@ -77,4 +77,5 @@ def settings(services: Services, database: str, topic_prefix: str, tmp_path: obj
         worker_metrics_port=0,
         worker_group=f"{topic_prefix}sink",
         worker_data_dir=f"{tmp_path}/worker",
+        worker_batch_seconds=0.2,  # tests wait for rows: flush partial batches sooner
     )

@@ -19,7 +19,8 @@ from agentstream.contract.settings import Settings
 from agentstream.contract.topics import dlq_topic
 from tests.sink_records import agent, document, event, execution, llm, session
 from tests.support.kafka import read_all
-from tests.worker_support import WorkerProcess, publish, wait_committed, wait_rows
+from tests.support.traffic import publish
+from tests.support.worker import WorkerProcess, wait_committed, wait_rows
 
 pytestmark = pytest.mark.integration
 
@@ -94,7 +95,7 @@ async def test_adversarial_order_lands_exactly_once_and_a_replay_changes_nothing
     settings: Settings, tmp_path: Path
 ) -> None:
     msgs, expected = adversarial_messages()
-    worker = WorkerProcess(settings, tmp_path / "worker.log")
+    worker = WorkerProcess(settings, tmp_path / "worker.log").start()
     try:
         await publish(settings, msgs)
         await wait_committed(settings)
@@ -111,7 +112,7 @@ async def test_adversarial_order_lands_exactly_once_and_a_replay_changes_nothing
         await wait_committed(settings)
         assert dump(settings.database_conninfo()) == state
     finally:
-        assert worker.stop() == 0, worker.output()[-3000:]
+        assert worker.terminate() == 0, worker.log()[-3000:]
 
 
 async def test_mixed_batch_writes_the_valid_and_dead_letters_the_invalid(
@@ -130,7 +131,7 @@ async def test_mixed_batch_writes_the_valid_and_dead_letters_the_invalid(
     port = free_port()
     worker = WorkerProcess(
         settings, tmp_path / "worker.log", AGENTSTREAM_WORKER_METRICS_PORT=str(port)
-    )
+    ).start()
     try:
         await publish(settings, [("sessions", encode_record(session(sid))), ("events", batch)])
         await publish(settings, [("events", b"{not json")])
@@ -148,7 +149,7 @@ async def test_mixed_batch_writes_the_valid_and_dead_letters_the_invalid(
         )
         assert "agentstream_flush_seconds_bucket" in metrics
     finally:
-        assert worker.stop() == 0, worker.output()[-3000:]
+        assert worker.terminate() == 0, worker.log()[-3000:]
     dead = sorted(
         (DeadLetter.from_message(m.value or b"", m.headers) for m in letters),
         key=lambda d: (d.offset, d.index if d.index is not None else -1),
@@ -184,8 +185,8 @@ async def test_two_workers_one_stopped_mid_stream_lose_and_duplicate_nothing(
         ]
         for w in range(6)
     ]
-    first = WorkerProcess(settings, tmp_path / "w1.log", "--batch-records", "200")
-    second = WorkerProcess(settings, tmp_path / "w2.log", "--batch-records", "200")
+    first = WorkerProcess(settings, tmp_path / "w1.log", "--batch-records", "200").start()
+    second = WorkerProcess(settings, tmp_path / "w2.log", "--batch-records", "200").start()
     try:
         await publish(settings, sessions_msgs + waves[0] + waves[1])
         await wait_rows(conninfo, "events", 400)
@@ -193,14 +194,14 @@ async def test_two_workers_one_stopped_mid_stream_lose_and_duplicate_nothing(
         if how == signal.SIGKILL:
             first.kill()
         else:
-            assert first.stop(how) == 0, first.output()[-3000:]
+            assert first.terminate(how) == 0, first.log()[-3000:]
         for wave in waves[3:]:
             await publish(settings, wave)
         await wait_committed(settings)
         assert await wait_rows(conninfo, "events", 2400) == 2400
     finally:
         first.kill()
-        assert second.stop() == 0, second.output()[-3000:]
+        assert second.terminate() == 0, second.log()[-3000:]
     with psycopg.connect(conninfo) as conn:
         row = conn.execute("SELECT count(*), count(DISTINCT id) FROM events").fetchone()
         assert row == (2400, 2400)
@@ -210,15 +211,15 @@ async def test_sigterm_finishes_the_batch_commits_and_exits_zero(
     settings: Settings, tmp_path: Path
 ) -> None:
     sid = uuid.uuid4()
-    worker = WorkerProcess(settings, tmp_path / "worker.log")
+    worker = WorkerProcess(settings, tmp_path / "worker.log").start()
     await publish(
         settings,
         [("sessions", encode_record(session(sid)))]
         + [("events", encode_batch([event(uuid.uuid4(), sid) for _ in range(100)]))] * 1,
     )
     await wait_rows(settings.database_conninfo(), "events", 100)
-    code = worker.stop(signal.SIGTERM, wait_s=45)
-    assert code == 0, worker.output()[-3000:]
+    code = worker.terminate(signal.SIGTERM, wait_s=45)
+    assert code == 0, worker.log()[-3000:]
     await wait_committed(settings, timeout_s=5)  # offsets were committed before exiting
 
 
@@ -226,18 +227,18 @@ async def test_a_terminal_database_error_stops_the_worker_loudly(
     settings: Settings, tmp_path: Path
 ) -> None:
     sid = uuid.uuid4()
-    worker = WorkerProcess(settings, tmp_path / "worker.log")
+    worker = WorkerProcess(settings, tmp_path / "worker.log").start()
     try:
         await publish(settings, [("sessions", encode_record(session(sid)))])
         await wait_committed(settings)
         with psycopg.connect(settings.database_conninfo(), autocommit=True) as conn:
             conn.execute("DROP TABLE documents")  # as if the schema had never been migrated
         await publish(settings, [("documents", encode_record(document(uuid.uuid4(), sid)))])
-        code = worker.proc.wait(60)
+        code = worker.wait_exit(60)
     finally:
         worker.kill()
     assert code != 0
-    assert "agentstream migrate" in worker.output()
+    assert "agentstream migrate" in worker.log()
     with psycopg.connect(settings.database_conninfo()) as conn:
         assert conn.execute("SELECT count(*) FROM sessions").fetchone() == (1,)
 
@@ -247,11 +248,11 @@ def test_the_worker_refuses_to_start_on_an_unmigrated_database(
 ) -> None:
     with psycopg.connect(settings.database_conninfo(), autocommit=True) as conn:
         conn.execute("DROP TABLE events")
-    worker = WorkerProcess(settings, tmp_path / "worker.log")
-    code = worker.proc.wait(60)
+    worker = WorkerProcess(settings, tmp_path / "worker.log").start()
+    code = worker.wait_exit(60)
     worker.kill()
     assert code == 2
-    assert "run `agentstream migrate`" in worker.output()
+    assert "run `agentstream migrate`" in worker.log()
 
 
 async def test_a_lost_database_connection_is_retried_and_nothing_is_lost(
@@ -259,7 +260,7 @@ async def test_a_lost_database_connection_is_retried_and_nothing_is_lost(
 ) -> None:
     conninfo = settings.database_conninfo()
     sid = uuid.uuid4()
-    worker = WorkerProcess(settings, tmp_path / "worker.log")
+    worker = WorkerProcess(settings, tmp_path / "worker.log").start()
     try:
         await publish(
             settings,
@@ -281,5 +282,5 @@ async def test_a_lost_database_connection_is_retried_and_nothing_is_lost(
         await wait_committed(settings)
         assert await wait_rows(conninfo, "events", 200) == 200
     finally:
-        assert worker.stop() == 0, worker.output()[-3000:]
-    assert "event=flush_retry" in worker.output()
+        assert worker.terminate() == 0, worker.log()[-3000:]
+    assert "event=flush_retry" in worker.log()

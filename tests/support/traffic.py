@@ -106,6 +106,7 @@ async def publish(
     per_second: float | None = None,
     pace_while: Callable[[], bool] | None = None,
     headers: Iterable[tuple[str, bytes]] = (),
+    key: bytes | None = None,
 ) -> list[tuple[str, int, int]]:
     """Publish (entity, value) messages with acks=all, optionally paced to ``per_second``.
 
@@ -127,7 +128,10 @@ async def publish(
         for n, (entity, value) in enumerate(messages):
             pending.append(
                 await producer.send(
-                    topic_for(entity, settings.topic_prefix), value, headers=list(headers)
+                    topic_for(entity, settings.topic_prefix),
+                    value,
+                    key=key,
+                    headers=list(headers),
                 )
             )
             if per_second and (pace_while is None or pace_while()):

@@ -1,7 +1,9 @@
-"""Run ``agentstream worker`` as a real process, as production does, to stop and kill it."""
+"""Run ``agentstream worker`` as a real process, as production does, to stop and kill it;
+and wait for what it does (rows written, offsets committed)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -10,7 +12,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import psycopg
+
 from agentstream.contract.settings import Settings
+from streams.lag import group_lag
 
 
 def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
@@ -24,17 +29,19 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
         "AGENTSTREAM_WORKER_BATCH_RECORDS": str(settings.worker_batch_records),
         "AGENTSTREAM_WORKER_BATCH_SECONDS": str(settings.worker_batch_seconds),
         "AGENTSTREAM_TOPIC_PARTITIONS": str(settings.topic_partitions),
+        "AGENTSTREAM_WORKER_DATA_DIR": str(settings.worker_data_dir),
     }
     env.update(extra)
     return env
 
 
 class WorkerProcess:
-    """One worker process; its output goes to ``log_path``."""
+    """One worker process (``agentstream worker *args``); its output goes to ``log_path``."""
 
-    def __init__(self, settings: Settings, log_path: Path, **extra_env: str) -> None:
+    def __init__(self, settings: Settings, log_path: Path, *args: str, **extra_env: str) -> None:
         self.settings = settings
         self.log_path = log_path
+        self.args = args
         self.env = worker_env(settings, **extra_env)
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -42,7 +49,7 @@ class WorkerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agentstream", "worker"],
+            [sys.executable, "-m", "agentstream", "worker", *self.args],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -56,10 +63,11 @@ class WorkerProcess:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def terminate(self, wait_s: float = 60.0) -> int:
-        """SIGTERM, as an orchestrator does; returns the exit code."""
+    def terminate(self, sig: signal.Signals = signal.SIGTERM, wait_s: float = 60.0) -> int:
+        """SIGTERM (or ``sig``), as an orchestrator does; returns the exit code."""
         assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
         return self.proc.wait(wait_s)
 
     def kill(self) -> None:
@@ -90,3 +98,26 @@ def wait_for(predicate: Callable[[], bool], wait_s: float, interval: float = 0.2
             return True
         time.sleep(interval)
     return bool(predicate())
+
+
+async def wait_committed(settings: Settings, timeout_s: float = 90) -> None:
+    """Wait until the worker group has committed every entity topic up to its end."""
+    deadline = time.monotonic() + timeout_s
+    while (lag := await group_lag(settings)).total:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"worker group still behind: {lag.by_topic}")
+        await asyncio.sleep(0.5)
+
+
+async def wait_rows(conninfo: str, table: str, count: int, timeout_s: float = 90) -> int:
+    """Poll ``table`` (a name from the contract's list) until it holds ``count`` rows."""
+    deadline = time.monotonic() + timeout_s
+    n = -1
+    while time.monotonic() < deadline:
+        with psycopg.connect(conninfo) as conn:
+            row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+            n = int(row[0]) if row else 0
+        if n >= count:
+            return n
+        await asyncio.sleep(0.5)
+    return n
