@@ -8,7 +8,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,10 +43,21 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         reliability.render()
 
 
+_TOPIC_PREFIXES: list[str] = []
+
+
 @pytest.fixture(scope="session")
 def services() -> Iterator[Services]:
     with real_services() as found:
         yield found
+        # Leave the broker as we found it: a developer's broker that kept every test's
+        # topics (thousands after a few runs) starts and elects leaders slowly.
+        from tests.support.kafka import delete_topics_with_prefixes
+
+        try:
+            asyncio.run(delete_topics_with_prefixes(found.kafka_bootstrap, _TOPIC_PREFIXES))
+        except Exception as exc:  # the services may be down after a failed run
+            warnings.warn(f"test topics not deleted: {exc!r}", stacklevel=1)
 
 
 @pytest.fixture(scope="session")
@@ -65,7 +78,9 @@ def database(services: Services, migrated_template: str) -> Iterator[str]:
 
 @pytest.fixture
 def topic_prefix() -> str:
-    return f"test.{uuid.uuid4().hex[:10]}."
+    prefix = f"test.{uuid.uuid4().hex[:10]}."
+    _TOPIC_PREFIXES.append(prefix)
+    return prefix
 
 
 @pytest.fixture
