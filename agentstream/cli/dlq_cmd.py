@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any
 
+from agentstream.cli.argtypes import positive_int
 from agentstream.cli.main import CommandError
 
 
@@ -33,7 +34,14 @@ def register(sub: Any) -> None:
             help="only the letter at these DLQ coordinates (repeatable)",
         )
         q.add_argument("--json", action="store_true", help="machine-readable output")
-    show.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    show.add_argument(
+        "--limit", type=positive_int, default=50, help="at most this many (default 50)"
+    )
+    rp.add_argument(
+        "--all",
+        action="store_true",
+        help="replay every letter (otherwise select some: --entity, --kind, --reason, --at)",
+    )
     rp.add_argument("--dry-run", action="store_true", help="check and report, publish nothing")
     rp.add_argument("--force", action="store_true", help="replay even letters still invalid")
     p.set_defaults(func=run)
@@ -47,6 +55,12 @@ def run(args: argparse.Namespace) -> int:
     from agentstream.contract.settings import get_settings
     from streams.dlq_admin import Selection, group_by_reason, read_dead_letters, replay
 
+    selected = args.entity or args.kind or args.reason or args.at
+    if args.action == "replay" and not (selected or args.all):
+        raise CommandError(
+            "say which letters to replay (--entity, --kind, --reason, --at; see `agentstream "
+            "dlq list`), or --all for every one"
+        )
     settings = get_settings()
     selection = Selection(
         entity=args.entity,

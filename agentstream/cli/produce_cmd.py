@@ -8,21 +8,8 @@ import sys
 from datetime import datetime
 from typing import Any
 
+from agentstream.cli.argtypes import positive_float, positive_int
 from agentstream.cli.main import CommandError
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
 
 
 def _aware_datetime(text: str) -> datetime:
@@ -52,12 +39,12 @@ def register(sub: Any) -> None:
         "--rate. The same --seed (and --start) gives the same records.",
     )
     bound = p.add_mutually_exclusive_group(required=True)
-    bound.add_argument("--sessions", type=_positive_int, metavar="N", help="simulate N sessions")
+    bound.add_argument("--sessions", type=positive_int, metavar="N", help="simulate N sessions")
     bound.add_argument(
-        "--duration", type=_positive_float, metavar="S", help="start sessions for S seconds"
+        "--duration", type=positive_float, metavar="S", help="start sessions for S seconds"
     )
     p.add_argument(
-        "--rate", type=_positive_float, metavar="R", help="records per second (default: max)"
+        "--rate", type=positive_float, metavar="R", help="records per second (default: max)"
     )
     p.add_argument("--seed", type=int, help="random seed (default: random, printed)")
     p.add_argument(
@@ -79,11 +66,11 @@ def register(sub: Any) -> None:
         help="share of LLM calls that fail, 0..1 (default 0.03)",
     )
     p.add_argument(
-        "--concurrency", type=_positive_int, default=8, help="sessions interleaved (default 8)"
+        "--concurrency", type=positive_int, default=8, help="sessions interleaved (default 8)"
     )
     p.add_argument(
         "--session-gap",
-        type=_positive_float,
+        type=positive_float,
         default=2.0,
         metavar="S",
         help="mean simulated seconds between session starts (default 2); e.g. 60 spreads "

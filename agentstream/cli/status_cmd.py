@@ -7,6 +7,7 @@ import json
 import time
 from typing import Any
 
+from agentstream.cli.argtypes import positive_float
 from agentstream.cli.main import CommandError
 
 
@@ -19,7 +20,9 @@ def register(sub: Any) -> None:
         "published so far is committed by the workers.",
     )
     p.add_argument("--wait-drained", action="store_true", help="wait until the lag is zero")
-    p.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds")
+    p.add_argument(
+        "--timeout", type=positive_float, default=600.0, help="give up after this many seconds"
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from agentstream.cli.argtypes import port, positive_float, positive_int
 from agentstream.cli.main import CommandError
 
 
@@ -17,12 +18,16 @@ def register(sub: Any) -> None:
         "same AGENTSTREAM_WORKER_GROUP share the partitions. SIGTERM/SIGINT finish the "
         "batch in flight, commit, and exit 0.",
     )
-    p.add_argument("--batch-records", type=int, help="records per flush (worker_batch_records)")
     p.add_argument(
-        "--batch-seconds", type=float, help="longest wait before a flush (worker_batch_seconds)"
+        "--batch-records", type=positive_int, help="records per flush (worker_batch_records)"
+    )
+    p.add_argument(
+        "--batch-seconds",
+        type=positive_float,
+        help="longest wait before a flush (worker_batch_seconds)",
     )
     p.add_argument("--group", help="consumer group (worker_group)")
-    p.add_argument("--metrics-port", type=int, help="/metrics and /healthz port, 0 = off")
+    p.add_argument("--metrics-port", type=port, help="/metrics and /healthz port, 0 = off")
     p.set_defaults(func=run)
 
 
