@@ -8,14 +8,13 @@ partitions: workers started together would otherwise race on the broker's auto-c
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError
 
 from agentstream.contract.settings import Settings
 from agentstream.contract.topics import ENTITIES, dlq_topic, topic_for
+from agentstream.topic_admin import TopicRefused, create_missing_topics
 from sinks.postgres import PostgresSink, SinkError
 from streams.app import WorkerResources, attach_agent, build_app, run_worker
 from streams.deadletters import DeadLetterPublisher
@@ -27,6 +26,9 @@ __all__ = ["StartupError", "ensure_topics", "start_worker"]
 
 log = logging.getLogger(__name__)
 
+# How long start-up waits for Kafka per step (connect, create topics, leaders).
+STARTUP_TIMEOUT_S = 30.0
+
 
 class StartupError(Exception):
     """The worker cannot start; the message says what to fix."""
@@ -36,29 +38,17 @@ async def ensure_topics(settings: Settings) -> None:
     """Create the six entity topics and the DLQ if missing (existing ones are left alone)."""
     names = [topic_for(e, settings.topic_prefix) for e in ENTITIES]
     names.append(dlq_topic(settings.topic_prefix))
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap, **settings.kafka_client_options()
-    )
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        new = [
-            NewTopic(n, settings.topic_partitions, settings.topic_replication)
-            for n in names
-            if n not in existing
-        ]
-        if new:
-            with contextlib.suppress(TopicAlreadyExistsError):  # another worker was faster
-                await admin.create_topics(new)
-            log.info("event=topics_created topics=%s", ",".join(t.name for t in new))
-    finally:
-        await admin.close()
+    created = await create_missing_topics(settings, names, timeout_s=STARTUP_TIMEOUT_S)
+    if created:
+        log.info("event=topics_created topics=%s", ",".join(created))
 
 
 def start_worker(settings: Settings, *, loglevel: str = "info") -> int:
     try:
         asyncio.run(ensure_topics(settings))
-    except (KafkaError, OSError) as exc:
+    except TopicRefused as exc:
+        raise StartupError(str(exc)) from None
+    except (KafkaError, OSError, TimeoutError) as exc:
         raise StartupError(
             f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc!r}; {settings.kafka_advice()}"
         ) from None
