@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 import pytest
@@ -92,6 +92,13 @@ def test_ingest_defaults_are_deterministic() -> None:
     assert full is a  # nothing to fill: the record itself
 
 
+def test_timestamps_out_of_range_are_refused_when_built_in_python_too() -> None:
+    far = datetime(9999, 12, 31, 20, tzinfo=timezone(timedelta(hours=-5)))
+    with pytest.raises(ValidationError, match="created_at"):
+        Session(user_id="u", created_at=far)
+    assert Session(user_id="u", created_at=datetime(9999, 12, 29, tzinfo=UTC)).created_at
+
+
 def test_values_postgres_accepts_at_the_edges() -> None:
     edge = {
         **VALID["llm_interactions"],
@@ -119,6 +126,9 @@ MALFORMED: list[tuple[str, dict[str, Any], str, str]] = [
     ("sessions", {"created_at": "yesterday"}, "created_at", "datetime"),
     ("sessions", {"created_at": 1764172800}, "created_at", "valid datetime"),
     ("sessions", {"created_at": "2026-13-40T25:00:00Z"}, "created_at", "datetime"),
+    # Valid RFC 3339, but before year 1 / after year 9999 in UTC: unreadable in Python.
+    ("sessions", {"created_at": "0001-01-01T00:00:00+01:00"}, "created_at", "greater than"),
+    ("sessions", {"updated_at": "9999-12-31T23:00:00-05:00"}, "updated_at", "less than"),
     ("sessions", {"id": "not-a-uuid"}, "id", "UUID"),
     ("sessions", {"id": 12345}, "id", "UUID"),
     ("sessions", {"surprise": 1}, "surprise", "Extra inputs"),
