@@ -70,6 +70,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # command's own output. The worker keeps them (they are its operational log).
         for name in ("aiokafka", "kafka", "faust", "mode"):
             logging.getLogger(name).setLevel(logging.WARNING)
+        # Its warnings are errors it retries (a just-created partition whose leader is still
+        # taking over, a broker restarting); what cannot be delivered the SDK raises.
+        logging.getLogger("aiokafka.producer.sender").setLevel(logging.ERROR)
     try:
         code: int = args.func(args)
     except CommandError as exc:
