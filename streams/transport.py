@@ -6,7 +6,8 @@ partitions whose stream buffer is full (here: while the previous batch is writte
 partition with data is paused when the loop asks, it waits out the whole second on the
 idle ones, and partitions resumed meanwhile sit unread. Measured on a 370k-record backlog:
 a ~0.5 s stall every ~2.5 s, flushes on partial batches, 25.6k rows/s; with the wait capped
-at 50 ms, no stall and 32.9k rows/s. Idle, the cap costs ~20 cheap wake-ups a second.
+at 50 ms, no stall and 32.9k rows/s. Idle, the cap costs ~20 wake-ups a second: an idle
+worker measured 1.75% of one core against 0.55% with faust's 1 s wait.
 
 Registered as the broker URL scheme ``agentstream://`` (streams/app.py uses it); everything
 else is faust's own aiokafka transport.
