@@ -1,4 +1,5 @@
-"""Create agentstream's topics with the configured partitions and replication factor.
+"""Create agentstream's topics with the configured partitions and replication factor, and
+delete topics by name (the demo, the benchmarks and the tests clean up after themselves).
 
 Shared by the SDK (``producers.ensure_topics``, used by ``agentstream produce``) and the
 worker (``streams/runner.py``, before it joins its group): topics created by either get
@@ -10,14 +11,14 @@ not answered with NotLeaderForPartition. Topics that exist are left as they are.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from agentstream.contract.settings import Settings
 
-__all__ = ["TopicRefused", "create_missing_topics"]
+__all__ = ["TopicRefused", "create_missing_topics", "delete_topics"]
 
 
 class TopicRefused(Exception):
@@ -74,3 +75,18 @@ async def _leaders_elected(admin: AIOKafkaAdminClient, topics: list[str]) -> Non
         ):
             return
         await asyncio.sleep(0.1)
+
+
+async def delete_topics(settings: Settings, doomed: Callable[[str], bool]) -> int:
+    """Delete every topic whose name ``doomed`` accepts; return how many."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap, **settings.kafka_client_options()
+    )
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if doomed(t)]
+        for i in range(0, len(names), 200):  # a bounded request each
+            await admin.delete_topics(names[i : i + 200])
+        return len(names)
+    finally:
+        await admin.close()

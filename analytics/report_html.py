@@ -105,21 +105,20 @@ def _cost_by_model(series: dict[str, list[dict[str, Any]]]) -> str:
     return _svg(fig)
 
 
+def _series(ax: Any, x: list[datetime], y: list[float], gid: str, **style: Any) -> None:
+    """One line over time, a marker per bucket (one bucket still shows), tagged as data."""
+    (line,) = ax.plot(x, y, linewidth=1.2, marker="o", markersize=3, **style)
+    line.set_gid(gid)
+
+
 def _latency(series: dict[str, list[dict[str, Any]]]) -> str:
     fig, ax = _figure("Latency percentiles (ms)")
     rows = series["overall"]
     if rows:
         x = [r["bucket"] for r in rows]
         for name in ("p50", "p90", "p95", "p99"):
-            (line,) = ax.plot(
-                x,
-                [r[f"latency_{name}"] for r in rows],
-                label=name,
-                linewidth=1.2,
-                marker="o",
-                markersize=3,
-            )
-            line.set_gid(f"data-latency-{name}")
+            y = [r[f"latency_{name}"] for r in rows]
+            _series(ax, x, y, f"data-latency-{name}", label=name)
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
         _time_axis(fig, ax, x)
     else:
@@ -132,15 +131,8 @@ def _errors(series: dict[str, list[dict[str, Any]]]) -> str:
     rows = series["overall"]
     if rows:
         x = [r["bucket"] for r in rows]
-        (line,) = ax.plot(
-            x,
-            [100 * r["error_rate"] for r in rows],
-            color="#c0392b",
-            linewidth=1.2,
-            marker="o",
-            markersize=3,
-        )
-        line.set_gid("data-error-rate")
+        y = [100 * r["error_rate"] for r in rows]
+        _series(ax, x, y, "data-error-rate", color="#c0392b")
         ax.set_ylim(bottom=0)
         _time_axis(fig, ax, x)
     else:

@@ -37,7 +37,6 @@ from typing import Any
 
 import psycopg
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from psycopg.types.json import Jsonb
@@ -45,6 +44,7 @@ from psycopg.types.json import Jsonb
 from agentstream.contract.settings import Settings
 from agentstream.contract.topics import topic_for
 from agentstream.migrations import apply_migrations
+from agentstream.topic_admin import delete_topics
 
 EVENTS_PER_SESSION = 30
 LLM_PER_SESSION = 6
@@ -172,7 +172,7 @@ class Scratch:
     def __init__(self, settings: Settings) -> None:
         self.admin = make_conninfo(settings.database_conninfo(), dbname="postgres")
         self.names: list[str] = []
-        self.bootstrap = settings.kafka_bootstrap
+        self.settings = settings
         self.prefixes: list[str] = []
 
     def prefix(self) -> str:
@@ -192,7 +192,8 @@ class Scratch:
 
     def drop_all(self) -> None:
         if self.prefixes:
-            asyncio.run(delete_topics(self.bootstrap, self.prefixes))
+            prefixes = tuple(self.prefixes)
+            asyncio.run(delete_topics(self.settings, lambda t: t.startswith(prefixes)))
         with psycopg.connect(self.admin, autocommit=True) as conn:
             for name in self.names:
                 conn.execute(
@@ -214,17 +215,6 @@ def inserted(conninfo: str, tables: tuple[str, ...]) -> int:
             (list(tables),),
         ).fetchone()
         return int(row[0]) if row else 0
-
-
-async def delete_topics(bootstrap: str, prefixes: list[str]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        names = [t for t in await admin.list_topics() if t.startswith(tuple(prefixes))]
-        if names:
-            await admin.delete_topics(names)
-    finally:
-        await admin.close()
 
 
 def count(conninfo: str, tables: tuple[str, ...]) -> int:

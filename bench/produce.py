@@ -23,9 +23,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 
 from agentstream.contract import Event, encode_record, get_settings, topic_for
+from agentstream.topic_admin import delete_topics
 from producers import AgentStream, ensure_topics, uuid7
 from producers.client import DEFAULT_COMPRESSION
 
@@ -118,18 +118,6 @@ async def bench_send(settings: Any, payloads: list[tuple[bytes, bytes]]) -> floa
         await producer.stop()
 
 
-async def delete_topics(settings: Any, topics: list[str]) -> None:
-    """The bench's own topics only: ~70 MB per run need not stay on a shared broker."""
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap, **settings.kafka_client_options()
-    )
-    await admin.start()
-    try:
-        await admin.delete_topics(topics)
-    finally:
-        await admin.close()
-
-
 def machine() -> dict[str, Any]:
     cpu = platform.processor()
     try:
@@ -173,7 +161,9 @@ async def main() -> None:
     a_build_s = await bench_sdk_build(variants["a_build"], rows, compression)
     b_s = await bench_send_and_wait(variants["b"], sample)
 
-    await delete_topics(base, [topic_for("events", v.topic_prefix) for v in variants.values()])
+    # The bench's own topics only: ~70 MB per run need not stay on a shared broker.
+    own = {topic_for("events", v.topic_prefix) for v in variants.values()}
+    await delete_topics(base, own.__contains__)
 
     n = len(events)
     a_rps, c_rps = n / a_s, n / c_s

@@ -95,10 +95,8 @@ $BIN/agentstream rollup
 say "cost and latency report"
 $BIN/agentstream report --since "$since" --until "$until" --by model --html "$OUT/report.html"
 
-say "Parquet exports"
-for table in sessions agents agent_executions llm_interactions events documents; do
-    $BIN/agentstream export "$table" --out "$OUT/parquet"
-done
+say "Parquet exports (the six tables and the two rollups)"
+$BIN/agentstream export all --out "$OUT/parquet"
 
 session_id=$($BIN/python - <<'PY'
 import psycopg

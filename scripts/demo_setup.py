@@ -16,11 +16,11 @@ import time
 from pathlib import Path
 
 import psycopg
-from aiokafka.admin import AIOKafkaAdminClient
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from agentstream.contract.settings import get_settings
+from agentstream.topic_admin import delete_topics
 
 DEMO_DB = "agentstream_demo"
 OLD_DEMO_TOPIC = re.compile(r"^demo\.\d+\.")
@@ -39,26 +39,11 @@ def recreate_database(conninfo: str) -> str:
     return make_conninfo(**{k: str(v) for k, v in params.items() if v is not None})
 
 
-async def delete_old_topics() -> int:
-    settings = get_settings()
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap, **settings.kafka_client_options()
-    )
-    await admin.start()
-    try:
-        old = [t for t in await admin.list_topics() if OLD_DEMO_TOPIC.match(t)]
-        if old:
-            await admin.delete_topics(old)
-        return len(old)
-    finally:
-        await admin.close()
-
-
 def main() -> int:
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "out")
     settings = get_settings()
     conninfo = recreate_database(settings.database_conninfo())
-    deleted = asyncio.run(delete_old_topics())
+    deleted = asyncio.run(delete_topics(settings, OLD_DEMO_TOPIC.match))
     run = int(time.time())
     env = {
         "AGENTSTREAM_DATABASE_URL": conninfo,

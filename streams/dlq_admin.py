@@ -62,6 +62,11 @@ class Selection:
     reason_contains: str | None = None
     coordinates: frozenset[str] = frozenset()  # "partition:offset" in the DLQ topic
 
+    @property
+    def everything(self) -> bool:
+        """No criterion given: every letter matches."""
+        return not (self.entity or self.kind or self.reason_contains or self.coordinates)
+
     def matches(self, item: LetterAt) -> bool:
         letter = item.letter
         return (

@@ -106,14 +106,10 @@ class Processor:
         key = f"{topic}/{partition}/{offset}/"
         source = Source(topic, partition, offset, value)
         batch = decoded.is_batch
-        # Per record, the hottest loop of the worker: the id key is only built for a record
-        # that has no id.
         items = [
             SinkItem(
                 entity,
-                record.with_ingest_defaults(
-                    id_key=key + str(index) if record.id is None else "", ingest_time=ts
-                ),
+                record.with_ingest_defaults(id_key=key + str(index), ingest_time=ts),
                 source,
                 index if batch else None,
             )

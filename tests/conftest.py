@@ -18,6 +18,7 @@ import pytest
 
 from agentstream.contract.settings import Settings
 from agentstream.migrations import apply_migrations
+from agentstream.topic_admin import delete_topics
 from tests.support.services import (
     Services,
     create_database,
@@ -52,10 +53,9 @@ def services() -> Iterator[Services]:
         yield found
         # Leave the broker as we found it: a developer's broker that kept every test's
         # topics (thousands after a few runs) starts and elects leaders slowly.
-        from tests.support.kafka import delete_topics_with_prefixes
-
+        prefixes, broker = tuple(_TOPIC_PREFIXES), Settings(kafka_bootstrap=found.kafka_bootstrap)
         try:
-            asyncio.run(delete_topics_with_prefixes(found.kafka_bootstrap, _TOPIC_PREFIXES))
+            asyncio.run(delete_topics(broker, lambda t: t.startswith(prefixes)))
         except Exception as exc:  # the services may be down after a failed run
             warnings.warn(f"test topics not deleted: {exc!r}", stacklevel=1)
 

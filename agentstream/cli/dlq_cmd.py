@@ -55,19 +55,18 @@ def run(args: argparse.Namespace) -> int:
     from agentstream.contract.settings import get_settings
     from streams.dlq_admin import Selection, group_by_reason, read_dead_letters, replay
 
-    selected = args.entity or args.kind or args.reason or args.at
-    if args.action == "replay" and not (selected or args.all):
-        raise CommandError(
-            "say which letters to replay (--entity, --kind, --reason, --at; see `agentstream "
-            "dlq list`), or --all for every one"
-        )
-    settings = get_settings()
     selection = Selection(
         entity=args.entity,
         kind=args.kind,
         reason_contains=args.reason,
         coordinates=frozenset(args.at),
     )
+    if args.action == "replay" and selection.everything and not args.all:
+        raise CommandError(
+            "say which letters to replay (--entity, --kind, --reason, --at; see `agentstream "
+            "dlq list`), or --all for every one"
+        )
+    settings = get_settings()
     try:
         letters = [i for i in asyncio.run(read_dead_letters(settings)) if selection.matches(i)]
     except (TimeoutError, OSError, KafkaError) as exc:

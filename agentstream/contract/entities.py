@@ -207,18 +207,7 @@ class Record(BaseModel):
         for name in self.NOW_FIELDS:
             if getattr(self, name) is None:
                 update[name] = ingest_time
-        if not update:
-            return self
-        # model_copy(update=...) without its generality: the worker calls this for most
-        # records (producers often omit created_at), and it cost as much as decoding them.
-        # The values are already valid (a UUID, an aware datetime), as with model_copy.
-        copy = object.__new__(type(self))
-        _set = object.__setattr__
-        _set(copy, "__dict__", {**self.__dict__, **update})
-        _set(copy, "__pydantic_fields_set__", self.__pydantic_fields_set__ | update.keys())
-        _set(copy, "__pydantic_extra__", self.__pydantic_extra__)
-        _set(copy, "__pydantic_private__", self.__pydantic_private__)
-        return copy
+        return self.model_copy(update=update) if update else self
 
 
 class Session(Record):

@@ -12,22 +12,6 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 
-async def delete_topics_with_prefixes(bootstrap: str, prefixes: Iterable[str]) -> int:
-    """Delete every topic whose name starts with one of ``prefixes``; how many were deleted."""
-    wanted = tuple(prefixes)
-    if not wanted:
-        return 0
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        doomed = [t for t in await admin.list_topics() if t.startswith(wanted)]
-        for i in range(0, len(doomed), 200):
-            await admin.delete_topics(doomed[i : i + 200])
-        return len(doomed)
-    finally:
-        await admin.close()
-
-
 async def create_topics(bootstrap: str, topics: Iterable[str], partitions: int = 4) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
