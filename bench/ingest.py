@@ -51,6 +51,7 @@ LLM_PER_SESSION = 6
 RECORDS_PER_MESSAGE = 200
 MODELS = ("gpt-4o", "claude-3-5-sonnet", "llama-3-70b")
 AGENTSTREAM = str(Path(sys.executable).with_name("agentstream"))
+WORKER_ARGS = ["worker"]  # ["-v", "worker"] with --verbose-worker: a flush log per batch
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 
@@ -323,7 +324,7 @@ def start_worker(
         AGENTSTREAM_WORKER_DATA_DIR=str(log.parent / "worker-data"),
     )
     return subprocess.Popen(
-        [AGENTSTREAM, "worker"], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
+        [AGENTSTREAM, *WORKER_ARGS], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
     )
 
 
@@ -460,11 +461,18 @@ def main() -> None:
     parser.add_argument("--latency-rate", type=int, default=2000)
     parser.add_argument("--latency-seconds", type=float, default=20)
     parser.add_argument("--memory-factor", type=int, default=10, help="0 = skip that phase")
+    parser.add_argument(
+        "--verbose-worker",
+        action="store_true",
+        help="workers log every flush (records, messages, seconds) into the logs kept in /tmp",
+    )
     parser.add_argument("--no-two-workers", dest="two_workers", action="store_false")
     parser.add_argument(
         "--batch-records", type=int, default=None, help="worker_batch_records (default: settings)"
     )
     args = parser.parse_args()
+    if args.verbose_worker:
+        WORKER_ARGS.insert(0, "-v")
 
     base = Settings()
     if args.batch_records:

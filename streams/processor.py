@@ -4,7 +4,9 @@ For each batch of messages (see take.py):
 
 1. every message was decoded and validated as it arrived (``prepare``): valid records get
    their ingest defaults (an id derived from topic/partition/offset/index, the Kafka
-   timestamp for NOW() columns), invalid ones become dead letters with their coordinates;
+   timestamp for NOW() columns) and are encoded as binary COPY rows (sinks.postgres.copy:
+   done here so that the flush thread only streams bytes), invalid ones become dead
+   letters with their coordinates;
 2. the records are written in one transaction (sinks.postgres), in a thread so that the
    event loop keeps heartbeats and fetches flowing; transient errors are retried with
    capped exponential backoff (see ``_write``);
@@ -106,15 +108,15 @@ class Processor:
         key = f"{topic}/{partition}/{offset}/"
         source = Source(topic, partition, offset, value)
         batch = decoded.is_batch
-        items = [
-            SinkItem(
-                entity,
-                record.with_ingest_defaults(id_key=key + str(index), ingest_time=ts),
-                source,
-                index if batch else None,
-            )
-            for index, record in decoded.records
-        ]
+        encode = self._sink.encoder(entity)
+        items = []
+        for index, record in decoded.records:
+            record = record.with_ingest_defaults(id_key=key + str(index), ingest_time=ts)
+            try:
+                row: bytes | None = encode(record)
+            except Exception:  # the sink encodes it again and rejects it with the reason
+                row = None
+            items.append(SinkItem(entity, record, source, index if batch else None, row))
         dead = []
         if decoded.invalid:
             headers = tuple(_headers(msg.headers))

@@ -19,6 +19,7 @@ from sinks.postgres import PostgresSink, SinkError
 from streams.app import WorkerResources, attach_agent, build_app, run_worker
 from streams.deadletters import DeadLetterPublisher
 from streams.health import HealthServer, HealthState
+from streams.interpreter import tune_interpreter
 from streams.metrics import WorkerMetrics
 from streams.processor import Processor
 
@@ -99,6 +100,7 @@ def start_worker(settings: Settings, *, loglevel: str = "info") -> int:
         settings.worker_batch_records,
         settings.worker_batch_seconds,
     )
+    tune_interpreter()
     try:
         code = run_worker(app, processor, WorkerResources(close), loglevel=loglevel)
     finally:

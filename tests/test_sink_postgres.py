@@ -176,3 +176,44 @@ def test_a_missing_schema_is_terminal_and_says_to_migrate(database: str) -> None
     # exists), so it is retried at run time; the worker refuses to start on it instead.
     with pytest.raises(TransientSinkError, match="does not exist"):
         PostgresSink(missing_db).connect()
+
+
+def test_rows_encoded_ahead_land_as_the_sink_would_encode_them(
+    sink: PostgresSink, database: str
+) -> None:
+    # The worker encodes rows while decoding (SinkItem.row); other callers leave it to the
+    # sink. Both must store the same values: one session each way, same fields.
+    sink.connect()
+    plain, ahead = uuid.uuid4(), uuid.uuid4()
+    meta = {"plan": "pro", "nested": [1, 2.5, None, {"ü": "✓"}]}
+    records = {sid: session(sid, user="u", metadata=meta) for sid in (plain, ahead)}
+    pre = items("sessions", [records[ahead]])
+    pre[0].row = sink.encoder("sessions")(records[ahead])
+    result = sink.write(items("sessions", [records[plain]]) + pre)
+    assert result.accepted == {"sessions": 2} and not result.rejected
+    stored = {row[0]: row[1:] for row in dump(database)["sessions"]}
+    assert stored[plain] == stored[ahead] == ("u", at(0), at(0), meta)
+
+
+def test_a_value_psycopg_cannot_encode_is_rejected_with_the_reason(
+    sink: PostgresSink, database: str
+) -> None:
+    # Validation keeps such values out; a record built without it (model_construct) is the
+    # only way in, and it must become a dead letter, not a crash of the flush.
+    sid = uuid.uuid4()
+    good = event(uuid.uuid4(), sid)
+    bad = good.model_copy(update={"id": uuid.uuid4(), "timestamp_ms": 2**70})
+    result = sink.write(items("sessions", [session(sid)]) + items("events", [good, bad], 10))
+    assert [(r.item.record.id, r.item.source.offset) for r in result.rejected] == [(bad.id, 11)]
+    assert result.rejected[0].reason.startswith("cannot be encoded for PostgreSQL")
+    assert [r[0] for r in dump(database)["events"]] == [good.id]
+
+
+def test_columns_changed_under_a_running_sink_stop_it_at_the_reconnect(database: str) -> None:
+    sink = PostgresSink(database)
+    sink.connect()
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute("ALTER TABLE events ALTER COLUMN user_id TYPE text")
+    sink.close()
+    with pytest.raises(TerminalSinkError, match="restart the worker"):
+        sink.connect()

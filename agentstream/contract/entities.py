@@ -182,7 +182,8 @@ class Record(BaseModel):
         MAX_JSON_DEPTH. The walk is skipped for a message the codec pre-scanned
         (PRESCANNED): it cannot find anything. (Timestamps' range: see TimestampTz.)
         """
-        if info.context is not None and PRESCANNED.keys() <= info.context.keys():
+        context = info.context
+        if context is PRESCANNED or (context is not None and PRESCANNED.keys() <= context.keys()):
             return self
         for name in self.TEXT_FIELDS:
             value = getattr(self, name)

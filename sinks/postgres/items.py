@@ -25,12 +25,15 @@ class Source:
     value: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs ~3x, per record
 class SinkItem:
     entity: str
     record: Record
     source: Source
     index: int | None  # position in a batch message; None for a single-record message
+    # The record as a binary COPY row (copy.RowEncoder), encoded ahead of the flush; the
+    # sink encodes the items that come without it.
+    row: bytes | None = None
 
     def original_bytes(self) -> bytes:
         """The record as it arrived: the message, or its batch item re-serialised as JSON."""

@@ -23,6 +23,7 @@ the caller retries); anything else raises TerminalSinkError with advice.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
@@ -34,7 +35,7 @@ from psycopg import sql
 from psycopg.types.json import set_json_dumps
 
 from agentstream.contract.topics import ENTITIES
-from sinks.postgres.copy import copy_records, copy_rows
+from sinks.postgres.copy import RowEncoder, copy_encoded, copy_rows, sink_adapters
 from sinks.postgres.errors import (
     TerminalSinkError,
     TransientSinkError,
@@ -60,6 +61,10 @@ def _stage(entity: str) -> sql.Identifier:
     return sql.Identifier(f"agentstream_stage_{entity}")
 
 
+def _shape(tables: dict[str, Table]) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+    return {e: (t.columns, t.types) for e, t in tables.items()}
+
+
 def _describe(exc: BaseException) -> str:
     """SQLSTATE and the primary message only: DETAIL lines may echo row contents."""
     if isinstance(exc, psycopg.Error):
@@ -77,6 +82,8 @@ class PostgresSink:
         self._application_name = application_name
         self._conn: psycopg.Connection[Any] | None = None
         self._tables: dict[str, Table] = {}
+        self._adapters = sink_adapters()
+        self._encoders: dict[str, RowEncoder] = {}
         self._fast_skip: dict[str, int] = defaultdict(int)
 
     # --- connection -------------------------------------------------------------------
@@ -96,15 +103,14 @@ class PostgresSink:
             )
         except psycopg.Error as exc:
             raise self._translate(exc, "connecting to PostgreSQL") from exc
-        # jsonb values are serialised by pydantic-core (Rust): several times faster than the
-        # stdlib json.dumps psycopg uses by default, and the flush is CPU-bound on the client.
+        # jsonb values are serialised by pydantic-core, as by the row encoders (copy.py).
         set_json_dumps(pydantic_core.to_json, context=conn)
         try:
             # DESIGN: a Kafka offset committed for a transaction the database could still
             # lose is data loss. 'off' is the only non-durable setting; leave the others.
             if conn.execute("SHOW synchronous_commit").fetchone() == ("off",):
                 conn.execute("SET synchronous_commit TO on")
-            self._tables = load_tables(conn)
+            tables = load_tables(conn)
             for entity in ENTITIES:
                 conn.execute(
                     sql.SQL(
@@ -116,7 +122,21 @@ class PostgresSink:
         except psycopg.Error as exc:
             conn.close()
             raise self._translate(exc, "preparing the connection") from exc
+        if self._tables and _shape(tables) != _shape(self._tables):
+            # Rows already encoded for the old columns would be refused or, worse, misread.
+            conn.close()
+            raise TerminalSinkError(
+                "the entity tables' columns changed while the worker ran (after a reconnect "
+                "they differ from what the worker started with); restart the worker after a "
+                "migration"
+            )
+        self._tables = tables
+        self._encoders = {e: RowEncoder(t, self._adapters) for e, t in tables.items()}
         self._conn = conn
+
+    def encoder(self, entity: str) -> RowEncoder:
+        """The binary COPY row encoder of ``entity``'s table (after :meth:`connect`)."""
+        return self._encoders[entity]
 
     def close(self) -> None:
         if self._conn is not None:
@@ -130,11 +150,16 @@ class PostgresSink:
         result = WriteResult()
         if not items:
             return result
-        by_entity: dict[str, list[SinkItem]] = defaultdict(list)
-        for item in items:
-            by_entity[item.entity].append(item)
         if self._conn is None or self._conn.closed:
             self.connect()
+        by_entity: dict[str, list[SinkItem]] = defaultdict(list)
+        for item in items:
+            if item.row is None:
+                encoded = self._encode(item, result)
+                if encoded is None:
+                    continue
+                item = encoded
+            by_entity[item.entity].append(item)
         conn = self._conn
         assert conn is not None
         try:
@@ -150,6 +175,14 @@ class PostgresSink:
         except (psycopg.Error, OSError) as exc:
             raise self._translate(exc, "writing a batch") from exc
         return result
+
+    def _encode(self, item: SinkItem, result: WriteResult) -> SinkItem | None:
+        """``item`` with its COPY row; None (and a rejection) if its values cannot be."""
+        try:
+            return dataclasses.replace(item, row=self._encoders[item.entity](item.record))
+        except (psycopg.Error, ValueError, TypeError, OverflowError) as exc:
+            result.rejected.append(Rejected(item, f"cannot be encoded for PostgreSQL: {exc}"))
+            return None
 
     def _translate(self, exc: BaseException, doing: str) -> TransientSinkError | TerminalSinkError:
         outcome = classify(exc)
@@ -180,27 +213,28 @@ class PostgresSink:
     def _write_entity(self, cur: psycopg.Cursor[Any], entity: str, items: list[SinkItem]) -> None:
         assert self._conn is not None
         table = self._tables[entity]
-        records = [i.record for i in items]
+        rows = [i.row for i in items if i.row is not None]
+        assert len(rows) == len(items), "write() encodes every item first"
         if self._fast_skip[entity] > 0:
             self._fast_skip[entity] -= 1
         else:
             try:
                 with self._conn.transaction():
-                    copy_records(cur, sql.Identifier("public", entity), table, records)
+                    copy_encoded(cur, sql.Identifier("public", entity), table.columns, rows)
                     if entity in CHANGE_LOGGED:
                         copy_rows(
                             cur,
                             _CHANGE_LOG,
                             ("entity", "id"),
                             ("text", "uuid"),
-                            ((entity, r.id) for r in records),
+                            ((entity, i.record.id) for i in items),
                         )
                 return
             except (psycopg.errors.UniqueViolation, psycopg.errors.ForeignKeyViolation):
                 self._fast_skip[entity] = FAST_PATH_PAUSE
         stage = _stage(entity)
         cur.execute(sql.SQL("TRUNCATE {}").format(stage))
-        copy_records(cur, stage, table, records)
+        copy_encoded(cur, stage, table.columns, rows)
         for statement in inference_statements(entity, stage):
             cur.execute(statement)
         cur.execute(write_statement(table, stage))
