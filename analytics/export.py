@@ -37,6 +37,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from analytics.adbc import adbc_uri
 from analytics.export_schema import JSON, TABLES, UUID, ExportTable
 
 __all__ = ["ExportError", "ExportResult", "export_table"]
@@ -216,7 +217,7 @@ def _read_batches(
 
     def produce() -> None:
         try:
-            with adbc.connect(_adbc_uri(conninfo)) as conn, conn.cursor() as cur:
+            with adbc.connect(adbc_uri(conninfo)) as conn, conn.cursor() as cur:
                 cur.execute("SET TIME ZONE 'UTC'")
                 cur.execute(query)
                 for batch in cur.fetch_record_batch():
@@ -241,25 +242,6 @@ def _read_batches(
             while True:
                 q.get_nowait()
         thread.join(timeout=30)
-
-
-def _adbc_uri(conninfo: str) -> str:
-    """ADBC wants a URI; psycopg accepts key=value too: convert that form."""
-    if conninfo.startswith(("postgresql://", "postgres://")):
-        return conninfo
-    from urllib.parse import quote
-
-    from psycopg.conninfo import conninfo_to_dict
-
-    params = {k: str(v) for k, v in conninfo_to_dict(conninfo).items()}
-    host = params.pop("host", "localhost")
-    port = params.pop("port", "5432")
-    user = params.pop("user", "")
-    password = params.pop("password", "")
-    dbname = params.pop("dbname", "")
-    auth = quote(user) + (":" + quote(password) if password else "") + ("@" if user else "")
-    query = "&".join(f"{k}={quote(v)}" for k, v in params.items())
-    return f"postgresql://{auth}{host}:{port}/{quote(dbname)}" + (f"?{query}" if query else "")
 
 
 def _state_path(out_dir: Path, table: str) -> Path:

@@ -296,3 +296,49 @@ def test_watermark_waits_for_a_young_gap_in_the_change_log(database: str) -> Non
     assert old.watermark == 3  # an old hole is a rollback: passed
     (row,) = rollup_rows(database, granularity="hour", dimension="all").values()
     assert row["calls"] == 2
+
+
+def test_a_run_that_dies_between_its_transactions_is_finished_by_the_next(
+    database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first transaction commits the facts (here: one call moved to another day, one
+    # new call); the rebuild of the buckets then fails. The hours the facts left and
+    # entered stay dirty, so the next run rebuilds exactly those: equal to a full rebuild.
+    with psycopg.connect(database) as conn:
+        s = add_session(conn, "dora", T0)
+        moved = add_call(conn, s, None, "gpt-4o", T0, latency_ms=100)
+        add_call(conn, s, None, "gpt-4o", T0 + timedelta(minutes=5), latency_ms=300)
+    run_rollup(database)
+    with psycopg.connect(database) as conn:
+        conn.execute(
+            "UPDATE llm_interactions SET created_at = created_at + interval '2 days' WHERE id = %s",
+            (moved,),
+        )
+        log_change(conn, "llm_interactions", moved)
+        add_call(conn, s, None, "gpt-4o", T0 + timedelta(hours=3), latency_ms=900)
+
+    import analytics.rollup as rollup
+
+    def broken(conninfo: str) -> Any:
+        def read(query: str, columns: Any) -> Any:
+            raise OSError("connection lost while reading the facts")
+
+        return read
+
+    monkeypatch.setattr(rollup, "_reader_committed", broken)
+    with pytest.raises(OSError):
+        run_rollup(database)
+    with psycopg.connect(database) as conn:
+        dirty = conn.execute("SELECT count(*) FROM analytics.dirty_hours").fetchone()
+    assert dirty == (3,)  # T0's hour (left), T0 + 2 days (entered), T0 + 3 h (new)
+    monkeypatch.undo()
+
+    finished = run_rollup(database)
+    assert (finished.full, finished.changes, finished.hours) == (False, 0, 3)
+    incremental = snapshot(database)
+    run_rollup(database, full=True)
+    assert snapshot(database) == incremental
+    # T0 is 23:00: its day keeps the 23:05 call; the new call and the moved one are alone.
+    days = rollup_rows(database, granularity="day", dimension="all")
+    assert sorted(row["calls"] for row in days.values()) == [1, 1, 1]
+    assert len(rollup_rows(database, granularity="hour", dimension="all")) == 3
