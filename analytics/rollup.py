@@ -123,9 +123,11 @@ _EXEC_UPDATE = """ON CONFLICT (id) DO UPDATE SET started_at = EXCLUDED.started_a
     duration_ms = EXCLUDED.duration_ms"""
 
 # The bucket is read as epoch seconds: cheap to parse, and DuckDB's day is then exact UTC.
-_LLM_READ = """SELECT extract(epoch FROM hour)::bigint, model, agent_id::text, agent_type,
-    user_id, session_id::text, prompt_tokens, response_tokens, latency_ms, success,
-    cost::text FROM analytics.llm_facts {where}"""
+# cost in units of 10^-12 dollars (numeric(24,12) scaled, exact): an integer reads several
+# times faster than a numeric. (A call would have to cost $9.2M to overflow it.)
+_LLM_READ = """SELECT extract(epoch FROM hour)::bigint, model, agent_id, agent_type,
+    user_id, session_id, prompt_tokens, response_tokens, latency_ms, success,
+    (cost * 1e12)::bigint FROM analytics.llm_facts {where}"""
 _LLM_COLUMNS = {
     "hour": pa.int64(),
     "model": pa.string(),
@@ -137,10 +139,10 @@ _LLM_COLUMNS = {
     "response_tokens": pa.int64(),
     "latency_ms": pa.int32(),
     "success": pa.bool_(),
-    "cost": pa.decimal128(24, 12),
+    "cost": pa.int64(),
 }
-_EXEC_READ = """SELECT extract(epoch FROM hour)::bigint, agent_id::text, agent_type, user_id,
-    session_id::text, status, duration_ms FROM analytics.exec_facts {where}"""
+_EXEC_READ = """SELECT extract(epoch FROM hour)::bigint, agent_id, agent_type, user_id,
+    session_id, status, duration_ms FROM analytics.exec_facts {where}"""
 _EXEC_COLUMNS = {
     "hour": pa.int64(),
     "agent_id": pa.string(),
@@ -161,20 +163,54 @@ _SETS = {
 }
 
 
-def _grouping_sets(dimensions: Iterable[str]) -> str:
-    sets = [f"({bucket}{_SETS[d]})" for bucket in ("hour", "day") for d in dimensions]
+def _grouping_sets(dimensions: Iterable[str], buckets: Iterable[str]) -> str:
+    sets = [f"({bucket}{_SETS[d]})" for bucket in buckets for d in dimensions]
     return ", ".join(sets)
 
 
+def _grouping_query(template: str, dimensions: tuple[str, ...], hours: list[int] | None) -> str:
+    """The grouping query over the registered ``facts``: every bucket (``hours`` None), or
+    the day buckets of all facts plus the hour buckets of ``hours`` only (computing the
+    other hours of a touched day and dropping them was half of an incremental run's
+    grouping)."""
+
+    def fill(granularity: str, bucket: str, buckets: tuple[str, ...], source: str) -> str:
+        return (
+            template.replace("@GRANULARITY@", granularity)
+            .replace("@BUCKET@", bucket)
+            .replace("@SETS@", _grouping_sets(dimensions, buckets))
+            .replace("@SOURCE@", source)
+        )
+
+    if hours is None:
+        both = "CASE WHEN GROUPING(hour) = 0 THEN 'hour' ELSE 'day' END"
+        return fill(both, "coalesce(hour, day)", ("hour", "day"), "facts")
+    # Inlined (at most 24 a day): an Arrow array built from a Python list makes pyarrow
+    # import pandas, ~1 s of a CLI run for nothing.
+    touched = f"(SELECT * FROM facts WHERE hour IN ({', '.join(map(str, hours))}))"
+    return (
+        fill("'hour'", "hour", ("hour",), touched)
+        + " UNION ALL "
+        + fill("'day'", "day", ("day",), "facts")
+    )
+
+
 def _dimension_case(dimensions: tuple[str, ...]) -> str:
-    """SQL naming the grouping set of a row from GROUPING() over the dimension columns."""
+    """SQL naming the grouping set of a row from GROUPING() over the dimension columns, and
+    its key as text (ids are grouped as they were read, uuids or text, and cast once per
+    group here; a NULL agent, agent type or user is the key '(none)')."""
     cols = [_SETS[d].lstrip(", ") for d in dimensions if d != "all"]
     full = (1 << len(cols)) - 1
-    whens = [f"WHEN {full} THEN 'all'"]
+    grouping = f"GROUPING({', '.join(cols)})"
+    names, keys = [f"WHEN {full} THEN 'all'"], [f"WHEN {full} THEN ''"]
     for i, d in enumerate(d for d in dimensions if d != "all"):
-        whens.append(f"WHEN {full & ~(1 << (len(cols) - 1 - i))} THEN '{d}'")
-    key = "coalesce(" + ", ".join(cols) + ", '')"
-    return f"CASE GROUPING({', '.join(cols)}) {' '.join(whens)} END AS dimension, {key} AS key"
+        mask = full & ~(1 << (len(cols) - 1 - i))
+        names.append(f"WHEN {mask} THEN '{d}'")
+        keys.append(f"WHEN {mask} THEN coalesce(CAST({cols[i]} AS VARCHAR), '(none)')")
+    return (
+        f"CASE {grouping} {' '.join(names)} END AS dimension, "
+        f"CASE {grouping} {' '.join(keys)} END AS key"
+    )
 
 
 def _quantiles(column: str, prefix: str) -> str:
@@ -190,30 +226,30 @@ def _quantile_columns(prefix: str) -> str:
 
 
 _LLM_AGG = f"""
-SELECT CASE WHEN GROUPING(hour) = 0 THEN 'hour' ELSE 'day' END AS granularity,
+SELECT @GRANULARITY@ AS granularity,
        {_dimension_case(DIMENSIONS)},
-       coalesce(hour, day) AS bucket,
+       @BUCKET@ AS bucket,
        count(*) AS calls,
        count(*) FILTER (WHERE NOT success) AS errors,
        count(*) FILTER (WHERE NOT success) / count(*) AS error_rate,
        sum(prompt_tokens)::BIGINT AS prompt_tokens,
        sum(response_tokens)::BIGINT AS response_tokens,
-       coalesce(sum(cost), 0)::DECIMAL(30, 12) AS cost,
+       coalesce(sum(cost), 0)::HUGEINT AS cost,
        count(*) FILTER (WHERE cost IS NULL) AS unpriced_calls,
        avg(latency_ms)::DOUBLE AS latency_mean,
        {_quantiles("latency_ms", "latency")},
        max(latency_ms) AS latency_max
-FROM (SELECT *, hour - hour % 86400 AS day, coalesce(agent_id, '(none)') AS agent,
-             coalesce(agent_type, '(none)') AS agent_type_key,
-             coalesce(user_id, '(none)') AS user_key, session_id AS session
-      FROM facts)
-GROUP BY GROUPING SETS ({_grouping_sets(DIMENSIONS)})
+FROM (SELECT *, hour - hour % 86400 AS day, agent_id AS agent,
+             agent_type AS agent_type_key,
+             user_id AS user_key, session_id AS session
+      FROM @SOURCE@)
+GROUP BY GROUPING SETS (@SETS@)
 """
 
 _EXEC_AGG = f"""
-SELECT CASE WHEN GROUPING(hour) = 0 THEN 'hour' ELSE 'day' END AS granularity,
+SELECT @GRANULARITY@ AS granularity,
        {_dimension_case(EXEC_DIMENSIONS)},
-       coalesce(hour, day) AS bucket,
+       @BUCKET@ AS bucket,
        count(*) AS executions,
        count(*) FILTER (WHERE status IN ('completed', 'failed', 'cancelled')) AS finished,
        count(*) FILTER (WHERE status = 'completed') AS succeeded,
@@ -225,16 +261,17 @@ SELECT CASE WHEN GROUPING(hour) = 0 THEN 'hour' ELSE 'day' END AS granularity,
        {_quantiles("duration_ms", "duration")},
        max(duration_ms) AS duration_max
 FROM (SELECT *, hour - hour % 86400 AS day, agent_id AS agent,
-             coalesce(agent_type, '(none)') AS agent_type_key,
-             coalesce(user_id, '(none)') AS user_key, session_id AS session
-      FROM facts)
-GROUP BY GROUPING SETS ({_grouping_sets(EXEC_DIMENSIONS)})
+             agent_type AS agent_type_key,
+             user_id AS user_key, session_id AS session
+      FROM @SOURCE@)
+GROUP BY GROUPING SETS (@SETS@)
 """
 
 
 _LLM_OUT = (
     "granularity, dimension, strftime(make_timestamp(bucket * 1000000), '%Y-%m-%d %H:%M:%S+00') "
-    "AS bucket, key, calls, errors, error_rate, prompt_tokens, response_tokens, cost, "
+    "AS bucket, key, calls, errors, error_rate, prompt_tokens, response_tokens, "
+    "printf('%d.%012d', cost // 1000000000000, cost % 1000000000000) AS cost, "
     "unpriced_calls, latency_mean, " + _quantile_columns("latency") + ", latency_max"
 )
 _EXEC_OUT = (
@@ -274,36 +311,57 @@ def _reader_in(cur: psycopg.Cursor[Any]) -> Reader:
     return read
 
 
-def _reader_committed(conninfo: str) -> Reader:
-    """Committed facts read by ADBC on a second connection: binary COPY straight into Arrow,
-    ~5x faster than the rows psycopg hands over one by one."""
+class _CommittedReader:
+    """Committed facts read by ADBC on a second connection (opened once, on first use):
+    binary COPY straight into Arrow, several times faster than the rows psycopg hands over
+    one at a time. The driver manager's low-level API: its DB-API module imports
+    pyarrow.dataset and with it pandas, ~1 s of a run for nothing."""
 
-    def read(query: str, columns: dict[str, pa.DataType]) -> pa.Table:
-        import adbc_driver_postgresql.dbapi as adbc  # type: ignore[import-untyped]
+    def __init__(self, conninfo: str) -> None:
+        self._conninfo = conninfo
+        self._database: Any = None
+        self._conn: Any = None
 
-        with adbc.connect(adbc_uri(conninfo)) as conn, conn.cursor() as cur:
-            cur.execute(query)
-            table: pa.Table = cur.fetch_arrow_table()
-        return table.rename_columns(list(columns)).cast(pa.schema(list(columns.items())))
+    def __call__(self, query: str, columns: dict[str, pa.DataType]) -> pa.Table:
+        import adbc_driver_manager
 
-    return read
+        if self._conn is None:
+            import adbc_driver_postgresql  # type: ignore[import-untyped]
+
+            self._database = adbc_driver_postgresql.connect(adbc_uri(self._conninfo))
+            self._conn = adbc_driver_manager.AdbcConnection(self._database)
+        statement = adbc_driver_manager.AdbcStatement(self._conn)
+        try:
+            statement.set_sql_query(query)
+            stream, _ = statement.execute_query()
+            table = pa.RecordBatchReader._import_from_c(stream.address).read_all()
+        finally:
+            statement.close()
+        # Types as the server sent them (uuids as UUID): the grouping query takes either.
+        return table.rename_columns(list(columns))
+
+    def close(self) -> None:
+        for handle in (self._conn, self._database):
+            if handle is not None:
+                handle.close()
+        self._conn = self._database = None
 
 
-def _aggregate(facts: pa.Table, agg_sql: str, out_sql: str, hours: list[int] | None) -> bytes:
+def _aggregate(
+    duck: Any,
+    facts: pa.Table,
+    template: str,
+    dims: tuple[str, ...],
+    out_sql: str,
+    hours: list[int] | None,
+) -> bytes:
     """Run the grouping query in DuckDB; CSV of the rows to insert (hour rows: touched only)."""
-    import duckdb
-
-    con = duckdb.connect(config={"threads": 2})
+    duck.register("facts", facts)
     try:
-        con.register("facts", facts)
-        keep = ""
-        if hours is not None:
-            # Inlined (at most 24 a day): an Arrow array built from a Python list makes
-            # pyarrow import pandas, ~1 s of a CLI run for nothing.
-            keep = f"WHERE granularity = 'day' OR bucket IN ({', '.join(map(str, hours))})"
-        result = con.sql(f"SELECT {out_sql} FROM ({agg_sql}) {keep}").to_arrow_table()
+        query = _grouping_query(template, dims, hours)
+        result = duck.sql(f"SELECT {out_sql} FROM ({query})").to_arrow_table()
     finally:
-        con.close()
+        duck.unregister("facts")
     out = io.BytesIO()
     pcsv.write_csv(result, out, write_options=pcsv.WriteOptions(include_header=False))
     return out.getvalue()
@@ -378,57 +436,71 @@ def _new_watermark(cur: psycopg.Cursor[Any], watermark: int) -> int:
 def _recompute(cur: psycopg.Cursor[Any], read: Reader, *, all_buckets: bool) -> tuple[int, int]:
     """Rebuild the rollup rows of every bucket, or of the hours in analytics.dirty_hours
     (and their days), from the facts ``read`` returns; clears the hours it rebuilt."""
+    import duckdb
+
     hours_total = days_total = 0
-    for kind, table, query, columns, agg, out in (
-        ("llm", "llm_rollup", _LLM_READ, _LLM_COLUMNS, _LLM_AGG, _LLM_OUT),
-        ("exec", "exec_rollup", _EXEC_READ, _EXEC_COLUMNS, _EXEC_AGG, _EXEC_OUT),
-    ):
-        hours: list[int] | None
-        if all_buckets:
-            cur.execute(f"TRUNCATE analytics.{table}")
-            cur.execute("DELETE FROM analytics.dirty_hours WHERE kind = %s", (kind,))
-            where, hours = "", None
-        else:
-            cur.execute(
-                "DELETE FROM analytics.dirty_hours WHERE kind = %s"
-                " RETURNING extract(epoch FROM hour)::bigint",
-                (kind,),
-            )
-            hours = sorted(row[0] for row in cur.fetchall())
-            if not hours:
+    duck = duckdb.connect(config={"threads": 2})
+    try:
+        for kind, table, query, columns, agg, out, dims in (
+            ("llm", "llm_rollup", _LLM_READ, _LLM_COLUMNS, _LLM_AGG, _LLM_OUT, DIMENSIONS),
+            (
+                "exec",
+                "exec_rollup",
+                _EXEC_READ,
+                _EXEC_COLUMNS,
+                _EXEC_AGG,
+                _EXEC_OUT,
+                EXEC_DIMENSIONS,
+            ),
+        ):
+            hours: list[int] | None
+            if all_buckets:
+                cur.execute(f"TRUNCATE analytics.{table}")
+                cur.execute("DELETE FROM analytics.dirty_hours WHERE kind = %s", (kind,))
+                where, hours = "", None
+            else:
+                cur.execute(
+                    "DELETE FROM analytics.dirty_hours WHERE kind = %s"
+                    " RETURNING extract(epoch FROM hour)::bigint",
+                    (kind,),
+                )
+                hours = sorted(row[0] for row in cur.fetchall())
+                if not hours:
+                    continue
+                days = sorted({h - h % 86400 for h in hours})
+                hours_total += len(hours)
+                days_total += len(days)
+                cur.execute(
+                    # Spelled as (granularity, dimension, bucket) rows so that the primary
+                    # key finds them instead of a scan of the whole rollup table.
+                    f"""DELETE FROM analytics.{table} WHERE (granularity, dimension, bucket) IN (
+                          SELECT 'hour', d, to_timestamp(h) FROM unnest(%(hours)s::bigint[]) h,
+                                 unnest(%(dims)s::text[]) d
+                          UNION ALL
+                          SELECT 'day', d, to_timestamp(h) FROM unnest(%(days)s::bigint[]) h,
+                                 unnest(%(dims)s::text[]) d)""",
+                    {
+                        "hours": hours,
+                        "days": days,
+                        "dims": list(dims),
+                    },
+                )
+                # Every hour of the touched days (a day's percentiles need all its facts), as a
+                # literal list, so that the planner sees it and scans the hour index.
+                listed = ",".join(
+                    f'"{datetime.fromtimestamp(day + 3600 * i, UTC).isoformat()}"'
+                    for day in days
+                    for i in range(24)
+                )
+                where = f"WHERE hour = ANY('{{{listed}}}'::timestamptz[])"
+            facts = read(query.format(where=where), columns)
+            if facts.num_rows == 0:
                 continue
-            days = sorted({h - h % 86400 for h in hours})
-            hours_total += len(hours)
-            days_total += len(days)
-            cur.execute(
-                # Spelled as (granularity, dimension, bucket) rows so that the primary
-                # key finds them instead of a scan of the whole rollup table.
-                f"""DELETE FROM analytics.{table} WHERE (granularity, dimension, bucket) IN (
-                      SELECT 'hour', d, to_timestamp(h) FROM unnest(%(hours)s::bigint[]) h,
-                             unnest(%(dims)s::text[]) d
-                      UNION ALL
-                      SELECT 'day', d, to_timestamp(h) FROM unnest(%(days)s::bigint[]) h,
-                             unnest(%(dims)s::text[]) d)""",
-                {
-                    "hours": hours,
-                    "days": days,
-                    "dims": list(DIMENSIONS if kind == "llm" else EXEC_DIMENSIONS),
-                },
-            )
-            # Every hour of the touched days (a day's percentiles need all its facts), as a
-            # literal list, so that the planner sees it and scans the hour index.
-            listed = ",".join(
-                f'"{datetime.fromtimestamp(day + 3600 * i, UTC).isoformat()}"'
-                for day in days
-                for i in range(24)
-            )
-            where = f"WHERE hour = ANY('{{{listed}}}'::timestamptz[])"
-        facts = read(query.format(where=where), columns)
-        if facts.num_rows == 0:
-            continue
-        rows = _aggregate(facts, agg, out, hours)
-        with cur.copy(f"COPY analytics.{table} FROM STDIN (FORMAT csv)") as copy:
-            copy.write(rows)
+            rows = _aggregate(duck, facts, agg, dims, out, hours)
+            with cur.copy(f"COPY analytics.{table} FROM STDIN (FORMAT csv)") as copy:
+                copy.write(rows)
+    finally:
+        duck.close()
     return hours_total, days_total
 
 
@@ -489,9 +561,9 @@ def _fold_changes(cur: psycopg.Cursor[Any], prices: list[PriceRow], watermark: i
                        OR f.agent_id IN (SELECT id FROM changed WHERE entity = 'agents')
                     EXCEPT SELECT id FROM changed_{kind}"""
             )
-    for kind, facts, seed, alias, insert, update in (
-        ("llm", "llm_facts", "llm_interactions", "l", _LLM_FACTS, _LLM_UPDATE),
-        ("exec", "exec_facts", "agent_executions", "e", _EXEC_FACTS, _EXEC_UPDATE),
+    for kind, facts, alias, insert, update in (
+        ("llm", "llm_facts", "l", _LLM_FACTS, _LLM_UPDATE),
+        ("exec", "exec_facts", "e", _EXEC_FACTS, _EXEC_UPDATE),
     ):
         cur.execute(f"ALTER TABLE changed_{kind} ADD PRIMARY KEY (id)")
         cur.execute(f"ANALYZE changed_{kind}")
@@ -505,16 +577,17 @@ def _fold_changes(cur: psycopg.Cursor[Any], prices: list[PriceRow], watermark: i
             where=f"AND {alias}.id IN (SELECT id FROM changed_{kind})", order="", conflict=update
         )
         # One statement (one pass over the changed ids): the hours the rows were in before
-        # (an update may move a row; a row gone from the seed table is deleted) and the
-        # hours they are in after. Every part sees the same snapshot, so `old` reads the
-        # facts as they were before the upsert; `gone` and `new` touch disjoint rows.
+        # (an update may move a row) and the hours they are in after. Every part sees the
+        # same snapshot, so `old` reads the facts as they were before the upsert. A changed
+        # id the upsert did not write (gone from the seed table, or no longer bucketed) has
+        # its fact deleted: `gone` and `new` touch disjoint rows.
         cur.execute(
             f"""WITH old AS (
                     SELECT f.hour FROM analytics.{facts} f JOIN changed_{kind} c ON c.id = f.id),
+                new AS ({upsert} RETURNING id, hour),
                 gone AS (
                     DELETE FROM analytics.{facts} f USING changed_{kind} c WHERE f.id = c.id
-                    AND NOT EXISTS (SELECT 1 FROM {seed} s WHERE s.id = c.id)),
-                new AS ({upsert} RETURNING hour)
+                    AND NOT EXISTS (SELECT 1 FROM new WHERE new.id = c.id))
                 INSERT INTO analytics.dirty_hours (kind, hour)
                 SELECT '{kind}', hour FROM old UNION SELECT '{kind}', hour FROM new
                 ON CONFLICT DO NOTHING"""
@@ -569,8 +642,12 @@ def run_rollup(
         if not full:
             # Second transaction: the touched buckets, rebuilt from the facts the first
             # committed (so a second connection can read them, several times faster).
-            with conn.transaction():
-                hours, days = _recompute(cur, _reader_committed(conninfo), all_buckets=False)
+            reader = _CommittedReader(conninfo)
+            try:
+                with conn.transaction():
+                    hours, days = _recompute(cur, reader, all_buckets=False)
+            finally:
+                reader.close()
         cur.execute(
             """SELECT r.model FROM analytics.resolved_models r
                WHERE EXISTS (SELECT 1 FROM analytics.llm_rollup u WHERE u.granularity = 'day'

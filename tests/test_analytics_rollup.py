@@ -319,13 +319,10 @@ def test_a_run_that_dies_between_its_transactions_is_finished_by_the_next(
 
     import analytics.rollup as rollup
 
-    def broken(conninfo: str) -> Any:
-        def read(query: str, columns: Any) -> Any:
-            raise OSError("connection lost while reading the facts")
+    def broken(self: Any, query: str, columns: Any) -> Any:
+        raise OSError("connection lost while reading the facts")
 
-        return read
-
-    monkeypatch.setattr(rollup, "_reader_committed", broken)
+    monkeypatch.setattr(rollup._CommittedReader, "__call__", broken)
     with pytest.raises(OSError):
         run_rollup(database)
     with psycopg.connect(database) as conn:
