@@ -339,3 +339,24 @@ def test_a_run_that_dies_between_its_transactions_is_finished_by_the_next(
     days = rollup_rows(database, granularity="day", dimension="all")
     assert sorted(row["calls"] for row in days.values()) == [1, 1, 1]
     assert len(rollup_rows(database, granularity="hour", dimension="all")) == 3
+
+
+def test_a_model_first_seen_by_an_incremental_run_is_priced_as_by_a_full_rebuild(
+    database: str,
+) -> None:
+    with psycopg.connect(database) as conn:
+        s = add_session(conn, "fern", T0)
+        add_call(conn, s, None, "gpt-4o", T0)
+    run_rollup(database)
+    with psycopg.connect(database) as conn:
+        add_call(conn, s, None, "claude-3-haiku-20240307", T0 + timedelta(minutes=1))
+        add_call(conn, s, None, "in-house-llm-7b", T0 + timedelta(minutes=2))  # no price
+    incremental = run_rollup(database)
+    assert not incremental.full and incremental.unpriced_models == ["in-house-llm-7b"]
+    by_model = rollup_rows(database, granularity="day", dimension="model")
+    costs = {key[3]: (row["cost"], row["unpriced_calls"]) for key, row in by_model.items()}
+    assert costs["claude-3-haiku-20240307"][0] > 0
+    assert costs["in-house-llm-7b"] == (Decimal(0), 1)
+    before = snapshot(database)
+    run_rollup(database, full=True)
+    assert snapshot(database) == before
