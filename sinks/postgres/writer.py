@@ -83,7 +83,11 @@ class PostgresSink:
         self._conn: psycopg.Connection[Any] | None = None
         self._tables: dict[str, Table] = {}
         self._adapters = sink_adapters()
+        # Two sets of encoders: the worker's event-loop thread encodes with the public one
+        # (encoder()), write() encodes what came without a row with its own, on the flush
+        # thread: a psycopg Transformer is not meant to be shared between threads.
         self._encoders: dict[str, RowEncoder] = {}
+        self._own_encoders: dict[str, RowEncoder] = {}
         self._fast_skip: dict[str, int] = defaultdict(int)
 
     # --- connection -------------------------------------------------------------------
@@ -132,6 +136,7 @@ class PostgresSink:
             )
         self._tables = tables
         self._encoders = {e: RowEncoder(t, self._adapters) for e, t in tables.items()}
+        self._own_encoders = {e: RowEncoder(t, self._adapters) for e, t in tables.items()}
         self._conn = conn
 
     def encoder(self, entity: str) -> RowEncoder:
@@ -179,7 +184,7 @@ class PostgresSink:
     def _encode(self, item: SinkItem, result: WriteResult) -> SinkItem | None:
         """``item`` with its COPY row; None (and a rejection) if its values cannot be."""
         try:
-            return dataclasses.replace(item, row=self._encoders[item.entity](item.record))
+            return dataclasses.replace(item, row=self._own_encoders[item.entity](item.record))
         except (psycopg.Error, ValueError, TypeError, OverflowError) as exc:
             result.rejected.append(Rejected(item, f"cannot be encoded for PostgreSQL: {exc}"))
             return None
