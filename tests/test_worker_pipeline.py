@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import time
 import urllib.request
 import uuid
 from pathlib import Path
@@ -221,6 +222,18 @@ async def test_sigterm_finishes_the_batch_commits_and_exits_zero(
     code = worker.terminate(signal.SIGTERM, wait_s=45)
     assert code == 0, worker.log()[-3000:]
     await wait_committed(settings, timeout_s=5)  # offsets were committed before exiting
+
+
+@pytest.mark.parametrize("after_s", [0.3, 1.5])
+def test_a_stop_signal_during_start_up_exits_zero(
+    settings: Settings, tmp_path: Path, after_s: float
+) -> None:
+    # Before faust's handlers are in place nothing has been consumed: an orchestrator's
+    # SIGTERM then must end the process cleanly, not kill it (exit status -15).
+    worker = WorkerProcess(settings, tmp_path / "worker.log").start()
+    time.sleep(after_s)
+    code = worker.terminate(signal.SIGTERM, wait_s=30)
+    assert code == 0, worker.log()[-3000:]
 
 
 async def test_a_terminal_database_error_stops_the_worker_loudly(

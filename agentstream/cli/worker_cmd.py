@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import signal
+import sys
 from typing import Any
 
 from agentstream.cli.argtypes import port, positive_float, positive_int
@@ -31,7 +33,19 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
+def _stop_before_start(signum: int, frame: Any) -> None:
+    sys.stderr.write(
+        f"worker: {signal.Signals(signum).name} during start-up; nothing consumed yet, exiting\n"
+    )
+    raise SystemExit(0)
+
+
 def run(args: argparse.Namespace) -> int:
+    # Until the worker's own handlers take over (streams/signals.py: finish the batch, commit,
+    # exit 0), a stop signal finds nothing consumed: exit 0 at once rather than die of it.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _stop_before_start)
+
     from agentstream.contract.settings import get_settings
     from streams.runner import StartupError, start_worker
 
