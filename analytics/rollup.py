@@ -50,7 +50,7 @@ import psycopg
 import pyarrow as pa
 import pyarrow.csv as pcsv
 
-from analytics.adbc import adbc_uri
+from analytics.adbc import AdbcSession
 from analytics.prices import PriceRow, fingerprint, load_prices, resolve_model
 
 __all__ = ["GAP_GRACE", "RollupResult", "run_rollup"]
@@ -313,17 +313,15 @@ def _reader_in(cur: psycopg.Cursor[Any]) -> Reader:
 
 
 class _CommittedReader:
-    """Committed facts read by ADBC on a second connection: binary COPY straight into Arrow,
-    several times faster than the rows psycopg hands over one at a time. The driver
-    manager's low-level API: its DB-API module imports pyarrow.dataset and with it pandas,
-    ~1 s of a run for nothing. ``start()`` loads the driver and connects on a thread, while
-    the first transaction runs (~50 ms saved), and opens the DuckDB connection that groups
-    the facts (its first query in a process pays ~30 ms of set-up)."""
+    """Committed facts read by ADBC on a second connection (analytics/adbc.py): binary COPY
+    straight into Arrow, several times faster than the rows psycopg hands over one at a
+    time. ``start()`` connects on a thread while the first transaction runs (~50 ms saved),
+    and opens the DuckDB connection that groups the facts (its first query in a process
+    pays ~30 ms of set-up)."""
 
     def __init__(self, conninfo: str) -> None:
         self._conninfo = conninfo
-        self._database: Any = None
-        self._conn: Any = None
+        self._session: AdbcSession | None = None
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
         self.duck: Any = None
@@ -334,11 +332,7 @@ class _CommittedReader:
 
     def _connect(self) -> None:
         try:
-            import adbc_driver_manager
-            import adbc_driver_postgresql  # type: ignore[import-untyped]
-
-            self._database = adbc_driver_postgresql.connect(adbc_uri(self._conninfo))
-            self._conn = adbc_driver_manager.AdbcConnection(self._database)
+            self._session = AdbcSession(self._conninfo)
             self.duck = _duckdb_connection()
             self.duck.sql("SELECT 1").fetchall()
         except BaseException as exc:  # raised where the connection is used
@@ -353,26 +347,18 @@ class _CommittedReader:
             raise self._error
 
     def __call__(self, query: str, columns: dict[str, pa.DataType]) -> pa.Table:
-        import adbc_driver_manager
-
         self.wait()
-        statement = adbc_driver_manager.AdbcStatement(self._conn)
-        try:
-            statement.set_sql_query(query)
-            stream, _ = statement.execute_query()
-            table = pa.RecordBatchReader._import_from_c(stream.address).read_all()
-        finally:
-            statement.close()
+        assert self._session is not None
         # Types as the server sent them (uuids as UUID): the grouping query takes either.
-        return table.rename_columns(list(columns))
+        return self._session.read(query).rename_columns(list(columns))
 
     def close(self) -> None:
         if self._thread is not None:
             self._thread.join()
-        for handle in (self.duck, self._conn, self._database):
+        for handle in (self.duck, self._session):
             if handle is not None:
                 handle.close()
-        self.duck = self._conn = self._database = None
+        self.duck = self._session = None
 
 
 def _duckdb_connection() -> Any:
