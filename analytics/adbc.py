@@ -11,17 +11,13 @@ pyarrow.dataset`` beforehand brought it back: not understood yet, so not changed
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
-
 import pyarrow as pa
 
 __all__ = ["AdbcSession", "adbc_uri"]
 
 
 class AdbcSession:
-    """One ADBC connection: ``execute`` a statement, ``stream`` or ``read`` a query."""
+    """One ADBC connection that ``read``s a query's result into an Arrow table."""
 
     def __init__(self, conninfo: str) -> None:
         import adbc_driver_manager
@@ -35,38 +31,18 @@ class AdbcSession:
             self._database.close()
             raise
 
-    def execute(self, sql: str) -> None:
-        statement = self._manager.AdbcStatement(self._conn)
-        try:
-            statement.set_sql_query(sql)
-            statement.execute_update()
-        finally:
-            statement.close()
-
-    @contextmanager
-    def stream(self, sql: str) -> Iterator[pa.RecordBatchReader]:
-        """The result of ``sql`` as record batches, read as they arrive."""
+    def read(self, sql: str) -> pa.Table:
         statement = self._manager.AdbcStatement(self._conn)
         try:
             statement.set_sql_query(sql)
             handle, _ = statement.execute_query()
-            yield pa.RecordBatchReader._import_from_c(handle.address)
+            return pa.RecordBatchReader._import_from_c(handle.address).read_all()
         finally:
             statement.close()
-
-    def read(self, sql: str) -> pa.Table:
-        with self.stream(sql) as reader:
-            return reader.read_all()
 
     def close(self) -> None:
         self._conn.close()
         self._database.close()
-
-    def __enter__(self) -> AdbcSession:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
 
 def adbc_uri(conninfo: str) -> str:

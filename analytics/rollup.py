@@ -283,6 +283,12 @@ _EXEC_OUT = (
 )
 
 
+# Per rollup: kind (in dirty_hours), table, facts query, its columns, grouping, output.
+_ROLLUPS = (
+    ("llm", "llm_rollup", _LLM_READ, _LLM_COLUMNS, _LLM_AGG, _LLM_OUT, DIMENSIONS),
+    ("exec", "exec_rollup", _EXEC_READ, _EXEC_COLUMNS, _EXEC_AGG, _EXEC_OUT, EXEC_DIMENSIONS),
+)
+
 Reader = Callable[[str, dict[str, pa.DataType]], pa.Table]
 
 
@@ -464,18 +470,7 @@ def _recompute(
     if own:
         duck = _duckdb_connection()
     try:
-        for kind, table, query, columns, agg, out, dims in (
-            ("llm", "llm_rollup", _LLM_READ, _LLM_COLUMNS, _LLM_AGG, _LLM_OUT, DIMENSIONS),
-            (
-                "exec",
-                "exec_rollup",
-                _EXEC_READ,
-                _EXEC_COLUMNS,
-                _EXEC_AGG,
-                _EXEC_OUT,
-                EXEC_DIMENSIONS,
-            ),
-        ):
+        for kind, table, query, columns, agg, out, dims in _ROLLUPS:
             hours: list[int] | None
             if all_buckets:
                 cur.execute(f"TRUNCATE analytics.{table}")

@@ -49,9 +49,9 @@ class _JsonbBinaryDumper(Dumper):
 
 
 def sink_adapters() -> AdaptersMap:
-    """The adapters of the row encoders: psycopg's, with jsonb serialised by pydantic-core
-    (Rust), several times faster than the stdlib json.dumps psycopg uses by default. The
-    sink's connections serialise jsonb the same way (writer.py)."""
+    """The adapters of the row encoders: psycopg's, with json/jsonb serialised by
+    pydantic-core (Rust), several times faster than the stdlib json.dumps psycopg uses by
+    default. (The sink's connection sends no JSON itself: every row goes through these.)"""
     adapters = AdaptersMap(psycopg.adapters)
     set_json_dumps(pydantic_core.to_json, context=adapters)
     adapters.register_dumper(None, _JsonbBinaryDumper)
@@ -62,7 +62,6 @@ class RowEncoder:
     """Formats one table's records as binary COPY rows (bytes without header or trailer)."""
 
     def __init__(self, table: Table, adapters: AdaptersMap) -> None:
-        self.table = table
         self._row = table.row
         self._tx = Transformer(adapters)
         self._tx.set_dumper_types([adapters.types.get_oid(t) for t in table.types], Format.BINARY)

@@ -30,9 +30,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import psycopg
-import pydantic_core
 from psycopg import sql
-from psycopg.types.json import set_json_dumps
 
 from agentstream.contract.topics import ENTITIES
 from sinks.postgres.copy import RowEncoder, copy_encoded, copy_rows, sink_adapters
@@ -83,11 +81,10 @@ class PostgresSink:
         self._conn: psycopg.Connection[Any] | None = None
         self._tables: dict[str, Table] = {}
         self._adapters = sink_adapters()
-        # Two sets of encoders: the worker's event-loop thread encodes with the public one
-        # (encoder()), write() encodes what came without a row with its own, on the flush
-        # thread: a psycopg Transformer is not meant to be shared between threads.
+        # The worker's event-loop thread encodes with these (encoder()); write() encodes what
+        # came without a row with encoders of its own, on the flush thread: a psycopg
+        # Transformer is not meant to be shared between threads.
         self._encoders: dict[str, RowEncoder] = {}
-        self._own_encoders: dict[str, RowEncoder] = {}
         self._fast_skip: dict[str, int] = defaultdict(int)
 
     # --- connection -------------------------------------------------------------------
@@ -107,8 +104,6 @@ class PostgresSink:
             )
         except psycopg.Error as exc:
             raise self._translate(exc, "connecting to PostgreSQL") from exc
-        # jsonb values are serialised by pydantic-core, as by the row encoders (copy.py).
-        set_json_dumps(pydantic_core.to_json, context=conn)
         try:
             # DESIGN: a Kafka offset committed for a transaction the database could still
             # lose is data loss. 'off' is the only non-durable setting; leave the others.
@@ -136,7 +131,6 @@ class PostgresSink:
             )
         self._tables = tables
         self._encoders = {e: RowEncoder(t, self._adapters) for e, t in tables.items()}
-        self._own_encoders = {e: RowEncoder(t, self._adapters) for e, t in tables.items()}
         self._conn = conn
 
     def encoder(self, entity: str) -> RowEncoder:
@@ -158,9 +152,10 @@ class PostgresSink:
         if self._conn is None or self._conn.closed:
             self.connect()
         by_entity: dict[str, list[SinkItem]] = defaultdict(list)
+        encoders: dict[str, RowEncoder] = {}
         for item in items:
             if item.row is None:
-                encoded = self._encode(item, result)
+                encoded = self._encode(item, encoders, result)
                 if encoded is None:
                     continue
                 item = encoded
@@ -181,10 +176,15 @@ class PostgresSink:
             raise self._translate(exc, "writing a batch") from exc
         return result
 
-    def _encode(self, item: SinkItem, result: WriteResult) -> SinkItem | None:
+    def _encode(
+        self, item: SinkItem, encoders: dict[str, RowEncoder], result: WriteResult
+    ) -> SinkItem | None:
         """``item`` with its COPY row; None (and a rejection) if its values cannot be."""
+        encoder = encoders.get(item.entity)
+        if encoder is None:
+            encoder = encoders[item.entity] = RowEncoder(self._tables[item.entity], self._adapters)
         try:
-            return dataclasses.replace(item, row=self._own_encoders[item.entity](item.record))
+            return dataclasses.replace(item, row=encoder(item.record))
         except (psycopg.Error, ValueError, TypeError, OverflowError) as exc:
             result.rejected.append(Rejected(item, f"cannot be encoded for PostgreSQL: {exc}"))
             return None
