@@ -32,6 +32,7 @@ from agentstream.contract.deadletter import DeadLetter, ErrorKind
 from agentstream.contract.settings import Settings
 from agentstream.contract.topics import ENTITIES, topic_for
 from sinks.postgres import PostgresSink, SinkItem, Source, TransientSinkError
+from sinks.postgres.writer import PreparedWrite
 from streams.deadletters import DeadLetterPublisher
 from streams.health import HealthState
 from streams.metrics import WorkerMetrics
@@ -151,7 +152,9 @@ class Processor:
             items = [i for p in batch for i in p.items]
             dead = [d for p in batch for d in p.dead]
             started = time.perf_counter()
-            result = await self._write(items)
+            # Grouped, deduplicated and joined into COPY data here, on the event loop: the
+            # flush thread then holds the GIL only for a few statements (see sinks.postgres).
+            result = await self._write(self._sink.prepare(items))
             flush_s = time.perf_counter() - started
             self._metrics.flush_seconds.observe(flush_s)
             self._metrics.batch_records.observe(len(items))
@@ -205,12 +208,12 @@ class Processor:
             if high is not None:
                 m.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, high - offset - 1))
 
-    async def _write(self, items: list[SinkItem]) -> Any:
+    async def _write(self, prepared: PreparedWrite) -> Any:
         delay = RETRY_FIRST_S
         first_failure: float | None = None
         while True:
             try:
-                result = await asyncio.to_thread(self._sink.write, items)
+                result = await asyncio.to_thread(self._sink.write_prepared, prepared)
             except TransientSinkError as exc:
                 now = time.monotonic()
                 first_failure = first_failure or now
@@ -225,7 +228,7 @@ class Processor:
                     ) from exc
                 log.warning(
                     "event=flush_retry records=%d retry_in_s=%.1f error=%r",
-                    len(items),
+                    sum(len(g.items) for g in prepared.groups),
                     delay,
                     str(exc),
                 )

@@ -5,8 +5,9 @@ does not have to parse, and psycopg's C formatter produces them without Python s
 jsonb travels as its text form (the binary jsonb format is a version byte plus the text).
 
 Rows can be encoded ahead of the write (:class:`RowEncoder`): the worker encodes each record
-as it decodes its message, on the event-loop thread, and the flush thread then only streams
-ready bytes to the server (:func:`copy_encoded`). Formatting rows inside the flush thread
+as it decodes its message, on the event-loop thread, joins a flush's rows into one COPY
+stream per table there too (:func:`payload`), and the flush thread then only hands ready
+bytes to the server (:func:`copy_payload`). Formatting rows inside the flush thread
 made it compete for the GIL with decoding: every socket write released the GIL and waiting
 to get it back stalled the COPY while the server sat idle.
 """
@@ -14,6 +15,7 @@ to get it back stalled the COPY while the server sat idle.
 from __future__ import annotations
 
 import struct
+import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -28,13 +30,17 @@ from psycopg.types.json import set_json_dumps
 from agentstream.contract.entities import Record
 from sinks.postgres.tables import Table
 
-__all__ = ["RowEncoder", "copy_encoded", "copy_rows", "sink_adapters"]
+__all__ = [
+    "RowEncoder",
+    "change_log_rows",
+    "copy_payload",
+    "payload",
+    "sink_adapters",
+]
 
 # The binary COPY file header (signature, flags, header extension length) and trailer.
 BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
 BINARY_TRAILER = b"\xff\xff"
-# Rows are sent in pieces of about this size: bounded extra memory, few socket writes.
-CHUNK_BYTES = 1 << 20
 
 
 class _JsonbBinaryDumper(Dumper):
@@ -78,34 +84,23 @@ def _statement(target: sql.Composable, columns: Sequence[str]) -> sql.Composed:
     )
 
 
-def copy_encoded(
-    cur: psycopg.Cursor[Any], target: sql.Composable, columns: Sequence[str], rows: Sequence[bytes]
-) -> None:
-    """COPY rows encoded by a :class:`RowEncoder` for ``columns`` into ``target``."""
-    with cur.copy(_statement(target, columns)) as copy:
-        chunk = [BINARY_HEADER]
-        size = 0
-        for row in rows:
-            chunk.append(row)
-            size += len(row)
-            if size >= CHUNK_BYTES:
-                copy.write(b"".join(chunk))
-                chunk.clear()
-                size = 0
-        chunk.append(BINARY_TRAILER)
-        copy.write(b"".join(chunk))
+def payload(rows: Iterable[bytes]) -> bytes:
+    """Rows encoded by a :class:`RowEncoder` (or :func:`change_log_rows`) as one binary COPY
+    stream, header to trailer: built ahead of the flush, sent by :func:`copy_payload`."""
+    return b"".join((BINARY_HEADER, *rows, BINARY_TRAILER))
 
 
-def copy_rows(
-    cur: psycopg.Cursor[Any],
-    target: sql.Composable,
-    columns: tuple[str, ...],
-    types: tuple[str, ...],
-    rows: Iterable[tuple[Any, ...]],
+def change_log_rows(entity: str, ids: Iterable[uuid.UUID]) -> list[bytes]:
+    """Binary COPY rows of ``agentstream.change_log (entity, id)``."""
+    name = entity.encode()
+    prefix = struct.pack("!hi", 2, len(name)) + name + struct.pack("!i", 16)
+    return [prefix + i.bytes for i in ids]
+
+
+def copy_payload(
+    cur: psycopg.Cursor[Any], target: sql.Composable, columns: Sequence[str], data: bytes
 ) -> None:
-    """COPY tuples of Python values (formatted here, by psycopg) into ``target``."""
+    """COPY a :func:`payload` into ``target``'s ``columns``. One Python call: the flush thread
+    holds the GIL only to hand the bytes to libpq (psycopg sends them in 128 KiB pieces)."""
     with cur.copy(_statement(target, columns)) as copy:
-        copy.set_types(list(types))
-        write = copy.write_row
-        for r in rows:
-            write(r)
+        copy.write(data)

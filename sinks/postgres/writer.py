@@ -1,10 +1,13 @@
 """The PostgreSQL sink: one flush = one transaction writing every entity, parents first.
 
-``PostgresSink.write(items)`` is blocking (call it from a thread in async code). Per entity,
-in the order sessions, agents, agent_executions, llm_interactions, events, documents:
+``PostgresSink.write(items)`` is blocking (call it from a thread in async code); it is
+``prepare`` (pure Python: the worker runs it on its event loop) then ``write_prepared`` (the
+database work: the worker's flush thread). Per entity, in the order sessions, agents,
+agent_executions, llm_interactions, events, documents:
 
-1. keep one record per id (upsert.dedupe: the winner by the entity's rule);
-2. fast path: binary COPY straight into the table inside a savepoint; new rows whose
+1. keep one record per id (upsert.dedupe: the winner by the entity's rule) and join their
+   encoded rows into one binary COPY stream (and their change_log rows into another);
+2. fast path: binary COPY straight into the table after a savepoint; new rows whose
    parents exist land at the database's own speed;
 3. if that COPY hits a unique violation (a replay, or a new state of a mutable record) or a
    foreign-key violation (a parent not there yet), roll back to the savepoint and take the
@@ -27,13 +30,20 @@ import dataclasses
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
 from agentstream.contract.topics import ENTITIES
-from sinks.postgres.copy import RowEncoder, copy_encoded, copy_rows, sink_adapters
+from sinks.postgres.copy import (
+    RowEncoder,
+    change_log_rows,
+    copy_payload,
+    payload,
+    sink_adapters,
+)
 from sinks.postgres.errors import (
     TerminalSinkError,
     TransientSinkError,
@@ -45,7 +55,7 @@ from sinks.postgres.items import Rejected, SinkItem, WriteResult
 from sinks.postgres.tables import Table, load_tables
 from sinks.postgres.upsert import CHANGE_LOGGED, dedupe, write_statement
 
-__all__ = ["PostgresSink"]
+__all__ = ["PostgresSink", "PreparedWrite"]
 
 log = logging.getLogger(__name__)
 
@@ -142,42 +152,61 @@ class PostgresSink:
             self._conn.close()
             self._conn = None
 
-    # --- writing ----------------------------------------------------------------------
+    # --- writing ---------------------------------------------------------------------
 
     def write(self, items: Sequence[SinkItem]) -> WriteResult:
         """Write ``items`` in one transaction; returns what was accepted and what was refused."""
-        result = WriteResult()
-        if not items:
-            return result
         if self._conn is None or self._conn.closed:
             self.connect()
+        return self.write_prepared(self.prepare(items))
+
+    def prepare(self, items: Sequence[SinkItem]) -> PreparedWrite:
+        """Group ``items`` by table, one per record id, with their COPY data built.
+
+        Pure Python and no database: the worker runs it on its event-loop thread, so that
+        the flush thread (:meth:`write_prepared`) holds the GIL as little as possible while
+        decoding goes on. Needs the tables, i.e. one :meth:`connect` before.
+        """
         by_entity: dict[str, list[SinkItem]] = defaultdict(list)
+        rejected: list[Rejected] = []
         encoders: dict[str, RowEncoder] = {}
         for item in items:
             if item.row is None:
-                encoded = self._encode(item, encoders, result)
+                encoded = self._encode(item, encoders, rejected)
                 if encoded is None:
                     continue
                 item = encoded
             by_entity[item.entity].append(item)
+        groups = []
+        for entity in ENTITIES:
+            group = by_entity.get(entity)
+            if group:
+                unique = dedupe(entity, group, lambda i: i.record)
+                groups.append(_Group(entity, unique, len(group), *_payloads(entity, unique)))
+        return PreparedWrite(groups, rejected)
+
+    def write_prepared(self, prepared: PreparedWrite) -> WriteResult:
+        """Write a batch made by :meth:`prepare` in one transaction, parents first. Can be called
+        again with the same batch after a TransientSinkError (nothing was committed)."""
+        result = WriteResult(rejected=list(prepared.rejected))
+        if not prepared.groups:
+            return result
+        if self._conn is None or self._conn.closed:
+            self.connect()
         conn = self._conn
         assert conn is not None
         try:
             with conn.transaction(), conn.cursor() as cur:
-                for entity in ENTITIES:
-                    group = by_entity.get(entity)
-                    if not group:
-                        continue
-                    unique = dedupe(entity, group, lambda i: i.record)
+                for group in prepared.groups:
                     before = len(result.rejected)
-                    self._write_isolating(cur, entity, unique, result)
-                    result.accepted[entity] = len(group) - (len(result.rejected) - before)
+                    self._write_isolating(cur, group, result)
+                    result.accepted[group.entity] = group.received - (len(result.rejected) - before)
         except (psycopg.Error, OSError) as exc:
             raise self._translate(exc, "writing a batch") from exc
         return result
 
     def _encode(
-        self, item: SinkItem, encoders: dict[str, RowEncoder], result: WriteResult
+        self, item: SinkItem, encoders: dict[str, RowEncoder], rejected: list[Rejected]
     ) -> SinkItem | None:
         """``item`` with its COPY row; None (and a rejection) if its values cannot be."""
         encoder = encoders.get(item.entity)
@@ -186,7 +215,7 @@ class PostgresSink:
         try:
             return dataclasses.replace(item, row=encoder(item.record))
         except (psycopg.Error, ValueError, TypeError, OverflowError) as exc:
-            result.rejected.append(Rejected(item, f"cannot be encoded for PostgreSQL: {exc}"))
+            rejected.append(Rejected(item, f"cannot be encoded for PostgreSQL: {exc}"))
             return None
 
     def _translate(self, exc: BaseException, doing: str) -> TransientSinkError | TerminalSinkError:
@@ -198,48 +227,78 @@ class PostgresSink:
         return TerminalSinkError(f"{doing} failed: {_describe(exc)}; {terminal_advice(exc)}")
 
     def _write_isolating(
-        self, cur: psycopg.Cursor[Any], entity: str, items: list[SinkItem], result: WriteResult
+        self, cur: psycopg.Cursor[Any], group: _Group, result: WriteResult
     ) -> None:
-        """Write ``items`` in a savepoint; on a data error, bisect to isolate the bad ones."""
-        assert self._conn is not None
+        """Write ``group`` after a savepoint; on a data error, bisect to isolate the bad ones.
+
+        The savepoint is left for the COMMIT to release (a RELEASE is one more round trip,
+        and one more wait for the GIL, per table and flush); ROLLBACK TO keeps it usable.
+        """
+        savepoint = sql.Identifier(f"agentstream_{group.entity}")
+        cur.execute(sql.SQL("SAVEPOINT {}").format(savepoint))
         try:
-            with self._conn.transaction():
-                self._write_entity(cur, entity, items)
+            self._write_group(cur, group, savepoint)
         except psycopg.Error as exc:
             if classify(exc) != "data":
                 raise
-            if len(items) == 1:
-                result.rejected.append(Rejected(items[0], _describe(exc)))
+            cur.execute(sql.SQL("ROLLBACK TO SAVEPOINT {}").format(savepoint))
+            if len(group.items) == 1:
+                result.rejected.append(Rejected(group.items[0], _describe(exc)))
                 return
-            mid = len(items) // 2
-            self._write_isolating(cur, entity, items[:mid], result)
-            self._write_isolating(cur, entity, items[mid:], result)
+            mid = len(group.items) // 2
+            for half in (group.items[:mid], group.items[mid:]):
+                data, change_log = _payloads(group.entity, half)
+                self._write_isolating(
+                    cur, _Group(group.entity, half, len(half), data, change_log), result
+                )
 
-    def _write_entity(self, cur: psycopg.Cursor[Any], entity: str, items: list[SinkItem]) -> None:
-        assert self._conn is not None
+    def _write_group(
+        self, cur: psycopg.Cursor[Any], group: _Group, savepoint: sql.Identifier
+    ) -> None:
+        entity = group.entity
         table = self._tables[entity]
-        rows = [i.row for i in items if i.row is not None]
-        assert len(rows) == len(items), "write() encodes every item first"
         if self._fast_skip[entity] > 0:
             self._fast_skip[entity] -= 1
         else:
             try:
-                with self._conn.transaction():
-                    copy_encoded(cur, sql.Identifier("public", entity), table.columns, rows)
-                    if entity in CHANGE_LOGGED:
-                        copy_rows(
-                            cur,
-                            _CHANGE_LOG,
-                            ("entity", "id"),
-                            ("text", "uuid"),
-                            ((entity, i.record.id) for i in items),
-                        )
+                copy_payload(cur, sql.Identifier("public", entity), table.columns, group.data)
+                if group.change_log is not None:
+                    copy_payload(cur, _CHANGE_LOG, ("entity", "id"), group.change_log)
                 return
             except (psycopg.errors.UniqueViolation, psycopg.errors.ForeignKeyViolation):
+                cur.execute(sql.SQL("ROLLBACK TO SAVEPOINT {}").format(savepoint))
                 self._fast_skip[entity] = FAST_PATH_PAUSE
         stage = _stage(entity)
         cur.execute(sql.SQL("TRUNCATE {}").format(stage))
-        copy_encoded(cur, stage, table.columns, rows)
+        copy_payload(cur, stage, table.columns, group.data)
         for statement in inference_statements(entity, stage):
             cur.execute(statement)
         cur.execute(write_statement(table, stage))
+
+
+@dataclass(slots=True)
+class _Group:
+    """One table's part of a flush: one item per record id, and its COPY data."""
+
+    entity: str
+    items: list[SinkItem]
+    received: int  # items of this table in the batch, duplicates included
+    data: bytes  # the items' rows, one binary COPY stream
+    change_log: bytes | None  # their change_log rows (CHANGE_LOGGED tables), same format
+
+
+@dataclass(slots=True)
+class PreparedWrite:
+    """A batch ready for :meth:`PostgresSink.write_prepared` (see :meth:`PostgresSink.prepare`)."""
+
+    groups: list[_Group]
+    rejected: list[Rejected]  # items whose values cannot be encoded
+
+
+def _payloads(entity: str, items: list[SinkItem]) -> tuple[bytes, bytes | None]:
+    data = payload(i.row for i in items if i.row is not None)
+    log_rows = None
+    if entity in CHANGE_LOGGED:
+        ids = (i.record.id for i in items if i.record.id is not None)
+        log_rows = payload(change_log_rows(entity, ids))
+    return data, log_rows

@@ -35,6 +35,18 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
     return env
 
 
+def catches(pid: int, sig: signal.Signals) -> bool:
+    """Does process ``pid`` have a handler for ``sig`` (Linux: SigCgt in /proc/PID/status)?"""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("SigCgt:"):
+                    return bool(int(line.split()[1], 16) >> (sig - 1) & 1)
+    except OSError:
+        pass
+    return False
+
+
 class WorkerProcess:
     """One worker process (``agentstream worker *args``); its output goes to ``log_path``."""
 
@@ -64,11 +76,25 @@ class WorkerProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def terminate(self, sig: signal.Signals = signal.SIGTERM, wait_s: float = 60.0) -> int:
-        """SIGTERM (or ``sig``), as an orchestrator does; returns the exit code."""
+        """SIGTERM (or ``sig``), as an orchestrator does; returns the exit code.
+
+        Sent once the process catches the signal: in the first ~60 ms of a process the
+        interpreter is still starting and no program can handle it yet (the worker handles
+        it from its first line of code on: exit 0 before it consumes, drain after).
+        """
         assert self.proc is not None
+        self._wait_catching(sig)
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         return self.proc.wait(wait_s)
+
+    def _wait_catching(self, sig: signal.Signals, wait_s: float = 30.0) -> None:
+        assert self.proc is not None
+        deadline = time.monotonic() + wait_s
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            if catches(self.proc.pid, sig):
+                return
+            time.sleep(0.01)
 
     def kill(self) -> None:
         """SIGKILL: no chance to flush or commit."""
