@@ -2,14 +2,15 @@
 
 ADBC's PostgreSQL driver reads query results with binary COPY straight into Arrow columns,
 in C: several times faster than rows through a Python driver. Exports and the rollup's
-reads of committed facts use it. ``AdbcSession`` goes through the driver manager's
-low-level API: its DB-API module imports ``pyarrow.dataset`` and with it pandas, 1.2 s of
-a rollup run for nothing. (The export keeps the DB-API: through ``AdbcSession`` it measured
-5.4-5.6 s instead of 4.7 s on 2M rows, with the same read speed, and ``import
-pyarrow.dataset`` beforehand brought it back: not understood yet, so not changed.)
+reads of committed facts use it, through ``AdbcSession``: the driver manager's low-level
+API. ADBC's DB-API module imports ``pyarrow.dataset`` and with it pandas, 1.2 s of a run
+for nothing. (So does pyarrow itself the first time a process builds a scalar or converts
+a numpy array with ``pa.array``: analytics/export.py avoids both for the same reason.)
 """
 
 from __future__ import annotations
+
+from collections.abc import Generator
 
 import pyarrow as pa
 
@@ -17,7 +18,8 @@ __all__ = ["AdbcSession", "adbc_uri"]
 
 
 class AdbcSession:
-    """One ADBC connection that ``read``s a query's result into an Arrow table."""
+    """One ADBC connection: ``execute`` a statement, ``read`` a query's result into an Arrow
+    table, or ``stream`` it batch by batch (bounded memory)."""
 
     def __init__(self, conninfo: str) -> None:
         import adbc_driver_manager
@@ -31,12 +33,31 @@ class AdbcSession:
             self._database.close()
             raise
 
+    def execute(self, sql: str) -> None:
+        statement = self._manager.AdbcStatement(self._conn)
+        try:
+            statement.set_sql_query(sql)
+            statement.execute_update()
+        finally:
+            statement.close()
+
     def read(self, sql: str) -> pa.Table:
         statement = self._manager.AdbcStatement(self._conn)
         try:
             statement.set_sql_query(sql)
             handle, _ = statement.execute_query()
             return pa.RecordBatchReader._import_from_c(handle.address).read_all()
+        finally:
+            statement.close()
+
+    def stream(self, sql: str) -> Generator[pa.RecordBatch, None, None]:
+        """The result of ``sql`` as it arrives. (A query with bound parameters would be read
+        whole by the driver: inline literals instead.)"""
+        statement = self._manager.AdbcStatement(self._conn)
+        try:
+            statement.set_sql_query(sql)
+            handle, _ = statement.execute_query()
+            yield from pa.RecordBatchReader._import_from_c(handle.address)
         finally:
             statement.close()
 

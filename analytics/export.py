@@ -5,10 +5,11 @@ go to ``date=__HIVE_DEFAULT_PARTITION__``, only on an export without ``--since``
 ``OUT/TABLE/_state.json``. Schemas are fixed per table (``analytics/export_schema.py``).
 
 - Streaming: one query over the range, read by the ADBC PostgreSQL driver (binary COPY
-  straight into Arrow record batches, in C) on a reader thread, handed through a bounded
-  queue; batches are split by date into per-date buffers that are written out as row
-  groups when they reach ``PART_BUFFER_BYTES``, or the largest when all buffers together
-  reach ``TOTAL_BUFFER_BYTES``. Memory therefore stays flat whatever the table size.
+  straight into Arrow record batches, in C; analytics/adbc.py) on a reader thread, handed
+  through a bounded queue; batches are split by date into per-date buffers that are
+  written out as row groups when they reach ``PART_BUFFER_BYTES``, or the largest when all
+  buffers together reach ``TOTAL_BUFFER_BYTES``. Memory therefore stays flat whatever the
+  table size.
 - Idempotent: every partition of the range is written to a temporary file and moved over
   the old one with an atomic rename at the end, so a re-run rewrites exactly those
   partitions, a reader never sees half a file, and a failed run leaves the old files.
@@ -37,7 +38,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from analytics.adbc import adbc_uri
+from analytics.adbc import AdbcSession
 from analytics.export_schema import JSON, TABLES, UUID, ExportTable
 
 __all__ = ["ExportError", "ExportResult", "export_table"]
@@ -48,6 +49,7 @@ NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 PART_BUFFER_BYTES = 32 << 20
 TOTAL_BUFFER_BYTES = 128 << 20
 _DAY_US = 86_400_000_000
+_NULL_DAY = int(np.iinfo(np.int64).min)  # the partition key of rows whose date is NULL
 LOW_CARDINALITY = frozenset(
     (
         "model",
@@ -82,12 +84,19 @@ class ExportResult:
     seconds: float = 0.0
 
 
+def _indices(positions: np.ndarray[Any, Any]) -> pa.Array:
+    """An int64 Arrow array over ``positions``' memory (``pa.array`` of a numpy array looks
+    for pandas first, and importing it costs ~1 s of an export that never uses it)."""
+    values = np.ascontiguousarray(positions, dtype=np.int64)
+    return pa.Array.from_buffers(pa.int64(), len(values), [None, pa.py_buffer(values)])
+
+
 def uuid_strings(arr: pa.Array) -> pa.Array:
     """16-byte UUIDs (ADBC's arrow.uuid) to canonical strings, vectorised with numpy."""
     storage = arr.storage if isinstance(arr, pa.ExtensionArray) else arr
     if storage.offset:
         storage = pa.concat_arrays([storage.slice(0, len(storage))]).take(
-            pa.array(np.arange(len(storage)))
+            _indices(np.arange(len(storage)))
         )
     n = len(storage)
     raw = np.frombuffer(storage.buffers()[1], dtype=np.uint8, count=16 * n).reshape(n, 16)
@@ -119,16 +128,22 @@ def _conform(batch: pa.RecordBatch, spec: ExportTable) -> pa.RecordBatch:
 
 
 def _partition_keys(batch: pa.RecordBatch, column: str) -> np.ndarray[Any, Any]:
+    """The UTC day (days since 1970-01-01) of each row's ``column``; NULL_DAY for NULL.
+
+    Read straight from the values buffer: ``fill_null(0)`` builds a pyarrow scalar, and the
+    first scalar a process makes imports pandas (~1 s), which the export never uses."""
     micros = batch.column(column).cast(pa.int64())
-    null_day = np.iinfo(np.int64).min
-    values = micros.fill_null(0).to_numpy(zero_copy_only=False) // _DAY_US
+    raw = np.frombuffer(
+        micros.buffers()[1], dtype=np.int64, count=len(micros), offset=8 * micros.offset
+    )
+    values = raw // _DAY_US
     if micros.null_count:
-        values = np.where(micros.is_null().to_numpy(zero_copy_only=False), null_day, values)
-    return values  # type: ignore[no-any-return]
+        values = np.where(micros.is_null().to_numpy(zero_copy_only=False), _NULL_DAY, values)
+    return values
 
 
 def _partition_name(day: int) -> str:
-    if day == np.iinfo(np.int64).min:
+    if day == _NULL_DAY:
         return NULL_PARTITION
     return (date(1970, 1, 1) + timedelta(days=int(day))).isoformat()
 
@@ -209,21 +224,25 @@ def _read_batches(
     conninfo: str, query: str, conform: Callable[[pa.RecordBatch], pa.RecordBatch]
 ) -> Iterator[pa.RecordBatch]:
     """Batches of ``query`` through ``conform``, on a thread so that reading overlaps writing."""
-    import adbc_driver_postgresql.dbapi as adbc  # type: ignore[import-untyped]
-
     done = object()
     q: queue.Queue[Any] = queue.Queue(maxsize=4)  # bounds memory: at most 4 batches ahead
     stop = threading.Event()
 
     def produce() -> None:
         try:
-            with adbc.connect(adbc_uri(conninfo)) as conn, conn.cursor() as cur:
-                cur.execute("SET TIME ZONE 'UTC'")
-                cur.execute(query)
-                for batch in cur.fetch_record_batch():
-                    if stop.is_set():
-                        return
-                    q.put(conform(batch))
+            session = AdbcSession(conninfo)
+            try:
+                session.execute("SET TIME ZONE 'UTC'")
+                batches = session.stream(query)
+                try:
+                    for batch in batches:
+                        if stop.is_set():
+                            return
+                        q.put(conform(batch))
+                finally:
+                    batches.close()
+            finally:
+                session.close()
         except BaseException as exc:  # handed to the consumer, raised there
             q.put(exc)
         finally:
@@ -312,7 +331,7 @@ def export_table(
                 ends = [*bounds.tolist(), len(sorted_days)]
                 for lo, hi in zip(starts, ends, strict=True):
                     part = _partition_name(int(sorted_days[lo]))
-                    writer.add(part, batch.take(pa.array(order[lo:hi])))
+                    writer.add(part, batch.take(_indices(order[lo:hi])))
             result.rows += batch.num_rows
             bar.update(batch.num_rows)
         parts = writer.close()

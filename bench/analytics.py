@@ -55,7 +55,7 @@ import json, resource, sys, time
 from datetime import date
 from pathlib import Path
 from analytics.export import export_table
-import adbc_driver_postgresql.dbapi  # imported before the clock starts, like psycopg for COPY
+import adbc_driver_manager, adbc_driver_postgresql  # imported before the clock, like psycopg
 since = date.fromisoformat(sys.argv[3]) if sys.argv[3] != "-" else None
 r = export_table(sys.argv[1], "llm_interactions", Path(sys.argv[2]), since=since,
                  full=since is None, progress=False)

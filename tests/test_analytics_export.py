@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -20,6 +22,8 @@ from analytics.export import export_table, uuid_strings
 from analytics.export_schema import TABLES
 from analytics.rollup import run_rollup
 from tests.analytics_data import add_agent, add_call, add_execution, add_session
+
+ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.integration
 
@@ -147,3 +151,19 @@ def test_uuid_strings_match_python() -> None:
     arr = pa.array([v.bytes for v in values] + [None], type=pa.binary(16))
     assert uuid_strings(arr).to_pylist() == [str(v) for v in values] + [None]
     assert uuid_strings(arr.slice(2)).to_pylist() == [str(v) for v in values[2:]] + [None]
+
+
+def test_an_export_does_not_import_pandas(database: str, tmp_path: Path) -> None:
+    # pandas costs ~1 s to import and the export never uses it; pyarrow imports it behind
+    # the scenes on the first scalar or numpy conversion, so this guards the code paths.
+    populate(database)
+    code = (
+        "import sys; from pathlib import Path; from analytics.export import export_table; "
+        f"r = export_table({database!r}, 'llm_interactions', Path({str(tmp_path)!r}), "
+        "full=True, progress=False); "
+        "print(len(r.partitions), 'pandas' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert done.stdout.split() == ["2", "False"], done.stdout + done.stderr
