@@ -25,6 +25,7 @@ import json
 import os
 import queue
 import shutil
+import sys
 import threading
 import time
 import uuid
@@ -63,10 +64,12 @@ LOW_CARDINALITY = frozenset(
         "error_message",
     )
 )
-_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
-# Where the 32 hex digits go in the 36-character canonical form, and where the dashes go.
-_HEX_POS = np.array([i for i in range(36) if i not in (8, 13, 18, 23)])
-_DASH_POS = np.array([8, 13, 18, 23])
+# Each byte value's two hex digits, as the uint16 whose memory holds them in order.
+_HEX_PAIRS = np.array(
+    [int.from_bytes(f"{b:02x}".encode(), sys.byteorder) for b in range(256)], dtype=np.uint16
+)
+# The canonical form's groups: (start in the 36 characters, start in the 32 digits, length).
+_GROUPS = ((0, 0, 8), (9, 8, 4), (14, 12, 4), (19, 16, 4), (24, 20, 12))
 
 
 class ExportError(RuntimeError):
@@ -100,12 +103,12 @@ def uuid_strings(arr: pa.Array) -> pa.Array:
         )
     n = len(storage)
     raw = np.frombuffer(storage.buffers()[1], dtype=np.uint8, count=16 * n).reshape(n, 16)
-    digits = np.empty((n, 32), dtype=np.uint8)
-    digits[:, 0::2] = _HEX[raw >> 4]
-    digits[:, 1::2] = _HEX[raw & 0x0F]
+    digits = _HEX_PAIRS[raw].view(np.uint8)  # (n, 32): one lookup per byte, not per digit
     out = np.empty((n, 36), dtype=np.uint8)
-    out[:, _HEX_POS] = digits
-    out[:, _DASH_POS] = ord("-")
+    for at, start, length in _GROUPS:
+        out[:, at : at + length] = digits[:, start : start + length]
+        if at:
+            out[:, at - 1] = ord("-")
     offsets = np.arange(0, 36 * (n + 1), 36, dtype=np.int32)
     return pa.StringArray.from_buffers(
         n, pa.py_buffer(offsets), pa.py_buffer(out), storage.buffers()[0], storage.null_count
