@@ -7,8 +7,10 @@ For each batch of messages (see take.py):
    timestamp for NOW() columns) and are encoded as binary COPY rows (sinks.postgres.copy:
    done here so that the flush thread only streams bytes), invalid ones become dead
    letters with their coordinates;
-2. the records are written in one transaction (sinks.postgres), in a thread so that the
-   event loop keeps heartbeats and fetches flowing; transient errors are retried with
+2. the records are grouped by table, deduplicated and joined into one COPY stream per
+   table on the event loop (``PostgresSink.prepare``), then written in one transaction
+   (``write_prepared``) in a thread, so that the event loop keeps heartbeats and fetches
+   flowing and the flush thread holds the GIL only to issue a few statements; transient errors are retried with
    capped exponential backoff (see ``_write``);
 3. records PostgreSQL refused become dead letters too; all dead letters are published and
    acknowledged by Kafka;
