@@ -10,8 +10,8 @@ For each batch of messages (see take.py):
 2. the records are grouped by table, deduplicated and joined into one COPY stream per
    table on the event loop (``PostgresSink.prepare``), then written in one transaction
    (``write_prepared``) in a thread, so that the event loop keeps heartbeats and fetches
-   flowing and the flush thread holds the GIL only to issue a few statements; transient errors are retried with
-   capped exponential backoff (see ``_write``);
+   flowing and the flush thread holds the GIL only to issue a few statements; transient
+   errors are retried with capped exponential backoff (see ``_write``);
 3. records PostgreSQL refused become dead letters too; all dead letters are published and
    acknowledged by Kafka;
 4. only then are the messages acked, so faust commits their offsets after the rows are
