@@ -14,7 +14,7 @@ from collections.abc import Generator
 
 import pyarrow as pa
 
-__all__ = ["AdbcSession", "adbc_uri"]
+__all__ = ["AdbcSession"]
 
 
 class AdbcSession:
@@ -26,7 +26,7 @@ class AdbcSession:
         import adbc_driver_postgresql  # type: ignore[import-untyped]
 
         self._manager = adbc_driver_manager
-        self._database = adbc_driver_postgresql.connect(adbc_uri(conninfo))
+        self._database = adbc_driver_postgresql.connect(_adbc_uri(conninfo))
         try:
             self._conn = adbc_driver_manager.AdbcConnection(self._database)
         except BaseException:
@@ -66,7 +66,7 @@ class AdbcSession:
         self._database.close()
 
 
-def adbc_uri(conninfo: str) -> str:
+def _adbc_uri(conninfo: str) -> str:
     """ADBC wants a URI; psycopg accepts key=value too: convert that form."""
     if conninfo.startswith(("postgresql://", "postgres://")):
         return conninfo

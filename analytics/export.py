@@ -97,10 +97,8 @@ def _indices(positions: np.ndarray[Any, Any]) -> pa.Array:
 def uuid_strings(arr: pa.Array) -> pa.Array:
     """16-byte UUIDs (ADBC's arrow.uuid) to canonical strings, vectorised with numpy."""
     storage = arr.storage if isinstance(arr, pa.ExtensionArray) else arr
-    if storage.offset:
-        storage = pa.concat_arrays([storage.slice(0, len(storage))]).take(
-            _indices(np.arange(len(storage)))
-        )
+    if storage.offset:  # a compact copy: the buffers below are read from their start
+        storage = pa.concat_arrays([storage])
     n = len(storage)
     raw = np.frombuffer(storage.buffers()[1], dtype=np.uint8, count=16 * n).reshape(n, 16)
     digits = _HEX_PAIRS[raw].view(np.uint8)  # (n, 32): one lookup per byte, not per digit
@@ -233,19 +231,15 @@ def _read_batches(
 
     def produce() -> None:
         try:
-            session = AdbcSession(conninfo)
-            try:
+            with (
+                contextlib.closing(AdbcSession(conninfo)) as session,
+                contextlib.closing(session.stream(query)) as batches,  # runs when iterated
+            ):
                 session.execute("SET TIME ZONE 'UTC'")
-                batches = session.stream(query)
-                try:
-                    for batch in batches:
-                        if stop.is_set():
-                            return
-                        q.put(conform(batch))
-                finally:
-                    batches.close()
-            finally:
-                session.close()
+                for batch in batches:
+                    if stop.is_set():
+                        return
+                    q.put(conform(batch))
         except BaseException as exc:  # handed to the consumer, raised there
             q.put(exc)
         finally:

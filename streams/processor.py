@@ -33,8 +33,7 @@ from agentstream.contract.codec import decode
 from agentstream.contract.deadletter import DeadLetter, ErrorKind
 from agentstream.contract.settings import Settings
 from agentstream.contract.topics import ENTITIES, topic_for
-from sinks.postgres import PostgresSink, SinkItem, Source, TransientSinkError
-from sinks.postgres.writer import PreparedWrite
+from sinks.postgres import PostgresSink, PreparedWrite, SinkItem, Source, TransientSinkError
 from streams.deadletters import DeadLetterPublisher
 from streams.health import HealthState
 from streams.metrics import WorkerMetrics

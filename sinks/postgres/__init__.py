@@ -2,10 +2,11 @@
 
 from sinks.postgres.errors import SinkError, TerminalSinkError, TransientSinkError, classify
 from sinks.postgres.items import Rejected, SinkItem, Source, WriteResult
-from sinks.postgres.writer import PostgresSink
+from sinks.postgres.writer import PostgresSink, PreparedWrite
 
 __all__ = [
     "PostgresSink",
+    "PreparedWrite",
     "Rejected",
     "SinkError",
     "SinkItem",

@@ -91,9 +91,9 @@ class PostgresSink:
         self._conn: psycopg.Connection[Any] | None = None
         self._tables: dict[str, Table] = {}
         self._adapters = sink_adapters()
-        # The worker's event-loop thread encodes with these (encoder()); write() encodes what
-        # came without a row with encoders of its own, on the flush thread: a psycopg
-        # Transformer is not meant to be shared between threads.
+        # The worker's decoding encodes with these (encoder()); prepare() encodes what came
+        # without a row with encoders of its own, as its caller may be on another thread: a
+        # psycopg Transformer is not meant to be shared between threads.
         self._encoders: dict[str, RowEncoder] = {}
         self._fast_skip: dict[str, int] = defaultdict(int)
 
@@ -296,7 +296,9 @@ class PreparedWrite:
 
 
 def _payloads(entity: str, items: list[SinkItem]) -> tuple[bytes, bytes | None]:
-    data = payload(i.row for i in items if i.row is not None)
+    rows = [i.row for i in items if i.row is not None]
+    assert len(rows) == len(items), "prepare() encodes every item first"
+    data = payload(rows)
     log_rows = None
     if entity in CHANGE_LOGGED:
         ids = (i.record.id for i in items if i.record.id is not None)
