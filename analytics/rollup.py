@@ -21,8 +21,11 @@ Data flow, under an advisory lock so that two runs serialize:
    they are committed, and the dirty hours are cleared. A run that dies between the two
    leaves its hours dirty; the next run rebuilds them.
 
-``full=True`` (and the first run, and a price change) rebuilds facts and rollups from the
-seed tables, which also catches rows written by anything other than the sink.
+``full=True`` (and the first run, and a price change) rebuilds every fact from the seed
+tables in the first transaction, which also catches rows written by anything other than the
+sink, and marks the buckets stale (``rollup_state.buckets_stale``); the second rebuilds every
+bucket. A run that dies in between leaves them stale, and the next run rebuilds them all.
+Until then readers see the old rollup rows.
 
 Grouping and percentiles run in DuckDB over the facts read as Arrow: one pass computes 12
 grouping sets (hour and day x all, model, agent, agent_type, user, session), ~7x faster than
@@ -40,12 +43,13 @@ import io
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import psycopg
 import pyarrow as pa
 import pyarrow.csv as pcsv
@@ -87,8 +91,10 @@ INSERT INTO analytics.llm_facts
 SELECT l.id, l.created_at, date_trunc('hour', l.created_at, 'UTC'), l.model, l.agent_id,
        a.type, s.user_id, l.session_id, coalesce(l.prompt_tokens, 0),
        coalesce(l.response_tokens, 0), coalesce(l.latency_ms, 0), coalesce(l.success, false),
-       (coalesce(l.prompt_tokens, 0) * pp.input_per_mtok
-        + coalesce(l.response_tokens, 0) * pp.output_per_mtok) / 1000000
+       -- tokens x USD per 1M tokens / 10^6 = USD; x 10^12 = picodollars (exact: prices have
+       -- 6 decimals)
+       ((coalesce(l.prompt_tokens, 0) * pp.input_per_mtok
+         + coalesce(l.response_tokens, 0) * pp.output_per_mtok) * 1000000)::bigint
 FROM llm_interactions l
 LEFT JOIN agents a ON a.id = l.agent_id
 LEFT JOIN sessions s ON s.id = l.session_id
@@ -104,7 +110,7 @@ _LLM_UPDATE = """ON CONFLICT (id) DO UPDATE SET created_at = EXCLUDED.created_at
     agent_type = EXCLUDED.agent_type, user_id = EXCLUDED.user_id,
     session_id = EXCLUDED.session_id, prompt_tokens = EXCLUDED.prompt_tokens,
     response_tokens = EXCLUDED.response_tokens, latency_ms = EXCLUDED.latency_ms,
-    success = EXCLUDED.success, cost = EXCLUDED.cost"""
+    success = EXCLUDED.success, cost_pico = EXCLUDED.cost_pico"""
 
 _EXEC_FACTS = """
 INSERT INTO analytics.exec_facts
@@ -123,36 +129,27 @@ _EXEC_UPDATE = """ON CONFLICT (id) DO UPDATE SET started_at = EXCLUDED.started_a
     user_id = EXCLUDED.user_id, session_id = EXCLUDED.session_id, status = EXCLUDED.status,
     duration_ms = EXCLUDED.duration_ms"""
 
-# The bucket is read as epoch seconds: cheap to parse, and DuckDB's day is then exact UTC.
-# cost in units of 10^-12 dollars (numeric(24,12) scaled, exact): an integer reads several
-# times faster than a numeric. (A call would have to cost $9.2M to overflow it.)
-_LLM_READ = """SELECT extract(epoch FROM hour)::bigint, model, agent_id, agent_type,
-    user_id, session_id, prompt_tokens, response_tokens, latency_ms, success,
-    (cost * 1e12)::bigint FROM analytics.llm_facts {where}"""
-_LLM_COLUMNS = {
-    "hour": pa.int64(),
-    "model": pa.string(),
-    "agent_id": pa.string(),
-    "agent_type": pa.string(),
-    "user_id": pa.string(),
-    "session_id": pa.string(),
-    "prompt_tokens": pa.int64(),
-    "response_tokens": pa.int64(),
-    "latency_ms": pa.int32(),
-    "success": pa.bool_(),
-    "cost": pa.int64(),
-}
-_EXEC_READ = """SELECT extract(epoch FROM hour)::bigint, agent_id, agent_type, user_id,
-    session_id, status, duration_ms FROM analytics.exec_facts {where}"""
-_EXEC_COLUMNS = {
-    "hour": pa.int64(),
-    "agent_id": pa.string(),
-    "agent_type": pa.string(),
-    "user_id": pa.string(),
-    "session_id": pa.string(),
-    "status": pa.string(),
-    "duration_ms": pa.float64(),
-}
+# Read as stored (no expression: PostgreSQL's numeric arithmetic was half of the read's
+# server time); the hour becomes epoch seconds once read (_epoch_seconds), so that DuckDB's
+# day is exact UTC.
+_LLM_READ = """SELECT hour, model, agent_id, agent_type, user_id, session_id, prompt_tokens,
+    response_tokens, latency_ms, success, cost_pico FROM analytics.llm_facts {where}"""
+_LLM_COLUMNS = (
+    "hour",
+    "model",
+    "agent_id",
+    "agent_type",
+    "user_id",
+    "session_id",
+    "prompt_tokens",
+    "response_tokens",
+    "latency_ms",
+    "success",
+    "cost",
+)
+_EXEC_READ = """SELECT hour, agent_id, agent_type, user_id, session_id, status, duration_ms
+    FROM analytics.exec_facts {where}"""
+_EXEC_COLUMNS = ("hour", "agent_id", "agent_type", "user_id", "session_id", "status", "duration_ms")
 
 _SETS = {
     "all": "",
@@ -289,41 +286,27 @@ _ROLLUPS = (
     ("exec", "exec_rollup", _EXEC_READ, _EXEC_COLUMNS, _EXEC_AGG, _EXEC_OUT, EXEC_DIMENSIONS),
 )
 
-Reader = Callable[[str, dict[str, pa.DataType]], pa.Table]
 
-
-def _reader_in(cur: psycopg.Cursor[Any]) -> Reader:
-    """Facts read inside the run's transaction (they may be uncommitted): CSV by COPY."""
-
-    def read(query: str, columns: dict[str, pa.DataType]) -> pa.Table:
-        buf = io.BytesIO()
-        with cur.copy(f"COPY ({query}) TO STDOUT (FORMAT csv)") as copy:
-            for block in copy:
-                buf.write(block)
-        if buf.tell() == 0:
-            return pa.schema(list(columns.items())).empty_table()
-        buf.seek(0)
-        return pcsv.read_csv(
-            buf,
-            read_options=pcsv.ReadOptions(column_names=list(columns)),
-            convert_options=pcsv.ConvertOptions(
-                column_types=columns,
-                true_values=["t"],
-                false_values=["f"],
-                strings_can_be_null=True,
-                quoted_strings_can_be_null=False,
-            ),
-        )
-
-    return read
+def _epoch_seconds(hours: pa.ChunkedArray) -> pa.Array:
+    """timestamp('us') hours (never NULL) as int64 epoch seconds, computed in numpy: a
+    pyarrow compute call with a Python number builds a scalar, and a process's first scalar
+    imports pandas (~1 s of a CLI run for nothing)."""
+    micros = hours.combine_chunks().cast(pa.int64())
+    raw = np.frombuffer(
+        micros.buffers()[1], dtype=np.int64, count=len(micros), offset=8 * micros.offset
+    )
+    seconds = np.ascontiguousarray(raw // 1_000_000)
+    return pa.Array.from_buffers(pa.int64(), len(seconds), [None, pa.py_buffer(seconds)])
 
 
 class _CommittedReader:
     """Committed facts read by ADBC on a second connection (analytics/adbc.py): binary COPY
     straight into Arrow, several times faster than the rows psycopg hands over one at a
-    time. ``start()`` connects on a thread while the first transaction runs (~50 ms saved),
-    and opens the DuckDB connection that groups the facts (its first query in a process
-    pays ~30 ms of set-up)."""
+    time (a full rebuild's 2.2M facts: 2.2 s, against 2.5 s as CSV inside the first
+    transaction, which also had to compute numerics to be read fast). ``start()``
+    connects on a thread while the first transaction runs (~50 ms saved), and opens the
+    DuckDB connection that groups the facts (its first query in a process pays ~30 ms of
+    set-up)."""
 
     def __init__(self, conninfo: str) -> None:
         self._conninfo = conninfo
@@ -352,11 +335,14 @@ class _CommittedReader:
         if self._error is not None:
             raise self._error
 
-    def __call__(self, query: str, columns: dict[str, pa.DataType]) -> pa.Table:
+    def __call__(self, query: str, columns: tuple[str, ...]) -> pa.Table:
         self.wait()
         assert self._session is not None
         # Types as the server sent them (uuids as UUID): the grouping query takes either.
-        return self._session.read(query).rename_columns(list(columns))
+        facts = self._session.read(query).rename_columns(list(columns))
+        if facts.num_rows == 0:
+            return facts
+        return facts.set_column(0, "hour", _epoch_seconds(facts.column(0)))
 
     def close(self) -> None:
         if self._thread is not None:
@@ -460,70 +446,75 @@ def _new_watermark(cur: psycopg.Cursor[Any], watermark: int) -> int:
 
 
 def _recompute(
-    cur: psycopg.Cursor[Any], read: Reader, *, all_buckets: bool, duck: Any = None
+    cur: psycopg.Cursor[Any], read: _CommittedReader, *, all_buckets: bool
 ) -> tuple[int, int]:
     """Rebuild the rollup rows of every bucket, or of the hours in analytics.dirty_hours
-    (and their days), from the facts ``read`` returns; clears the hours it rebuilt.
-    Groups in ``duck`` (a DuckDB connection), or in one of its own."""
+    (and their days), from the committed facts ``read`` returns; clears the hours it
+    rebuilt. Returns the numbers of hours and days rebuilt."""
     hours_total = days_total = 0
-    own = duck is None
-    if own:
-        duck = _duckdb_connection()
-    try:
-        for kind, table, query, columns, agg, out, dims in _ROLLUPS:
-            hours: list[int] | None
-            if all_buckets:
-                cur.execute(f"TRUNCATE analytics.{table}")
-                cur.execute("DELETE FROM analytics.dirty_hours WHERE kind = %s", (kind,))
-                where, hours = "", None
-            else:
-                cur.execute(
-                    "DELETE FROM analytics.dirty_hours WHERE kind = %s"
-                    " RETURNING extract(epoch FROM hour)::bigint",
-                    (kind,),
-                )
-                hours = sorted(row[0] for row in cur.fetchall())
-                if not hours:
-                    continue
-                days = sorted({h - h % 86400 for h in hours})
-                hours_total += len(hours)
-                days_total += len(days)
-                cur.execute(
-                    # Spelled as (granularity, dimension, bucket) rows so that the primary
-                    # key finds them instead of a scan of the whole rollup table.
-                    f"""DELETE FROM analytics.{table} WHERE (granularity, dimension, bucket) IN (
-                          SELECT 'hour', d, to_timestamp(h) FROM unnest(%(hours)s::bigint[]) h,
-                                 unnest(%(dims)s::text[]) d
-                          UNION ALL
-                          SELECT 'day', d, to_timestamp(h) FROM unnest(%(days)s::bigint[]) h,
-                                 unnest(%(dims)s::text[]) d)""",
-                    {
-                        "hours": hours,
-                        "days": days,
-                        "dims": list(dims),
-                    },
-                )
-                # Every hour of the touched days (a day's percentiles need all its facts), as a
-                # literal list, so that the planner sees it and scans the hour index.
-                listed = ",".join(
-                    f'"{datetime.fromtimestamp(day + 3600 * i, UTC).isoformat()}"'
-                    for day in days
-                    for i in range(24)
-                )
-                where = f"WHERE hour = ANY('{{{listed}}}'::timestamptz[])"
-            facts = read(query.format(where=where), columns)
-            if facts.num_rows == 0:
+    read.wait()  # connected (and DuckDB opened) on its thread
+    duck = read.duck
+    for kind, table, query, columns, agg, out, dims in _ROLLUPS:
+        hours: list[int] | None
+        if all_buckets:
+            cur.execute(f"TRUNCATE analytics.{table}")
+            cur.execute("DELETE FROM analytics.dirty_hours WHERE kind = %s", (kind,))
+            where, hours = "", None
+        else:
+            cur.execute(
+                "DELETE FROM analytics.dirty_hours WHERE kind = %s"
+                " RETURNING extract(epoch FROM hour)::bigint",
+                (kind,),
+            )
+            hours = sorted(row[0] for row in cur.fetchall())
+            if not hours:
                 continue
-            rows = _aggregate(duck, facts, agg, dims, out, hours)
-            with cur.copy(f"COPY analytics.{table} FROM STDIN (FORMAT csv)") as copy:
-                copy.write(rows)
-    finally:
-        if own:
-            duck.close()
+            days = sorted({h - h % 86400 for h in hours})
+            hours_total += len(hours)
+            days_total += len(days)
+            cur.execute(
+                # Spelled as (granularity, dimension, bucket) rows so that the primary
+                # key finds them instead of a scan of the whole rollup table.
+                f"""DELETE FROM analytics.{table} WHERE (granularity, dimension, bucket) IN (
+                      SELECT 'hour', d, to_timestamp(h) FROM unnest(%(hours)s::bigint[]) h,
+                             unnest(%(dims)s::text[]) d
+                      UNION ALL
+                      SELECT 'day', d, to_timestamp(h) FROM unnest(%(days)s::bigint[]) h,
+                             unnest(%(dims)s::text[]) d)""",
+                {
+                    "hours": hours,
+                    "days": days,
+                    "dims": list(dims),
+                },
+            )
+            # Every hour of the touched days (a day's percentiles need all its facts), as a
+            # literal list, so that the planner sees it and scans the hour index.
+            listed = ",".join(
+                f'"{datetime.fromtimestamp(day + 3600 * i, UTC).isoformat()}"'
+                for day in days
+                for i in range(24)
+            )
+            where = f"WHERE hour = ANY('{{{listed}}}'::timestamptz[])"
+        facts = read(query.format(where=where), columns)
+        if facts.num_rows == 0:
+            continue
+        rows = _aggregate(duck, facts, agg, dims, out, hours)
+        with cur.copy(f"COPY analytics.{table} FROM STDIN (FORMAT csv)") as copy:
+            copy.write(rows)
+    if all_buckets:
+        # Every bucket: counted from the rollup's own 'all' rows (the primary key's prefix).
+        row = cur.execute(
+            "SELECT count(*) FILTER (WHERE granularity = 'hour'),"
+            " count(*) FILTER (WHERE granularity = 'day')"
+            " FROM analytics.llm_rollup WHERE dimension = 'all'"
+        ).fetchone()
+        assert row is not None
+        hours_total, days_total = int(row[0]), int(row[1])
     return hours_total, days_total
 
 
-def _full(cur: psycopg.Cursor[Any], prices: list[PriceRow]) -> tuple[int, int]:
+def _rebuild_facts(cur: psycopg.Cursor[Any], prices: list[PriceRow]) -> None:
+    """Every fact, from the seed tables (the buckets are rebuilt after the commit)."""
     cur.execute("TRUNCATE analytics.llm_facts, analytics.exec_facts")
     _resolve_new_models(cur, prices, "SELECT model FROM llm_interactions")
     # Loading without the indexes and building them after is 2x faster than maintaining
@@ -541,14 +532,6 @@ def _full(cur: psycopg.Cursor[Any], prices: list[PriceRow]) -> tuple[int, int]:
         cur.execute(f"CREATE INDEX {table}_hour ON analytics.{table} (hour)")
     cur.execute("ANALYZE analytics.llm_facts")
     cur.execute("ANALYZE analytics.exec_facts")
-    _recompute(cur, _reader_in(cur), all_buckets=True)
-    cur.execute(
-        "SELECT count(DISTINCT hour), count(DISTINCT date_trunc('day', hour, 'UTC')) "
-        "FROM analytics.llm_facts"
-    )
-    row = cur.fetchone()
-    assert row is not None
-    return int(row[0]), int(row[1])
 
 
 def _fold_changes(cur: psycopg.Cursor[Any], prices: list[PriceRow], watermark: int) -> int:
@@ -658,24 +641,30 @@ def run_rollup(
                 elif rebuilt_at is None and not full:
                     reason, full = "first run", True
                 new_watermark = _new_watermark(cur, watermark)
+                reader.start()  # connects while the facts are rebuilt or folded in
                 if full:
-                    # One transaction: facts and rollups rebuilt together.
-                    hours, days = _full(cur, prices)
+                    _rebuild_facts(cur, prices)
                     changes = 0
                 else:
-                    reader.start()  # connects while the facts are folded in
                     changes = _fold_changes(cur, prices, watermark)
                 cur.execute(
                     f"""UPDATE analytics.rollup_state SET watermark = %s, prices_fingerprint = %s,
-                        updated_at = now(){", full_rebuild_at = now()" if full else ""}""",
+                        updated_at = now(){
+                        ", full_rebuild_at = now(), buckets_stale = true" if full else ""
+                    }""",
                     (new_watermark, digest),
                 )
-            if not full:
-                # Second transaction: the touched buckets, rebuilt from the facts the first
-                # committed (so a second connection can read them, several times faster).
-                with conn.transaction():
-                    reader.wait()
-                    hours, days = _recompute(cur, reader, all_buckets=False, duck=reader.duck)
+            # Second transaction: the buckets, rebuilt from the facts the first committed (so
+            # that a second connection can read them, several times faster). All of them
+            # after a full rebuild of the facts, or when one died before this point.
+            with conn.transaction():
+                row = cur.execute(
+                    "SELECT buckets_stale FROM analytics.rollup_state FOR UPDATE"
+                ).fetchone()
+                stale = bool(row and row[0])
+                hours, days = _recompute(cur, reader, all_buckets=stale)
+                if stale:
+                    cur.execute("UPDATE analytics.rollup_state SET buckets_stale = false")
         finally:
             reader.close()
         cur.execute(

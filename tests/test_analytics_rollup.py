@@ -125,7 +125,7 @@ def test_costs_to_the_cent_across_models_and_a_price_change(database: str) -> No
     assert sum(r["calls"] for r in totals.values()) == 5
     with psycopg.connect(database) as conn:
         unpriced = conn.execute(
-            "SELECT count(*) FROM analytics.llm_facts WHERE cost IS NULL"
+            "SELECT count(*) FROM analytics.llm_facts WHERE cost_pico IS NULL"
         ).fetchone()
     assert unpriced == (1,)
 
@@ -339,6 +339,86 @@ def test_a_run_that_dies_between_its_transactions_is_finished_by_the_next(
     days = rollup_rows(database, granularity="day", dimension="all")
     assert sorted(row["calls"] for row in days.values()) == [1, 1, 1]
     assert len(rollup_rows(database, granularity="hour", dimension="all")) == 3
+
+
+def test_a_full_rebuild_that_dies_before_its_buckets_is_finished_by_the_next_run(
+    database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A full rebuild commits every fact first; its buckets are rebuilt in a second
+    # transaction. If that one fails, readers keep the old rollup rows and the buckets stay
+    # marked stale, so the next run, even an incremental one, rebuilds every bucket.
+    with psycopg.connect(database) as conn:
+        s = add_session(conn, "gus", T0)
+        add_call(conn, s, None, "gpt-4o", T0, latency_ms=100)
+    run_rollup(database)
+    before = snapshot(database)
+    with psycopg.connect(database) as conn:
+        # Written by something other than the sink (no change_log line): only a full
+        # rebuild of the facts finds it.
+        conn.execute(
+            """INSERT INTO llm_interactions (session_id, prompt, model, latency_ms, created_at)
+               VALUES (%s, 'hi', 'gpt-4o', 700, %s)""",
+            (s, T0 + timedelta(days=1)),
+        )
+
+    import analytics.rollup as rollup
+
+    def broken(self: Any, query: str, columns: Any) -> Any:
+        raise OSError("connection lost while reading the facts")
+
+    monkeypatch.setattr(rollup._CommittedReader, "__call__", broken)
+    with pytest.raises(OSError):
+        run_rollup(database, full=True)
+    assert snapshot(database) == before  # the old rollup rows, whole
+    with psycopg.connect(database) as conn:
+        state = conn.execute("SELECT buckets_stale FROM analytics.rollup_state").fetchone()
+        facts = conn.execute("SELECT count(*) FROM analytics.llm_facts").fetchone()
+    assert (state, facts) == ((True,), (2,))
+    monkeypatch.undo()
+
+    finished = run_rollup(database)
+    assert (finished.full, finished.changes, finished.hours, finished.days) == (False, 0, 2, 2)
+    days = rollup_rows(database, granularity="day", dimension="all")
+    assert sorted(row["calls"] for row in days.values()) == [1, 1]
+    rebuilt = snapshot(database)
+    run_rollup(database, full=True)
+    assert snapshot(database) == rebuilt
+    with psycopg.connect(database) as conn:
+        state = conn.execute("SELECT buckets_stale FROM analytics.rollup_state").fetchone()
+    assert state == (False,)
+
+
+def test_migration_0006_keeps_stored_costs_exact(services: Any, tmp_path: Path) -> None:
+    # Facts costed before 0006 (numeric dollars) become picodollars, to the last digit.
+    from agentstream.migrations import SQL_DIR, apply_migrations
+    from tests.support.services import create_database, drop_database
+
+    before = tmp_path / "sql"
+    before.mkdir()
+    for path in sorted(SQL_DIR.glob("*.sql")):
+        if path.name < "0006":
+            (before / path.name).write_bytes(path.read_bytes())
+    name = create_database(services)
+    try:
+        conninfo = services.conninfo(name)
+        apply_migrations(conninfo, before)
+        with psycopg.connect(conninfo) as conn:
+            s = add_session(conn, "hal", T0)
+            ids = [add_call(conn, s, None, "gpt-4o", T0) for _ in range(3)]
+            costs = ("0.001234567891", None, "1234567.000000000001")
+            for fact_id, cost in zip(ids, costs, strict=True):
+                conn.execute(
+                    """INSERT INTO analytics.llm_facts SELECT id, created_at, created_at, model,
+                       agent_id, NULL, NULL, session_id, 1, 1, 1, true, %s
+                       FROM llm_interactions WHERE id = %s""",
+                    (cost, fact_id),
+                )
+        apply_migrations(conninfo)
+        with psycopg.connect(conninfo) as conn:
+            got = dict(conn.execute("SELECT id, cost_pico FROM analytics.llm_facts").fetchall())
+        assert [got[i] for i in ids] == [1_234_567_891, None, 1_234_567_000_000_000_001]
+    finally:
+        drop_database(services, name)
 
 
 def test_a_model_first_seen_by_an_incremental_run_is_priced_as_by_a_full_rebuild(
