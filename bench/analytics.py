@@ -176,7 +176,7 @@ def main() -> None:
             with psycopg.connect(conninfo) as conn:
                 conn.execute("SET work_mem = '256MB'")
                 conn.execute(
-                    "SELECT count(*), sum(cost), max(latency_ms), avg(latency_ms), "
+                    "SELECT count(*), sum(cost_pico), max(latency_ms), avg(latency_ms), "
                     "percentile_cont(ARRAY[0.5, 0.9, 0.95, 0.99]) WITHIN GROUP "
                     "(ORDER BY latency_ms) FROM (SELECT *, date_trunc('day', hour, 'UTC') AS day "
                     f"FROM analytics.llm_facts) f GROUP BY GROUPING SETS ({sets})"
