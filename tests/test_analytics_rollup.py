@@ -415,7 +415,8 @@ def test_migration_0006_keeps_stored_costs_exact(services: Any, tmp_path: Path) 
                 )
         apply_migrations(conninfo)
         with psycopg.connect(conninfo) as conn:
-            got = dict(conn.execute("SELECT id, cost_pico FROM analytics.llm_facts").fetchall())
+            rows = conn.execute("SELECT id, cost_pico FROM analytics.llm_facts").fetchall()
+        got: dict[Any, int | None] = dict(rows)
         assert [got[i] for i in ids] == [1_234_567_891, None, 1_234_567_000_000_000_001]
     finally:
         drop_database(services, name)
