@@ -86,6 +86,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=2_000_000)
     parser.add_argument("--reuse", action="store_true", help="reuse a database of this size")
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
+    parser.add_argument("--database", default=DB, help=f"the scratch database (default {DB})")
     parser.add_argument("--skip-pandas", action="store_true", help="skip the ~50 s naive path")
     parser.add_argument(
         "--pg-grouping-sets",
@@ -96,14 +97,15 @@ def main() -> None:
 
     base = get_settings().database_conninfo()
     admin = make_conninfo(base, dbname="postgres")
-    conninfo = make_conninfo(base, dbname=DB)
+    db = args.database
+    conninfo = make_conninfo(base, dbname=db)
     params = conninfo_to_dict(conninfo)
     uri = (
         f"postgresql://{params.get('user', 'postgres')}@{params.get('host', '127.0.0.1')}:"
-        f"{params.get('port', 5432)}/{DB}"
+        f"{params.get('port', 5432)}/{db}"
     )
     with psycopg.connect(admin, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DB,)).fetchone()
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,)).fetchone()
     count = 0
     if exists and args.reuse:
         with psycopg.connect(conninfo) as conn:
@@ -111,8 +113,8 @@ def main() -> None:
     gen_s = 0.0
     if count != args.rows:
         with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} (FORCE)").format(sql.Identifier(DB)))
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DB)))
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} (FORCE)").format(sql.Identifier(db)))
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
         apply_migrations(conninfo)
         gen_s = _timed(lambda: generate(conninfo, args.rows))
     with psycopg.connect(conninfo) as conn:  # warm the cache the same way for everyone
@@ -219,7 +221,7 @@ def main() -> None:
     )
     if not args.keep:
         with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} (FORCE)").format(sql.Identifier(DB)))
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} (FORCE)").format(sql.Identifier(db)))
     print(json.dumps(results))
 
 

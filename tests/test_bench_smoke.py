@@ -1,0 +1,100 @@
+"""The benchmarks in bench/ still run, at a tiny size (their figures mean nothing here).
+
+They are not part of a normal test run otherwise, and a renamed column or setting once broke
+one silently. Each runs as its users run it, against the real services, and must print its
+JSON line with every figure it promises."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.services import Services
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_bench(services: Services, script: str, *args: str, timeout: float = 180) -> Any:
+    env = {
+        **os.environ,
+        "AGENTSTREAM_DATABASE_URL": services.conninfo("postgres"),
+        "AGENTSTREAM_KAFKA_BOOTSTRAP": services.kafka_bootstrap,
+        "AGENTSTREAM_TOPIC_PREFIX": f"smoke.{uuid.uuid4().hex[:8]}.",
+    }
+    done = subprocess.run(
+        [sys.executable, f"bench/{script}", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_produce_bench(services: Services) -> None:
+    out = run_bench(
+        services, "produce.py", "--records", "3000", "--naive-records", "100", "--sessions", "5"
+    )
+    assert out["records"] == 3000
+    for key in ("a_sdk_rps", "b_send_and_wait_rps", "c_send_bytes_rps"):
+        assert out[key] > 0
+
+
+def test_ingest_bench(services: Services) -> None:
+    out = run_bench(
+        services,
+        "ingest.py",
+        # Big enough for several flushes of 5,000: the drain rate is measured from the first
+        # committed flush to the last row.
+        "--scale",
+        "0.05",
+        "--memory-factor",
+        "0",
+        "--no-two-workers",
+        "--latency-seconds",
+        "1",
+        "--naive-sample",
+        "100",
+    )
+    assert out["records"] == {"sessions": 500, "events": 15000, "llm_interactions": 3000}
+    for key in ("a_raw_copy_rows_s", "b_naive_rows_s", "c_worker_rows_s"):
+        assert out[key] > 0
+    assert out["latency_s"]["n"] > 0 and out["worker_exit_code"] == 0
+
+
+def test_analytics_bench(services: Services) -> None:
+    db = f"bench_smoke_{uuid.uuid4().hex[:8]}"
+    out = run_bench(
+        services,
+        "analytics.py",
+        "--rows",
+        "5000",
+        "--skip-pandas",
+        "--pg-grouping-sets",
+        "--database",
+        db,
+    )
+    assert out["rows"] == 5000
+    assert out["export_rss_mb"]["rows"][1] == 5000
+    for key in (
+        "copy_binary_s",
+        "export_s",
+        "pg_percentile_s",
+        "rollup_full_s",
+        "pg_grouping_sets_s",
+        "rollup_incremental_s",
+    ):
+        assert out[key] > 0
+    assert out["rollup_incremental_changes"] == 11000
