@@ -49,19 +49,25 @@ def generate(conninfo: str, rows: int, *, sessions: int | None = None, start: in
         conn.execute("SELECT setseed(0.42)")
         conn.execute(
             f"""
-            INSERT INTO sessions (id, user_id, created_at, updated_at, metadata)
-            SELECT md5('s' || i)::uuid, 'user-' || (i % 2000), {_session_start("i", recent)},
-                   timestamptz '{END}', jsonb_build_object('n', i)
-            FROM generate_series({s0}, {s0 + n_sessions - 1}) AS i"""
+            WITH ins AS (
+              INSERT INTO sessions (id, user_id, created_at, updated_at, metadata)
+              SELECT md5('s' || i)::uuid, 'user-' || (i % 2000), {_session_start("i", recent)},
+                     timestamptz '{END}', jsonb_build_object('n', i)
+              FROM generate_series({s0}, {s0 + n_sessions - 1}) AS i
+              RETURNING id)
+            INSERT INTO agentstream.change_log (entity, id) SELECT 'sessions', id FROM ins"""
         )
         conn.execute(
             f"""
-            INSERT INTO agents (id, name, type, configuration, status, session_id,
-                                created_at, updated_at)
-            SELECT md5('a' || i)::uuid, 'agent-' || i, ({types})[1 + i % 6],
-                   '{{"temperature": 0.2}}', 'active', md5('s' || (i / 2))::uuid,
-                   {_session_start("i / 2", recent)}, timestamptz '{END}'
-            FROM generate_series({2 * s0}, {2 * (s0 + n_sessions) - 1}) AS i"""
+            WITH ins AS (
+              INSERT INTO agents (id, name, type, configuration, status, session_id,
+                                  created_at, updated_at)
+              SELECT md5('a' || i)::uuid, 'agent-' || i, ({types})[1 + i % 6],
+                     '{{"temperature": 0.2}}', 'active', md5('s' || (i / 2))::uuid,
+                     {_session_start("i / 2", recent)}, timestamptz '{END}'
+              FROM generate_series({2 * s0}, {2 * (s0 + n_sessions) - 1}) AS i
+              RETURNING id)
+            INSERT INTO agentstream.change_log (entity, id) SELECT 'agents', id FROM ins"""
         )
         conn.execute(
             f"""

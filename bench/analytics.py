@@ -16,7 +16,8 @@ end unless --keep; --reuse keeps an existing one of the right size), then measur
   grouping sets (hour and day x all/model/agent/agent_type/user/session) recomputed;
 - ``pg_grouping_sets_s`` (with --pg-grouping-sets): PostgreSQL computing the same 12
   grouping sets over the facts with percentile_cont: a like-for-like reference;
-- ``rollup_incremental_s``: ``run_rollup()`` after 10k new rows logged in change_log;
+- ``rollup_incremental_s``: ``run_rollup()`` after 10k new LLM rows, 1k executions and their
+  100 sessions and 200 agents, logged in change_log as the sink logs them;
 - ``export_rss_mb``: peak RSS of an export process over about half the rows and over all.
 
 Prints one JSON line. Uses the server at AGENTSTREAM_DATABASE_URL (its database is replaced).

@@ -262,6 +262,49 @@ def test_incremental_after_new_data_equals_full_rebuild(database: str) -> None:
     assert calls == (160,)
 
 
+def test_parents_rewritten_unchanged_touch_nothing_and_changed_ones_refold(
+    database: str,
+) -> None:
+    # Facts copy a session's user and an agent's type. The sink logs every session and agent
+    # it writes; nearly always the user and the type are the same as before.
+    with psycopg.connect(database) as conn:
+        s = add_session(conn, "ivy", T0)
+        other = add_session(conn, "jon", T0)
+        a = add_agent(conn, s, "planner", T0)
+        add_call(conn, s, a, "gpt-4o", T0)
+        add_call(conn, other, None, "gpt-4o", T0 + timedelta(days=1))
+        add_execution(conn, s, a, T0, status="completed", duration_ms=1000)
+    run_rollup(database)
+    before = snapshot(database)
+    with psycopg.connect(database) as conn:
+        conn.execute("UPDATE sessions SET updated_at = now() WHERE id = %s", (s,))
+        conn.execute("UPDATE agents SET status = 'done', updated_at = now() WHERE id = %s", (a,))
+        log_change(conn, "sessions", s)
+        log_change(conn, "agents", a)
+    same = run_rollup(database)
+    assert (same.changes, same.hours, same.days) == (2, 0, 0)  # nothing to recompute
+    assert snapshot(database) == before
+
+    with psycopg.connect(database) as conn:
+        conn.execute("UPDATE sessions SET user_id = 'kim' WHERE id = %s", (s,))
+        conn.execute("UPDATE agents SET type = 'coder' WHERE id = %s", (a,))
+        log_change(conn, "sessions", s)
+        log_change(conn, "agents", a)
+    changed = run_rollup(database)
+    assert (changed.hours, changed.days) == (2, 2)  # T0's hour, llm and executions; not jon's
+    users = rollup_rows(database, granularity="day", dimension="user")
+    assert sorted(k[3] for k in users) == ["jon", "kim"]
+    with psycopg.connect(database) as conn:
+        execs = conn.execute(
+            "SELECT key FROM analytics.exec_rollup WHERE granularity = 'day'"
+            " AND dimension IN ('user', 'agent_type') ORDER BY 1"
+        ).fetchall()
+    assert execs == [("coder",), ("kim",)]
+    incremental = snapshot(database)
+    run_rollup(database, full=True)
+    assert snapshot(database) == incremental
+
+
 def test_rerun_without_changes_changes_nothing(database: str) -> None:
     with psycopg.connect(database) as conn:
         s = add_session(conn, "erin", T0)
