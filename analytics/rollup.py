@@ -6,8 +6,9 @@ Data flow, under an advisory lock so that two runs serialize:
    When its fingerprint differs from the one the facts were costed with, every stored
    cost is stale, so the run becomes a full rebuild.
 2. Changes (first transaction): the ``agentstream.change_log`` lines after the watermark
-   name the llm_interactions / agent_executions rows the sink inserted or updated (and
-   sessions / agents, whose user or type the facts copy). Their facts
+   name the llm_interactions / agent_executions rows the sink inserted or updated, and the
+   sessions / agents, whose user or type the facts copy (their facts are folded again only
+   where the copy differs). Their facts
    (``analytics.llm_facts``, ``analytics.exec_facts``: one narrow row per seed row, indexed
    by hour) are upserted from the seed tables, with the cost of the price in force at
    created_at; the hours those facts were in before and after go to
