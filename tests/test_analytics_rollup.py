@@ -37,6 +37,12 @@ def snapshot(conninfo: str) -> dict[str, list[tuple[Any, ...]]]:
         }
 
 
+def logged_seqs(conninfo: str) -> list[int]:
+    with psycopg.connect(conninfo) as conn:
+        rows = conn.execute("SELECT seq FROM agentstream.change_log ORDER BY seq").fetchall()
+    return [row[0] for row in rows]
+
+
 def test_costs_to_the_cent_across_models_and_a_price_change(database: str) -> None:
     with psycopg.connect(database) as conn:
         s = add_session(conn, "alice", T0)
@@ -329,6 +335,7 @@ def test_watermark_waits_for_a_young_gap_in_the_change_log(database: str) -> Non
     # The hole at seq 2 could be a transaction still in flight: the row after it is folded
     # in now, but the watermark stays before the hole, so it would be read again.
     assert (young.changes, young.watermark) == (1, 1)
+    assert logged_seqs(database) == [3]  # folded lines are deleted, never one past the hole
     with psycopg.connect(database) as conn:
         conn.execute(
             "UPDATE agentstream.change_log SET logged_at = now() - interval '10 minutes' "
@@ -337,6 +344,7 @@ def test_watermark_waits_for_a_young_gap_in_the_change_log(database: str) -> Non
         )
     old = run_rollup(database)
     assert old.watermark == 3  # an old hole is a rollback: passed
+    assert logged_seqs(database) == []
     (row,) = rollup_rows(database, granularity="hour", dimension="all").values()
     assert row["calls"] == 2
 

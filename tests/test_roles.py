@@ -72,3 +72,33 @@ def test_analyst_reads_and_cannot_write(login_as: Connect) -> None:
             conn.execute("UPDATE sessions SET user_id = 'x'")
         with pytest.raises(errors.InsufficientPrivilege):
             conn.execute("DELETE FROM analytics.prices")
+
+
+def test_rollup_role_rebuilds_and_folds_and_cannot_write_the_seed(
+    database: str, login_as: Connect
+) -> None:
+    from datetime import UTC, datetime
+
+    from analytics.rollup import run_rollup
+    from tests.analytics_data import add_call, add_session
+
+    at = datetime(2024, 10, 1, 12, tzinfo=UTC)
+    with psycopg.connect(database) as admin:
+        s = add_session(admin, "lea", at)
+        add_call(admin, s, None, "gpt-4o", at)
+    with login_as("agentstream_rollup") as conn:
+        user = conn.info.user
+        with pytest.raises(errors.InsufficientPrivilege):
+            conn.execute("UPDATE sessions SET user_id = 'x'")
+    as_rollup = make_conninfo(database, user=user)
+    first = run_rollup(as_rollup)  # a full rebuild: drops and rebuilds the facts' indexes
+    assert first.full and first.hours == 1
+    with psycopg.connect(database) as admin:
+        add_call(admin, s, None, "gpt-4o", at)
+    second = run_rollup(as_rollup)  # folds the change log and prunes what it consumed
+    assert (second.full, second.changes) == (False, 1)
+    with psycopg.connect(database) as admin:
+        calls = admin.execute(
+            "SELECT calls FROM analytics.llm_rollup WHERE granularity = 'day' AND dimension = 'all'"
+        ).fetchone()
+    assert calls == (2,)
