@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -439,20 +441,31 @@ def test_a_full_rebuild_that_dies_before_its_buckets_is_finished_by_the_next_run
     assert state == (False,)
 
 
-def test_migration_0006_keeps_stored_costs_exact(services: Any, tmp_path: Path) -> None:
-    # Facts costed before 0006 (numeric dollars) become picodollars, to the last digit.
+@contextmanager
+def migrated_before(services: Any, tmp_path: Path, version: str) -> Iterator[str]:
+    """A scratch database with the migrations before ``version`` applied."""
     from agentstream.migrations import SQL_DIR, apply_migrations
     from tests.support.services import create_database, drop_database
 
     before = tmp_path / "sql"
     before.mkdir()
     for path in sorted(SQL_DIR.glob("*.sql")):
-        if path.name < "0006":
+        if path.name < version:
             (before / path.name).write_bytes(path.read_bytes())
     name = create_database(services)
     try:
         conninfo = services.conninfo(name)
         apply_migrations(conninfo, before)
+        yield conninfo
+    finally:
+        drop_database(services, name)
+
+
+def test_migration_0006_keeps_stored_costs_exact(services: Any, tmp_path: Path) -> None:
+    # Facts costed before 0006 (numeric dollars) become picodollars, to the last digit.
+    from agentstream.migrations import apply_migrations
+
+    with migrated_before(services, tmp_path, "0006") as conninfo:
         with psycopg.connect(conninfo) as conn:
             s = add_session(conn, "hal", T0)
             ids = [add_call(conn, s, None, "gpt-4o", T0) for _ in range(3)]
@@ -469,8 +482,22 @@ def test_migration_0006_keeps_stored_costs_exact(services: Any, tmp_path: Path) 
             rows = conn.execute("SELECT id, cost_pico FROM analytics.llm_facts").fetchall()
         got: dict[Any, int | None] = dict(rows)
         assert [got[i] for i in ids] == [1_234_567_891, None, 1_234_567_000_000_000_001]
-    finally:
-        drop_database(services, name)
+
+
+def test_migration_0008_deletes_the_lines_already_folded(services: Any, tmp_path: Path) -> None:
+    from agentstream.migrations import apply_migrations
+
+    with migrated_before(services, tmp_path, "0008") as conninfo:
+        with psycopg.connect(conninfo) as conn:
+            s = add_session(conn, "max", T0)
+            for minute in range(3):
+                add_call(conn, s, None, "gpt-4o", T0 + timedelta(minutes=minute))
+            # A rollup before 0008 folded seq 1-3 and kept their lines.
+            conn.execute("UPDATE analytics.rollup_state SET watermark = 3")
+            add_call(conn, s, None, "gpt-4o", T0)  # seq 4: not folded yet
+        assert logged_seqs(conninfo) == [1, 2, 3, 4]
+        apply_migrations(conninfo)
+        assert logged_seqs(conninfo) == [4]
 
 
 def test_a_model_first_seen_by_an_incremental_run_is_priced_as_by_a_full_rebuild(
