@@ -34,12 +34,32 @@ def _session_start(expr: str, recent: bool) -> str:
     )
 
 
-def generate(conninfo: str, rows: int, *, sessions: int | None = None, start: int = 0) -> None:
+def _uuid7(t: str, seed: str) -> str:
+    """SQL for a version 7 id (RFC 9562) at time ``t``: 48 bits of Unix milliseconds, then
+    random-looking bits from md5(``seed``): what the SDK gives a record (producers/ids.py)."""
+    digits = (
+        f"lpad(to_hex((extract(epoch FROM {t}) * 1000)::bigint), 12, '0') || '7'"
+        f" || substr(md5({seed}), 1, 3) || '8' || substr(md5({seed}), 4, 15)"
+    )
+    return f"({digits})::uuid"
+
+
+def generate(
+    conninfo: str,
+    rows: int,
+    *,
+    sessions: int | None = None,
+    start: int = 0,
+    ids: str = "random",
+) -> None:
     """Insert ``rows`` LLM interactions numbered from ``start``, with their parents.
 
     A later batch (``start`` > 0) gets new sessions in the last hour before END: the shape
-    of an incremental load.
+    of an incremental load. ``ids``: "random" (md5, like uuid4) or "uuid7" (time-ordered,
+    the SDK's default) for the LLM interactions and executions.
     """
+    if ids not in ("random", "uuid7"):
+        raise ValueError(f"ids must be 'random' or 'uuid7', not {ids!r}")
     recent = start > 0
     n_sessions = sessions or max(rows // 100, 10)
     s0 = start // 100
@@ -47,6 +67,17 @@ def generate(conninfo: str, rows: int, *, sessions: int | None = None, start: in
     types = "ARRAY[" + ",".join(f"'{t}'" for t in AGENT_TYPES) + "]"
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute("SELECT setseed(0.42)")
+        # The time of each call is drawn after its other random columns, as it always was,
+        # unless the id is built from it (uuid7): then first, in a subquery.
+        numbered = (
+            f"(SELECT i, {s0} + i % {n_sessions} AS s"
+            f" FROM generate_series({start}, {start + rows - 1}) AS i) q"
+        )
+        at = f"{_session_start('s', recent)} + random() * interval '59 minutes'"
+        llm_id, llm_at, llm_source = "md5('l' || i)::uuid", at, numbered
+        if ids == "uuid7":
+            llm_id, llm_at = _uuid7("t", "'l' || i"), "t"
+            llm_source = f"(SELECT i, s, {at} AS t FROM {numbered}) g"
         conn.execute(
             f"""
             WITH ins AS (
@@ -74,7 +105,8 @@ def generate(conninfo: str, rows: int, *, sessions: int | None = None, start: in
             WITH ex AS (
               INSERT INTO agent_executions (id, agent_id, session_id, input_data,
                      output_data, status, started_at, completed_at, error_message)
-              SELECT md5('e' || i)::uuid, md5('a' || (2 * s + i % 2))::uuid,
+              SELECT {"md5('e' || i)::uuid" if ids == "random" else _uuid7("t", "'e' || i")},
+                     md5('a' || (2 * s + i % 2))::uuid,
                      md5('s' || s)::uuid, '{{"q": "x"}}', '{{"a": 1}}',
                      CASE WHEN i % 20 = 0 THEN 'failed' ELSE 'completed' END, t,
                      t + (random() * 30000)::int * interval '1 ms',
@@ -94,16 +126,15 @@ def generate(conninfo: str, rows: int, *, sessions: int | None = None, start: in
               INSERT INTO llm_interactions (id, session_id, agent_id, prompt, response, model,
                      prompt_tokens, response_tokens, latency_ms, success, error_message,
                      created_at)
-              SELECT md5('l' || i)::uuid, md5('s' || s)::uuid,
+              SELECT {llm_id}, md5('s' || s)::uuid,
                      CASE WHEN i % 10 = 0 THEN NULL ELSE md5('a' || (2 * s + i % 2))::uuid END,
                      'You are a helpful agent. ' || repeat(md5(i::text), 6),
                      repeat(md5((i + 1)::text), 8), ({models})[1 + (i::bigint * 7919) % 8],
                      (50 + random() * 4000)::int, (10 + random() * 1000)::int,
                      (100 + exp(random() * 8))::int, i % 33 <> 0,
                      CASE WHEN i % 33 = 0 THEN 'rate limited' END,
-                     {_session_start("s", recent)} + random() * interval '59 minutes'
-              FROM (SELECT i, {s0} + i % {n_sessions} AS s
-                    FROM generate_series({start}, {start + rows - 1}) AS i) q
+                     {llm_at}
+              FROM {llm_source}
               RETURNING id)
             INSERT INTO agentstream.change_log (entity, id) SELECT 'llm_interactions', id FROM ins
             """

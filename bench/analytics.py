@@ -88,6 +88,13 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="reuse a database of this size")
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
     parser.add_argument("--database", default=DB, help=f"the scratch database (default {DB})")
+    parser.add_argument(
+        "--ids",
+        choices=("random", "uuid7"),
+        default="random",
+        help="ids of the LLM interactions and executions: random (md5, like uuid4; the "
+        "default) or uuid7 (time-ordered, what the SDK gives a record)",
+    )
     parser.add_argument("--skip-pandas", action="store_true", help="skip the ~50 s naive path")
     parser.add_argument(
         "--pg-grouping-sets",
@@ -117,7 +124,7 @@ def main() -> None:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} (FORCE)").format(sql.Identifier(db)))
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
         apply_migrations(conninfo)
-        gen_s = _timed(lambda: generate(conninfo, args.rows))
+        gen_s = _timed(lambda: generate(conninfo, args.rows, ids=args.ids))
     with psycopg.connect(conninfo) as conn:  # warm the cache the same way for everyone
         conn.execute("SELECT count(*) FROM llm_interactions").fetchone()
         table_mb = conn.execute(
@@ -126,7 +133,7 @@ def main() -> None:
 
     from analytics.rollup import run_rollup
 
-    results: dict[str, object] = {"bench": "analytics", "rows": args.rows}
+    results: dict[str, object] = {"bench": "analytics", "rows": args.rows, "ids": args.ids}
 
     def copy_binary() -> None:
         query = "COPY (SELECT * FROM llm_interactions) TO STDOUT (FORMAT binary)"
@@ -186,7 +193,7 @@ def main() -> None:
                 ).fetchall()
 
         results["pg_grouping_sets_s"] = _timed(pg_all_sets)
-    generate(conninfo, 10_000, start=args.rows)
+    generate(conninfo, 10_000, start=args.rows, ids=args.ids)
     inc = run_rollup(conninfo)
     results["rollup_incremental_s"] = inc.seconds
     results["rollup_incremental_changes"] = inc.changes

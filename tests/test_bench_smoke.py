@@ -74,7 +74,8 @@ def test_ingest_bench(services: Services) -> None:
     assert out["latency_s"]["n"] > 0 and out["worker_exit_code"] == 0
 
 
-def test_analytics_bench(services: Services) -> None:
+@pytest.mark.parametrize("ids", ["random", "uuid7"])
+def test_analytics_bench(services: Services, ids: str) -> None:
     db = f"bench_smoke_{uuid.uuid4().hex[:8]}"
     out = run_bench(
         services,
@@ -85,8 +86,10 @@ def test_analytics_bench(services: Services) -> None:
         "--pg-grouping-sets",
         "--database",
         db,
+        "--ids",
+        ids,
     )
-    assert out["rows"] == 5000
+    assert (out["rows"], out["ids"]) == (5000, ids)
     assert out["export_rss_mb"]["rows"][1] == 5000
     for key in (
         "copy_binary_s",
