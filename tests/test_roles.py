@@ -66,6 +66,7 @@ def test_analyst_reads_and_cannot_write(login_as: Connect) -> None:
     with login_as("agentstream_analyst") as conn:
         conn.execute("SELECT count(*) FROM llm_interactions").fetchone()
         conn.execute("SELECT count(*) FROM analytics.prices").fetchone()
+        conn.execute("SELECT count(*) FROM analytics.llm_facts").fetchone()  # owned by rollup
         with pytest.raises(errors.InsufficientPrivilege):
             conn.execute("INSERT INTO sessions (user_id) VALUES ('a')")
         with pytest.raises(errors.InsufficientPrivilege):
