@@ -707,6 +707,8 @@ def run_rollup(
                 hours, days = _recompute(cur, reader, all_buckets=stale)
                 if stale:
                     cur.execute("UPDATE analytics.rollup_state SET buckets_stale = false")
+                    if not full:
+                        reason = "every bucket: a full rebuild had stopped before them"
         finally:
             reader.close()
         cur.execute(

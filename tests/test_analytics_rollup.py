@@ -431,6 +431,7 @@ def test_a_full_rebuild_that_dies_before_its_buckets_is_finished_by_the_next_run
 
     finished = run_rollup(database)
     assert (finished.full, finished.changes, finished.hours, finished.days) == (False, 0, 2, 2)
+    assert finished.reason == "every bucket: a full rebuild had stopped before them"
     days = rollup_rows(database, granularity="day", dimension="all")
     assert sorted(row["calls"] for row in days.values()) == [1, 1]
     rebuilt = snapshot(database)

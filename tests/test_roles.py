@@ -103,3 +103,25 @@ def test_rollup_role_rebuilds_and_folds_and_cannot_write_the_seed(
             "SELECT calls FROM analytics.llm_rollup WHERE granularity = 'day' AND dimension = 'all'"
         ).fetchone()
     assert calls == (2,)
+
+
+def test_rollup_cli_under_a_role_without_the_rollup_group_says_what_to_grant(
+    database: str,
+    login_as: Connect,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from agentstream.cli.main import main
+    from agentstream.contract.settings import get_settings
+
+    with login_as("agentstream_analyst") as conn:
+        user = conn.info.user
+    monkeypatch.setenv("AGENTSTREAM_DATABASE_URL", make_conninfo(database, user=user))
+    get_settings.cache_clear()
+    try:
+        code = main(["rollup"])
+    finally:
+        get_settings.cache_clear()
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "permission denied" in err and "GRANT agentstream_rollup TO" in err

@@ -45,10 +45,17 @@ def run(args: argparse.Namespace) -> int:
         ) from None
     except psycopg.errors.UndefinedTable as exc:
         raise CommandError(f"{exc}".strip() + "\n  run `agentstream migrate` first") from None
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise CommandError(
+            f"{exc}".strip() + "\n  the rollup's database role must be in the agentstream_rollup "
+            "group (migrations 0004, 0008): GRANT agentstream_rollup TO <your login role>"
+        ) from None
     if args.json:
         print(json.dumps(asdict(result)))
         return 0
-    kind = f"full rebuild ({result.reason})" if result.full else "incremental"
+    kind = "full rebuild" if result.full else "incremental"
+    if result.reason:
+        kind += f" ({result.reason})"
     # The fact counts are PostgreSQL's estimates: unknown (0) until autovacuum has analyzed.
     facts = (
         f"facts: ~{result.llm_facts:,} LLM calls, ~{result.exec_facts:,} executions; "
