@@ -10,7 +10,9 @@ a numpy array with ``pa.array``: analytics/export.py avoids both for the same re
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import pyarrow as pa
 
@@ -33,33 +35,30 @@ class AdbcSession:
             self._database.close()
             raise
 
-    def execute(self, sql: str) -> None:
+    @contextmanager
+    def _statement(self, sql: str) -> Iterator[Any]:
         statement = self._manager.AdbcStatement(self._conn)
         try:
             statement.set_sql_query(sql)
-            statement.execute_update()
+            yield statement
         finally:
             statement.close()
 
+    def execute(self, sql: str) -> None:
+        with self._statement(sql) as statement:
+            statement.execute_update()
+
     def read(self, sql: str) -> pa.Table:
-        statement = self._manager.AdbcStatement(self._conn)
-        try:
-            statement.set_sql_query(sql)
+        with self._statement(sql) as statement:
             handle, _ = statement.execute_query()
             return pa.RecordBatchReader._import_from_c(handle.address).read_all()
-        finally:
-            statement.close()
 
     def stream(self, sql: str) -> Generator[pa.RecordBatch, None, None]:
         """The result of ``sql`` as it arrives. (A query with bound parameters would be read
         whole by the driver: inline literals instead.)"""
-        statement = self._manager.AdbcStatement(self._conn)
-        try:
-            statement.set_sql_query(sql)
+        with self._statement(sql) as statement:
             handle, _ = statement.execute_query()
             yield from pa.RecordBatchReader._import_from_c(handle.address)
-        finally:
-            statement.close()
 
     def close(self) -> None:
         self._conn.close()

@@ -40,6 +40,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from analytics.adbc import AdbcSession
+from analytics.arrow_numpy import int64_array, int64_values
 from analytics.export_schema import JSON, TABLES, UUID, ExportTable
 
 __all__ = ["ExportError", "ExportResult", "export_table"]
@@ -87,13 +88,6 @@ class ExportResult:
     seconds: float = 0.0
 
 
-def _indices(positions: np.ndarray[Any, Any]) -> pa.Array:
-    """An int64 Arrow array over ``positions``' memory (``pa.array`` of a numpy array looks
-    for pandas first, and importing it costs ~1 s of an export that never uses it)."""
-    values = np.ascontiguousarray(positions, dtype=np.int64)
-    return pa.Array.from_buffers(pa.int64(), len(values), [None, pa.py_buffer(values)])
-
-
 def uuid_strings(arr: pa.Array) -> pa.Array:
     """16-byte UUIDs (ADBC's arrow.uuid) to canonical strings, vectorised with numpy."""
     storage = arr.storage if isinstance(arr, pa.ExtensionArray) else arr
@@ -131,13 +125,9 @@ def _conform(batch: pa.RecordBatch, spec: ExportTable) -> pa.RecordBatch:
 def _partition_keys(batch: pa.RecordBatch, column: str) -> np.ndarray[Any, Any]:
     """The UTC day (days since 1970-01-01) of each row's ``column``; NULL_DAY for NULL.
 
-    Read straight from the values buffer: ``fill_null(0)`` builds a pyarrow scalar, and the
-    first scalar a process makes imports pandas (~1 s), which the export never uses."""
+    Read straight from the values buffer (analytics/arrow_numpy.py says why)."""
     micros = batch.column(column).cast(pa.int64())
-    raw = np.frombuffer(
-        micros.buffers()[1], dtype=np.int64, count=len(micros), offset=8 * micros.offset
-    )
-    values = raw // _DAY_US
+    values = int64_values(micros) // _DAY_US
     if micros.null_count:
         values = np.where(micros.is_null().to_numpy(zero_copy_only=False), _NULL_DAY, values)
     return values
@@ -328,7 +318,7 @@ def export_table(
                 ends = [*bounds.tolist(), len(sorted_days)]
                 for lo, hi in zip(starts, ends, strict=True):
                     part = _partition_name(int(sorted_days[lo]))
-                    writer.add(part, batch.take(_indices(order[lo:hi])))
+                    writer.add(part, batch.take(int64_array(order[lo:hi])))
             result.rows += batch.num_rows
             bar.update(batch.num_rows)
         parts = writer.close()

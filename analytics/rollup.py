@@ -50,12 +50,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import psycopg
 import pyarrow as pa
 import pyarrow.csv as pcsv
 
 from analytics.adbc import AdbcSession
+from analytics.arrow_numpy import int64_array, int64_values
 from analytics.prices import PriceRow, fingerprint, load_prices, resolve_model
 
 __all__ = ["GAP_GRACE", "RollupResult", "run_rollup"]
@@ -293,15 +293,9 @@ _ROLLUPS = (
 
 
 def _epoch_seconds(hours: pa.ChunkedArray) -> pa.Array:
-    """timestamp('us') hours (never NULL) as int64 epoch seconds, computed in numpy: a
-    pyarrow compute call with a Python number builds a scalar, and a process's first scalar
-    imports pandas (~1 s of a CLI run for nothing)."""
-    micros = hours.combine_chunks().cast(pa.int64())
-    raw = np.frombuffer(
-        micros.buffers()[1], dtype=np.int64, count=len(micros), offset=8 * micros.offset
-    )
-    seconds = np.ascontiguousarray(raw // 1_000_000)
-    return pa.Array.from_buffers(pa.int64(), len(seconds), [None, pa.py_buffer(seconds)])
+    """timestamp('us') hours (never NULL) as int64 epoch seconds, in numpy (not a pyarrow
+    compute call: analytics/arrow_numpy.py says why)."""
+    return int64_array(int64_values(hours.combine_chunks().cast(pa.int64())) // 1_000_000)
 
 
 class _CommittedReader:
@@ -432,18 +426,13 @@ def _resolve_new_models(cur: psycopg.Cursor[Any], prices: list[PriceRow], source
             )
 
 
-def _prune_change_log(cur: psycopg.Cursor[Any], after: int | None, upto: int) -> None:
-    """Delete the lines folded in (seq <= ``upto``, the new watermark: never one past a young
-    gap); an incremental run only its own, after ``after`` (the old watermark). That range
-    starts the primary key's scan past the lines earlier runs deleted: ``seq <= upto`` alone
-    made PostgreSQL scan them all until a vacuum (0.3 s after a first run's 2.2M). ~6 ms for
-    11k lines; a full rebuild deletes every folded line (~1 s for 2.2M)."""
-    if after is None:
-        cur.execute("DELETE FROM agentstream.change_log WHERE seq <= %s", (upto,))
-    else:
-        cur.execute(
-            "DELETE FROM agentstream.change_log WHERE seq > %s AND seq <= %s", (after, upto)
-        )
+def _prune_change_log(cur: psycopg.Cursor[Any], after: int, upto: int) -> None:
+    """Delete the lines folded in: after ``after`` (an incremental run's old watermark; 0 for
+    a full rebuild, which deletes every folded line) up to ``upto`` (the new watermark: never
+    one past a young gap). The lower bound starts the primary key's scan past the lines
+    earlier runs deleted: ``seq <= upto`` alone made PostgreSQL scan them all until a vacuum
+    (0.3 s after a first run's 2.2M). ~6 ms for 11k lines, ~1 s for 2.2M."""
+    cur.execute("DELETE FROM agentstream.change_log WHERE seq > %s AND seq <= %s", (after, upto))
 
 
 def _new_watermark(cur: psycopg.Cursor[Any], watermark: int) -> int:
@@ -566,11 +555,9 @@ def _read_changes(cur: psycopg.Cursor[Any], watermark: int) -> int:
     return cur.rowcount
 
 
-def _fold_changes(cur: psycopg.Cursor[Any], prices: list[PriceRow], changes: int) -> int:
-    """Upsert the facts of the rows in ``changed`` (``changes`` of them); mark the hours they
-    left or entered in analytics.dirty_hours. Returns ``changes``."""
-    if changes == 0:
-        return 0
+def _fold_changes(cur: psycopg.Cursor[Any], prices: list[PriceRow]) -> None:
+    """Upsert the facts of the rows in ``changed`` (_read_changes); mark the hours they left
+    or entered in analytics.dirty_hours."""
     cur.execute("ANALYZE changed")  # temp tables have no statistics: plans need them
     parents = cur.execute(
         "SELECT count(*) FROM changed WHERE entity IN ('sessions', 'agents')"
@@ -637,7 +624,6 @@ def _fold_changes(cur: psycopg.Cursor[Any], prices: list[PriceRow], changes: int
         if kind == "llm" and cur.execute("SELECT count(*) FROM new_models").fetchone() != (0,):
             _resolve_new_models(cur, prices, "SELECT model FROM new_models")
             cur.execute(fold)
-    return changes
 
 
 def run_rollup(
@@ -680,15 +666,14 @@ def run_rollup(
                 # run's 2.2M were deleted); the primary key finds them in ~2 ms.
                 cur.execute("SET LOCAL enable_seqscan = off")
                 new_watermark = _new_watermark(cur, watermark)
-                changed = 0 if full else _read_changes(cur, watermark)
+                changes = 0 if full else _read_changes(cur, watermark)
                 cur.execute("SET LOCAL enable_seqscan = on")
                 reader.start()  # connects while the facts are rebuilt or folded in
                 if full:
                     _rebuild_facts(cur, prices)
-                    changes = 0
-                else:
-                    changes = _fold_changes(cur, prices, changed)
-                _prune_change_log(cur, None if full else watermark, new_watermark)
+                elif changes:
+                    _fold_changes(cur, prices)
+                _prune_change_log(cur, 0 if full else watermark, new_watermark)
                 cur.execute(
                     f"""UPDATE analytics.rollup_state SET watermark = %s, prices_fingerprint = %s,
                         updated_at = now(){

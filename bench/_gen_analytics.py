@@ -44,6 +44,15 @@ def _uuid7(t: str, seed: str) -> str:
     return f"({digits})::uuid"
 
 
+def _logged(entity: str, insert: str) -> str:
+    """``insert`` (an INSERT … SELECT into ``entity``) with a change_log line per row, in
+    the same statement: what the sink writes."""
+    return (
+        f"WITH ins AS ({insert} RETURNING id) "
+        f"INSERT INTO agentstream.change_log (entity, id) SELECT '{entity}', id FROM ins"
+    )
+
+
 def generate(
     conninfo: str,
     rows: int,
@@ -65,48 +74,47 @@ def generate(
     s0 = start // 100
     models = "ARRAY[" + ",".join(f"'{m}'" for m in MODELS) + "]"
     types = "ARRAY[" + ",".join(f"'{t}'" for t in AGENT_TYPES) + "]"
+    # The time of each call is drawn after its other random columns, as it always was,
+    # unless the id is built from it (uuid7): then first, in a subquery.
+    numbered = (
+        f"(SELECT i, {s0} + i % {n_sessions} AS s"
+        f" FROM generate_series({start}, {start + rows - 1}) AS i) q"
+    )
+    at = f"{_session_start('s', recent)} + random() * interval '59 minutes'"
+    llm_id, llm_at, llm_source = "md5('l' || i)::uuid", at, numbered
+    exec_id = "md5('e' || i)::uuid"
+    if ids == "uuid7":
+        llm_id, llm_at = _uuid7("t", "'l' || i"), "t"
+        llm_source = f"(SELECT i, s, {at} AS t FROM {numbered}) g"
+        exec_id = _uuid7("t", "'e' || i")
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute("SELECT setseed(0.42)")
-        # The time of each call is drawn after its other random columns, as it always was,
-        # unless the id is built from it (uuid7): then first, in a subquery.
-        numbered = (
-            f"(SELECT i, {s0} + i % {n_sessions} AS s"
-            f" FROM generate_series({start}, {start + rows - 1}) AS i) q"
-        )
-        at = f"{_session_start('s', recent)} + random() * interval '59 minutes'"
-        llm_id, llm_at, llm_source = "md5('l' || i)::uuid", at, numbered
-        if ids == "uuid7":
-            llm_id, llm_at = _uuid7("t", "'l' || i"), "t"
-            llm_source = f"(SELECT i, s, {at} AS t FROM {numbered}) g"
         conn.execute(
-            f"""
-            WITH ins AS (
-              INSERT INTO sessions (id, user_id, created_at, updated_at, metadata)
+            _logged(
+                "sessions",
+                f"""INSERT INTO sessions (id, user_id, created_at, updated_at, metadata)
               SELECT md5('s' || i)::uuid, 'user-' || (i % 2000), {_session_start("i", recent)},
                      timestamptz '{END}', jsonb_build_object('n', i)
-              FROM generate_series({s0}, {s0 + n_sessions - 1}) AS i
-              RETURNING id)
-            INSERT INTO agentstream.change_log (entity, id) SELECT 'sessions', id FROM ins"""
+              FROM generate_series({s0}, {s0 + n_sessions - 1}) AS i""",
+            )
         )
         conn.execute(
-            f"""
-            WITH ins AS (
-              INSERT INTO agents (id, name, type, configuration, status, session_id,
+            _logged(
+                "agents",
+                f"""INSERT INTO agents (id, name, type, configuration, status, session_id,
                                   created_at, updated_at)
               SELECT md5('a' || i)::uuid, 'agent-' || i, ({types})[1 + i % 6],
                      '{{"temperature": 0.2}}', 'active', md5('s' || (i / 2))::uuid,
                      {_session_start("i / 2", recent)}, timestamptz '{END}'
-              FROM generate_series({2 * s0}, {2 * (s0 + n_sessions) - 1}) AS i
-              RETURNING id)
-            INSERT INTO agentstream.change_log (entity, id) SELECT 'agents', id FROM ins"""
+              FROM generate_series({2 * s0}, {2 * (s0 + n_sessions) - 1}) AS i""",
+            )
         )
         conn.execute(
-            f"""
-            WITH ex AS (
-              INSERT INTO agent_executions (id, agent_id, session_id, input_data,
+            _logged(
+                "agent_executions",
+                f"""INSERT INTO agent_executions (id, agent_id, session_id, input_data,
                      output_data, status, started_at, completed_at, error_message)
-              SELECT {"md5('e' || i)::uuid" if ids == "random" else _uuid7("t", "'e' || i")},
-                     md5('a' || (2 * s + i % 2))::uuid,
+              SELECT {exec_id}, md5('a' || (2 * s + i % 2))::uuid,
                      md5('s' || s)::uuid, '{{"q": "x"}}', '{{"a": 1}}',
                      CASE WHEN i % 20 = 0 THEN 'failed' ELSE 'completed' END, t,
                      t + (random() * 30000)::int * interval '1 ms',
@@ -115,16 +123,14 @@ def generate(
                                + random() * interval '50 minutes' AS t
                     FROM (SELECT i, {s0} + i % {n_sessions} AS s
                           FROM generate_series({start // 10}, {(start + rows) // 10 - 1}) i) q
-                   ) g
-              RETURNING id)
-            INSERT INTO agentstream.change_log (entity, id)
-            SELECT 'agent_executions', id FROM ex"""
+                   ) g""",
+            )
         )
         conn.execute(
-            f"""
-            WITH ins AS (
-              INSERT INTO llm_interactions (id, session_id, agent_id, prompt, response, model,
-                     prompt_tokens, response_tokens, latency_ms, success, error_message,
+            _logged(
+                "llm_interactions",
+                f"""INSERT INTO llm_interactions (id, session_id, agent_id, prompt, response,
+                     model, prompt_tokens, response_tokens, latency_ms, success, error_message,
                      created_at)
               SELECT {llm_id}, md5('s' || s)::uuid,
                      CASE WHEN i % 10 = 0 THEN NULL ELSE md5('a' || (2 * s + i % 2))::uuid END,
@@ -134,9 +140,7 @@ def generate(
                      (100 + exp(random() * 8))::int, i % 33 <> 0,
                      CASE WHEN i % 33 = 0 THEN 'rate limited' END,
                      {llm_at}
-              FROM {llm_source}
-              RETURNING id)
-            INSERT INTO agentstream.change_log (entity, id) SELECT 'llm_interactions', id FROM ins
-            """
+              FROM {llm_source}""",
+            )
         )
         conn.execute("ANALYZE")

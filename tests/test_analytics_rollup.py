@@ -284,20 +284,21 @@ def test_parents_rewritten_unchanged_touch_nothing_and_changed_ones_refold(
         add_execution(conn, s, a, T0, status="completed", duration_ms=1000)
     run_rollup(database)
     before = snapshot(database)
-    with psycopg.connect(database) as conn:
-        conn.execute("UPDATE sessions SET updated_at = now() WHERE id = %s", (s,))
-        conn.execute("UPDATE agents SET status = 'done', updated_at = now() WHERE id = %s", (a,))
-        log_change(conn, "sessions", s)
-        log_change(conn, "agents", a)
+
+    def rewrite(session_set: str, agent_set: str) -> None:
+        # As the sink does: the rows updated and logged, in one transaction.
+        with psycopg.connect(database) as conn:
+            conn.execute(f"UPDATE sessions SET {session_set} WHERE id = %s", (s,))
+            conn.execute(f"UPDATE agents SET {agent_set} WHERE id = %s", (a,))
+            log_change(conn, "sessions", s)
+            log_change(conn, "agents", a)
+
+    rewrite("updated_at = now()", "status = 'done', updated_at = now()")
     same = run_rollup(database)
     assert (same.changes, same.hours, same.days) == (2, 0, 0)  # nothing to recompute
     assert snapshot(database) == before
 
-    with psycopg.connect(database) as conn:
-        conn.execute("UPDATE sessions SET user_id = 'kim' WHERE id = %s", (s,))
-        conn.execute("UPDATE agents SET type = 'coder' WHERE id = %s", (a,))
-        log_change(conn, "sessions", s)
-        log_change(conn, "agents", a)
+    rewrite("user_id = 'kim'", "type = 'coder'")
     changed = run_rollup(database)
     assert (changed.hours, changed.days) == (2, 2)  # T0's hour, llm and executions; not jon's
     users = rollup_rows(database, granularity="day", dimension="user")

@@ -182,7 +182,7 @@ class PostgresSink:
             group = by_entity.get(entity)
             if group:
                 unique = dedupe(entity, group, lambda i: i.record)
-                groups.append(_Group(entity, unique, len(group), *_payloads(entity, unique)))
+                groups.append(_group(entity, unique, len(group)))
         return PreparedWrite(groups, rejected)
 
     def write_prepared(self, prepared: PreparedWrite) -> WriteResult:
@@ -247,10 +247,7 @@ class PostgresSink:
                 return
             mid = len(group.items) // 2
             for half in (group.items[:mid], group.items[mid:]):
-                data, change_log = _payloads(group.entity, half)
-                self._write_isolating(
-                    cur, _Group(group.entity, half, len(half), data, change_log), result
-                )
+                self._write_isolating(cur, _group(group.entity, half, len(half)), result)
 
     def _write_group(
         self, cur: psycopg.Cursor[Any], group: _Group, savepoint: sql.Identifier
@@ -295,12 +292,13 @@ class PreparedWrite:
     rejected: list[Rejected]  # items whose values cannot be encoded
 
 
-def _payloads(entity: str, items: list[SinkItem]) -> tuple[bytes, bytes | None]:
+def _group(entity: str, items: list[SinkItem], received: int) -> _Group:
+    """``items`` (encoded, one per id) with their COPY data: a table's part of a flush, or
+    a half of one being bisected."""
     rows = [i.row for i in items if i.row is not None]
     assert len(rows) == len(items), "prepare() encodes every item first"
-    data = payload(rows)
     log_rows = None
     if entity in CHANGE_LOGGED:
         ids = (i.record.id for i in items if i.record.id is not None)
         log_rows = payload(change_log_rows(entity, ids))
-    return data, log_rows
+    return _Group(entity, items, received, payload(rows), log_rows)
