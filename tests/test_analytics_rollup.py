@@ -355,21 +355,24 @@ def test_watermark_waits_for_a_young_gap_in_the_change_log(database: str) -> Non
 def test_a_run_that_dies_between_its_transactions_is_finished_by_the_next(
     database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The first transaction commits the facts (here: one call moved to another day, one
-    # new call); the rebuild of the buckets then fails. The hours the facts left and
-    # entered stay dirty, so the next run rebuilds exactly those: equal to a full rebuild.
+    # The first transaction commits the facts (here: an execution restarted two days later,
+    # so its fact moves to another day, and one new call); the rebuild of the buckets then
+    # fails. The hours the facts left and entered stay dirty, so the next run rebuilds
+    # exactly those: equal to a full rebuild.
     with psycopg.connect(database) as conn:
         s = add_session(conn, "dora", T0)
-        moved = add_call(conn, s, None, "gpt-4o", T0, latency_ms=100)
-        add_call(conn, s, None, "gpt-4o", T0 + timedelta(minutes=5), latency_ms=300)
+        a = add_agent(conn, s, "planner", T0)
+        moved = add_execution(conn, s, a, T0)
+        add_execution(conn, s, a, T0 + timedelta(minutes=5))
+        add_call(conn, s, a, "gpt-4o", T0, latency_ms=100)
     run_rollup(database)
     with psycopg.connect(database) as conn:
         conn.execute(
-            "UPDATE llm_interactions SET created_at = created_at + interval '2 days' WHERE id = %s",
+            "UPDATE agent_executions SET started_at = started_at + interval '2 days' WHERE id = %s",
             (moved,),
         )
-        log_change(conn, "llm_interactions", moved)
-        add_call(conn, s, None, "gpt-4o", T0 + timedelta(hours=3), latency_ms=900)
+        log_change(conn, "agent_executions", moved)
+        add_call(conn, s, a, "gpt-4o", T0 + timedelta(hours=3), latency_ms=900)
 
     import analytics.rollup as rollup
 
@@ -380,8 +383,15 @@ def test_a_run_that_dies_between_its_transactions_is_finished_by_the_next(
     with pytest.raises(OSError):
         run_rollup(database)
     with psycopg.connect(database) as conn:
-        dirty = conn.execute("SELECT count(*) FROM analytics.dirty_hours").fetchone()
-    assert dirty == (3,)  # T0's hour (left), T0 + 2 days (entered), T0 + 3 h (new)
+        dirty = conn.execute(
+            "SELECT kind, hour - %s FROM analytics.dirty_hours ORDER BY 1, 2", (T0,)
+        ).fetchall()
+    # The execution's hour (left) and two days later (entered); the new call's hour.
+    assert dirty == [
+        ("exec", timedelta(0)),
+        ("exec", timedelta(days=2)),
+        ("llm", timedelta(hours=3)),
+    ]
     monkeypatch.undo()
 
     finished = run_rollup(database)
@@ -389,10 +399,18 @@ def test_a_run_that_dies_between_its_transactions_is_finished_by_the_next(
     incremental = snapshot(database)
     run_rollup(database, full=True)
     assert snapshot(database) == incremental
-    # T0 is 23:00: its day keeps the 23:05 call; the new call and the moved one are alone.
+    # T0 is 23:00: its day keeps the 23:05 execution; the moved one is alone two days later,
+    # in its day's rows for the session and the agent too.
+    with psycopg.connect(database) as conn:
+        execs = conn.execute(
+            "SELECT dimension, bucket - %s, executions FROM analytics.exec_rollup"
+            " WHERE granularity = 'day' AND dimension IN ('all', 'session', 'agent')"
+            " ORDER BY 2, 1",
+            (T0 - timedelta(hours=23),),
+        ).fetchall()
+    assert execs == [(d, timedelta(days=n), 1) for n in (0, 2) for d in ("agent", "all", "session")]
     days = rollup_rows(database, granularity="day", dimension="all")
-    assert sorted(row["calls"] for row in days.values()) == [1, 1, 1]
-    assert len(rollup_rows(database, granularity="hour", dimension="all")) == 3
+    assert sorted(row["calls"] for row in days.values()) == [1, 1]
 
 
 def test_a_full_rebuild_that_dies_before_its_buckets_is_finished_by_the_next_run(
