@@ -600,15 +600,18 @@ def _fold_changes(cur: psycopg.Cursor[Any], prices: list[PriceRow]) -> None:
         ("llm", "llm_facts", "llm_interactions", "l", _LLM_FACTS, _LLM_UPDATE, "3, 1"),
         ("exec", "exec_facts", "agent_executions", "e", _EXEC_FACTS, _EXEC_UPDATE, "1"),
     ):
-        cur.execute(
-            f"""CREATE TEMP TABLE changed_{kind} (id uuid PRIMARY KEY) ON COMMIT DROP;
-                INSERT INTO changed_{kind} SELECT id FROM changed WHERE entity = '{entity}'"""
-        )
-        cur.execute(f"ANALYZE changed_{kind}")
+        ids = f"SELECT id FROM changed WHERE entity = '{entity}'"
+        if kind == "exec":  # keyed, for the lookups of `old` and `gone` below
+            cur.execute(
+                f"""CREATE TEMP TABLE changed_{kind} (id uuid PRIMARY KEY) ON COMMIT DROP;
+                    INSERT INTO changed_{kind} {ids}"""
+            )
+            cur.execute(f"ANALYZE changed_{kind}")
+            ids = f"SELECT id FROM changed_{kind}"
         # In key order: the inserts walk the primary key's leaves left to right (measured:
         # ~20 ms less for 10k facts into 2.2M).
         upsert = insert.format(
-            where=f"AND {alias}.id IN (SELECT id FROM changed_{kind})",
+            where=f"AND {alias}.id IN ({ids})",
             order=f"ORDER BY {key}",
             conflict=update,
         )

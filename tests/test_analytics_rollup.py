@@ -362,7 +362,8 @@ def test_a_run_that_dies_between_its_transactions_is_finished_by_the_next(
     with psycopg.connect(database) as conn:
         s = add_session(conn, "dora", T0)
         a = add_agent(conn, s, "planner", T0)
-        moved = add_execution(conn, s, a, T0)
+        # Its own agent: the agent's day rows then move with it (the day it left has none).
+        moved = add_execution(conn, s, add_agent(conn, s, "coder", T0), T0)
         add_execution(conn, s, a, T0 + timedelta(minutes=5))
         add_call(conn, s, a, "gpt-4o", T0, latency_ms=100)
     run_rollup(database)
