@@ -89,17 +89,21 @@ class RollupResult:
 
 _LLM_FACTS = """
 INSERT INTO analytics.llm_facts
-SELECT l.id, l.created_at, date_trunc('hour', l.created_at, 'UTC'), l.model, l.agent_id,
+SELECT l.id, l.created_at, {hour}, l.model, l.agent_id,
        a.type, s.user_id, l.session_id, coalesce(l.prompt_tokens, 0),
        coalesce(l.response_tokens, 0), coalesce(l.latency_ms, 0), coalesce(l.success, false),
-       -- tokens x USD per 1M tokens / 10^6 = USD; x 10^12 = picodollars (exact: prices have
-       -- 6 decimals)
-       ((coalesce(l.prompt_tokens, 0) * pp.input_per_mtok
-         + coalesce(l.response_tokens, 0) * pp.output_per_mtok) * 1000000)::bigint
+       coalesce(l.prompt_tokens, 0) * pp.input_pico
+         + coalesce(l.response_tokens, 0) * pp.output_pico
 FROM llm_interactions l
 LEFT JOIN agents a ON a.id = l.agent_id
 LEFT JOIN sessions s ON s.id = l.session_id
-LEFT JOIN analytics.price_periods pp
+-- USD per 1M tokens x 10^12 / 10^6 = picodollars per token: an exact integer (prices have 6
+-- decimals), so a call's cost is bigint arithmetic (numeric arithmetic on every call was
+-- ~0.3 s of a full rebuild's 2M). Overflows only past $9.2M for one call.
+LEFT JOIN (SELECT model, valid_from, valid_to,
+                  (input_per_mtok * 1000000)::bigint AS input_pico,
+                  (output_per_mtok * 1000000)::bigint AS output_pico
+           FROM analytics.price_periods) pp
        ON pp.model = l.model AND pp.valid_from <= l.created_at
       AND (pp.valid_to IS NULL OR l.created_at < pp.valid_to)
 WHERE l.created_at IS NOT NULL {where}
@@ -115,7 +119,7 @@ _LLM_UPDATE = """ON CONFLICT (hour, id) DO UPDATE SET created_at = EXCLUDED.crea
 
 _EXEC_FACTS = """
 INSERT INTO analytics.exec_facts
-SELECT e.id, e.started_at, date_trunc('hour', e.started_at, 'UTC'), e.agent_id, a.type,
+SELECT e.id, e.started_at, {hour}, e.agent_id, a.type,
        s.user_id, e.session_id, coalesce(e.status, 'pending'),
        extract(epoch FROM e.completed_at - e.started_at) * 1000
 FROM agent_executions e
@@ -129,6 +133,12 @@ _EXEC_UPDATE = """ON CONFLICT (id) DO UPDATE SET started_at = EXCLUDED.started_a
     hour = EXCLUDED.hour, agent_id = EXCLUDED.agent_id, agent_type = EXCLUDED.agent_type,
     user_id = EXCLUDED.user_id, session_id = EXCLUDED.session_id, status = EXCLUDED.status,
     duration_ms = EXCLUDED.duration_ms"""
+
+# The UTC hour of a time, by arithmetic: date_trunc('hour', t, 'UTC') goes through the time
+# zone's rules for every row (~0.45 s of a full rebuild's 2M facts; equal on all of them).
+_HOUR = "date_bin('1 hour', {}, '2000-01-01 00:00+00')"
+_LLM_FACTS = _LLM_FACTS.replace("{hour}", _HOUR.format("l.created_at"))
+_EXEC_FACTS = _EXEC_FACTS.replace("{hour}", _HOUR.format("e.started_at"))
 
 # Read as stored (no expression: PostgreSQL's numeric arithmetic was half of the read's
 # server time); the hour becomes epoch seconds once read (_epoch_seconds), so that DuckDB's
