@@ -2,9 +2,11 @@
 
 Data flow, under an advisory lock so that two runs serialize:
 
-1. Prices: the shipped table merged with the user's file is synced into ``analytics.prices``.
-   When its fingerprint differs from the one the facts were costed with, every stored
-   cost is stale, so the run becomes a full rebuild.
+1. Prices: the shipped table merged with the user's file is synced into ``analytics.prices``
+   when its fingerprint differs from the one the facts were costed with. Every model the
+   facts have seen is then resolved again, and the facts of the models whose price periods
+   changed are re-costed (in the first transaction); the hours where a cost changed become
+   dirty, like the hours of new facts (``_recost``).
 2. Changes (first transaction): the ``agentstream.change_log`` lines after the watermark
    name the llm_interactions / agent_executions rows the sink inserted or updated, and the
    sessions / agents, whose user or type the facts copy (their facts are folded again only
@@ -22,7 +24,7 @@ Data flow, under an advisory lock so that two runs serialize:
    they are committed, and the dirty hours are cleared. A run that dies between the two
    leaves its hours dirty; the next run rebuilds them.
 
-``full=True`` (and the first run, and a price change) rebuilds every fact from the seed
+``full=True`` (and the first run) rebuilds every fact from the seed
 tables in the first transaction, which also catches rows written by anything other than the
 sink, and marks the buckets stale (``rollup_state.buckets_stale``); the second rebuilds every
 bucket. A run that dies in between leaves them stale, and the next run rebuilds them all.
@@ -97,13 +99,7 @@ SELECT l.id, l.created_at, {hour}, l.model, l.agent_id,
 FROM llm_interactions l
 LEFT JOIN agents a ON a.id = l.agent_id
 LEFT JOIN sessions s ON s.id = l.session_id
--- USD per 1M tokens x 10^12 / 10^6 = picodollars per token: an exact integer (prices have 6
--- decimals), so a call's cost is bigint arithmetic (numeric arithmetic on every call was
--- ~0.3 s of a full rebuild's 2M). Overflows only past $9.2M for one call.
-LEFT JOIN (SELECT model, valid_from, valid_to,
-                  (input_per_mtok * 1000000)::bigint AS input_pico,
-                  (output_per_mtok * 1000000)::bigint AS output_pico
-           FROM analytics.price_periods) pp
+LEFT JOIN {priced} pp
        ON pp.model = l.model AND pp.valid_from <= l.created_at
       AND (pp.valid_to IS NULL OR l.created_at < pp.valid_to)
 WHERE l.created_at IS NOT NULL {where}
@@ -134,10 +130,19 @@ _EXEC_UPDATE = """ON CONFLICT (id) DO UPDATE SET started_at = EXCLUDED.started_a
     user_id = EXCLUDED.user_id, session_id = EXCLUDED.session_id, status = EXCLUDED.status,
     duration_ms = EXCLUDED.duration_ms"""
 
+# The price periods with their prices in picodollars per token: USD per 1M tokens x 10^12 /
+# 10^6, an exact integer (prices have 6 decimals), so a call's cost is bigint arithmetic
+# (numeric arithmetic on every call was ~0.3 s of a full rebuild's 2M). Overflows only past
+# $9.2M for one call.
+_PRICED = """(SELECT model, valid_from, valid_to,
+                     (input_per_mtok * 1000000)::bigint AS input_pico,
+                     (output_per_mtok * 1000000)::bigint AS output_pico
+              FROM analytics.price_periods)"""
+
 # The UTC hour of a time, by arithmetic: date_trunc('hour', t, 'UTC') goes through the time
 # zone's rules for every row (~0.45 s of a full rebuild's 2M facts; equal on all of them).
 _HOUR = "date_bin('1 hour', {}, '2000-01-01 00:00+00')"
-_LLM_FACTS = _LLM_FACTS.replace("{hour}", _HOUR.format("l.created_at"))
+_LLM_FACTS = _LLM_FACTS.replace("{hour}", _HOUR.format("l.created_at")).replace("{priced}", _PRICED)
 _EXEC_FACTS = _EXEC_FACTS.replace("{hour}", _HOUR.format("e.started_at"))
 
 # Read as stored (no expression: PostgreSQL's numeric arithmetic was half of the read's
@@ -447,6 +452,58 @@ def _resolve_new_models(cur: psycopg.Cursor[Any], prices: list[PriceRow], source
             )
 
 
+def _recost(cur: psycopg.Cursor[Any], prices: list[PriceRow]) -> int:
+    """After a change of the price table: sync it, resolve again every model the facts have
+    seen, and re-cost the facts of the models whose price periods changed, marking the hours
+    where a cost changed dirty. Returns how many models were re-costed. The same costs as a
+    full rebuild would store (the same formula over the same periods), without rebuilding
+    2M facts to change the cost of a few models' calls."""
+    cur.execute(
+        """CREATE TEMP TABLE old_periods ON COMMIT DROP AS
+           SELECT model, valid_from, valid_to, input_per_mtok, output_per_mtok
+           FROM analytics.price_periods;
+           CREATE TEMP TABLE old_models ON COMMIT DROP AS
+           SELECT model FROM analytics.resolved_models"""
+    )
+    _sync_prices(cur, prices)
+    _resolve_new_models(cur, prices, "SELECT model FROM old_models")
+    cur.execute(
+        """SELECT DISTINCT model FROM (
+             (SELECT model, valid_from, valid_to, input_per_mtok, output_per_mtok FROM old_periods
+              EXCEPT
+              SELECT model, valid_from, valid_to, input_per_mtok, output_per_mtok
+              FROM analytics.price_periods)
+             UNION ALL
+             (SELECT model, valid_from, valid_to, input_per_mtok, output_per_mtok
+              FROM analytics.price_periods
+              EXCEPT
+              SELECT model, valid_from, valid_to, input_per_mtok, output_per_mtok
+              FROM old_periods)) changed"""
+    )
+    models = [row[0] for row in cur.fetchall()]
+    if models:
+        cur.execute(
+            f"""WITH new AS (
+                    SELECT f.hour, f.id, f.cost_pico AS old_cost,
+                           f.prompt_tokens * pp.input_pico
+                             + f.response_tokens * pp.output_pico AS cost
+                    FROM analytics.llm_facts f
+                    LEFT JOIN {_PRICED} pp
+                           ON pp.model = f.model AND pp.valid_from <= f.created_at
+                          AND (pp.valid_to IS NULL OR f.created_at < pp.valid_to)
+                    WHERE f.model = ANY(%s)),
+                recosted AS (
+                    UPDATE analytics.llm_facts f SET cost_pico = new.cost FROM new
+                    WHERE f.hour = new.hour AND f.id = new.id
+                      AND new.cost IS DISTINCT FROM new.old_cost
+                    RETURNING f.hour)
+                INSERT INTO analytics.dirty_hours (kind, hour)
+                SELECT DISTINCT 'llm', hour FROM recosted ON CONFLICT DO NOTHING""",
+            (models,),
+        )
+    return len(models)
+
+
 def _prune_change_log(cur: psycopg.Cursor[Any], after: int, upto: int) -> None:
     """Delete the lines folded in: after ``after`` (an incremental run's old watermark; 0 for
     a full rebuild, which deletes every folded line) up to ``upto`` (the new watermark: never
@@ -703,11 +760,14 @@ def run_rollup(
                     raise RuntimeError("analytics.rollup_state is empty: run `agentstream migrate`")
                 watermark, old_digest, rebuilt_at = state
                 reason = "requested" if full else ""
-                if old_digest != digest:
+                if old_digest != digest and (full or not old_digest or rebuilt_at is None):
                     _sync_prices(cur, prices)
                     if not full:
-                        reason = "prices changed" if old_digest else "first run"
+                        reason = "first run"
                     full = True
+                elif old_digest != digest:
+                    recosted = _recost(cur, prices)
+                    reason = f"prices changed: {recosted} model(s) re-costed"
                 elif rebuilt_at is None and not full:
                     reason, full = "first run", True
                 # The change log holds the lines not folded yet, so the planner expects

@@ -144,32 +144,59 @@ def test_user_price_file_prices_a_model_and_recosts(database: str, tmp_path: Pat
         add_call(
             conn, s, None, "in-house-llm-7b", T0, prompt_tokens=1_000_000, response_tokens=500_000
         )
+        # Priced by the shipped table before and after, in another hour: left alone.
+        add_call(conn, s, None, "gpt-4o", T0 + timedelta(hours=5))
     first = run_rollup(database)
     assert first.unpriced_models == ["in-house-llm-7b"]
+    before = rollup_rows(database, granularity="hour", dimension="all")
     prices = tmp_path / "mine.json"
-    prices.write_text(
-        json.dumps(
-            {
-                "checked": "2026-01-01",
-                "prices": [
-                    {
-                        "provider": "us",
-                        "model": "in-house-llm-*",
-                        "pattern": True,
-                        "effective_from": "2024-01-01",
-                        "input": "0.10",
-                        "output": "0.30",
-                    }
-                ],
-            }
+
+    def price_file(output: str) -> Path:
+        prices.write_text(
+            json.dumps(
+                {
+                    "checked": "2026-01-01",
+                    "prices": [
+                        {
+                            "provider": "us",
+                            "model": "in-house-llm-*",
+                            "pattern": True,
+                            "effective_from": "2024-01-01",
+                            "input": "0.10",
+                            "output": output,
+                        }
+                    ],
+                }
+            )
         )
-    )
-    second = run_rollup(database, prices_file=prices)
-    assert second.full and second.reason == "prices changed"
+        return prices
+
+    # Only the facts of the model whose price periods changed are re-costed, and only the
+    # hours where a cost changed are recomputed: no rebuild of every fact.
+    second = run_rollup(database, prices_file=price_file("0.30"))
+    assert not second.full and second.reason == "prices changed: 1 model(s) re-costed"
+    assert (second.hours, second.days) == (1, 1)
     assert second.unpriced_models == []
-    (row,) = rollup_rows(database, granularity="hour", dimension="all").values()
+    after = rollup_rows(database, granularity="hour", dimension="all")
+    row = after[("hour", "all", T0, "")]
     assert row["cost"] == Decimal("0.25")  # 1M x $0.10/M + 0.5M x $0.30/M
     assert row["unpriced_calls"] == 0
+    later = ("hour", "all", T0 + timedelta(hours=5), "")
+    assert after[later] == before[later]
+    recosted = snapshot(database)
+    run_rollup(database, full=True, prices_file=prices)
+    assert snapshot(database) == recosted
+
+    # A change of that price: the same again; back to the shipped table: unpriced again.
+    third = run_rollup(database, prices_file=price_file("0.50"))
+    assert (third.full, third.hours) == (False, 1)
+    assert rollup_rows(database, granularity="hour", dimension="all")[("hour", "all", T0, "")][
+        "cost"
+    ] == Decimal("0.35")
+    fourth = run_rollup(database)
+    assert fourth.reason == "prices changed: 1 model(s) re-costed"
+    assert fourth.unpriced_models == ["in-house-llm-7b"]
+    assert rollup_rows(database, granularity="hour", dimension="all") == before
 
 
 def test_percentiles_equal_numpy(database: str) -> None:
