@@ -548,6 +548,45 @@ def test_migration_0008_deletes_the_lines_already_folded(services: Any, tmp_path
         assert logged_seqs(conninfo) == [4]
 
 
+def test_migration_0009_keys_the_llm_facts_by_hour(services: Any, tmp_path: Path) -> None:
+    from agentstream.migrations import apply_migrations
+
+    with migrated_before(services, tmp_path, "0009") as conninfo:
+        with psycopg.connect(conninfo) as conn:
+            s = add_session(conn, "ned", T0)
+            for minute in (0, 70, 200):
+                add_call(conn, s, None, "gpt-4o", T0 + timedelta(minutes=minute))
+            conn.execute(  # facts as a rollup before 0009 left them
+                """INSERT INTO analytics.llm_facts SELECT id, created_at,
+                       date_trunc('hour', created_at, 'UTC'), model, agent_id, NULL, 'ned',
+                       session_id, prompt_tokens, response_tokens, latency_ms, success, NULL
+                   FROM llm_interactions"""
+            )
+        apply_migrations(conninfo)
+        with psycopg.connect(conninfo) as conn:
+            key = conn.execute(
+                """SELECT array_agg(a.attname ORDER BY k.n) FROM pg_index i
+                   CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, n)
+                   JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+                   WHERE i.indrelid = 'analytics.llm_facts'::regclass AND i.indisprimary"""
+            ).fetchone()
+            assert key == (["hour", "id"],)
+            assert conn.execute("SELECT to_regclass('analytics.llm_facts_hour')").fetchone() == (
+                None,
+            )
+            assert conn.execute("SELECT count(*) FROM analytics.llm_facts").fetchone() == (3,)
+        # The rollup works on the new key: a first run, new calls, then equal to a full one.
+        run_rollup(conninfo)
+        with psycopg.connect(conninfo) as conn:
+            add_call(conn, s, None, "gpt-4o", T0 + timedelta(minutes=75))
+            add_call(conn, s, None, "gpt-4o", T0 + timedelta(days=1))
+        incremental = run_rollup(conninfo)
+        assert (incremental.full, incremental.changes, incremental.hours) == (False, 2, 2)
+        after = snapshot(conninfo)
+        run_rollup(conninfo, full=True)
+        assert snapshot(conninfo) == after
+
+
 def test_a_model_first_seen_by_an_incremental_run_is_priced_as_by_a_full_rebuild(
     database: str,
 ) -> None:
