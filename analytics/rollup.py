@@ -99,9 +99,7 @@ SELECT l.id, l.created_at, {hour}, l.model, l.agent_id,
 FROM llm_interactions l
 LEFT JOIN agents a ON a.id = l.agent_id
 LEFT JOIN sessions s ON s.id = l.session_id
-LEFT JOIN {priced} pp
-       ON pp.model = l.model AND pp.valid_from <= l.created_at
-      AND (pp.valid_to IS NULL OR l.created_at < pp.valid_to)
+{priced}
 WHERE l.created_at IS NOT NULL {where}
 {order}
 {conflict}
@@ -139,10 +137,21 @@ _PRICED = """(SELECT model, valid_from, valid_to,
                      (output_per_mtok * 1000000)::bigint AS output_pico
               FROM analytics.price_periods)"""
 
+
+def _price_in_force(alias: str) -> str:
+    """The join of ``alias``'s calls (model, created_at) to the price period in force at
+    their time, as ``pp`` (NULLs where the model is unpriced then)."""
+    return f"""LEFT JOIN {_PRICED} pp
+       ON pp.model = {alias}.model AND pp.valid_from <= {alias}.created_at
+      AND (pp.valid_to IS NULL OR {alias}.created_at < pp.valid_to)"""
+
+
 # The UTC hour of a time, by arithmetic: date_trunc('hour', t, 'UTC') goes through the time
 # zone's rules for every row (~0.45 s of a full rebuild's 2M facts; equal on all of them).
 _HOUR = "date_bin('1 hour', {}, '2000-01-01 00:00+00')"
-_LLM_FACTS = _LLM_FACTS.replace("{hour}", _HOUR.format("l.created_at")).replace("{priced}", _PRICED)
+_LLM_FACTS = _LLM_FACTS.replace("{hour}", _HOUR.format("l.created_at")).replace(
+    "{priced}", _price_in_force("l")
+)
 _EXEC_FACTS = _EXEC_FACTS.replace("{hour}", _HOUR.format("e.started_at"))
 
 # Read as stored (no expression: PostgreSQL's numeric arithmetic was half of the read's
@@ -325,9 +334,7 @@ class _CommittedReader:
     transaction, which also had to compute numerics to be read fast). ``start()``
     connects on a thread while the first transaction runs (~50 ms saved), and opens the
     DuckDB connection that groups the facts (its first query in a process pays ~30 ms of
-    set-up). Warming up the reads and the grouping there too (a first read of a kind took
-    ~50 ms more than the next) measured no better: the thread then competes with the
-    first transaction for the two cores."""
+    set-up)."""
 
     def __init__(self, conninfo: str) -> None:
         self._conninfo = conninfo
@@ -458,27 +465,18 @@ def _recost(cur: psycopg.Cursor[Any], prices: list[PriceRow]) -> int:
     where a cost changed dirty. Returns how many models were re-costed. The same costs as a
     full rebuild would store (the same formula over the same periods), without rebuilding
     2M facts to change the cost of a few models' calls."""
+    periods = "SELECT model, valid_from, valid_to, input_per_mtok, output_per_mtok FROM {}"
     cur.execute(
-        """CREATE TEMP TABLE old_periods ON COMMIT DROP AS
-           SELECT model, valid_from, valid_to, input_per_mtok, output_per_mtok
-           FROM analytics.price_periods;
-           CREATE TEMP TABLE old_models ON COMMIT DROP AS
-           SELECT model FROM analytics.resolved_models"""
+        f"""CREATE TEMP TABLE old_periods ON COMMIT DROP AS
+            {periods.format("analytics.price_periods")};
+            CREATE TEMP TABLE old_models ON COMMIT DROP AS
+            SELECT model FROM analytics.resolved_models"""
     )
     _sync_prices(cur, prices)
     _resolve_new_models(cur, prices, "SELECT model FROM old_models")
+    old, new = periods.format("old_periods"), periods.format("analytics.price_periods")
     cur.execute(
-        """SELECT DISTINCT model FROM (
-             (SELECT model, valid_from, valid_to, input_per_mtok, output_per_mtok FROM old_periods
-              EXCEPT
-              SELECT model, valid_from, valid_to, input_per_mtok, output_per_mtok
-              FROM analytics.price_periods)
-             UNION ALL
-             (SELECT model, valid_from, valid_to, input_per_mtok, output_per_mtok
-              FROM analytics.price_periods
-              EXCEPT
-              SELECT model, valid_from, valid_to, input_per_mtok, output_per_mtok
-              FROM old_periods)) changed"""
+        f"SELECT model FROM ({old} EXCEPT {new}) a UNION SELECT model FROM ({new} EXCEPT {old}) b"
     )
     models = [row[0] for row in cur.fetchall()]
     if models:
@@ -487,10 +485,7 @@ def _recost(cur: psycopg.Cursor[Any], prices: list[PriceRow]) -> int:
                     SELECT f.hour, f.id, f.cost_pico AS old_cost,
                            f.prompt_tokens * pp.input_pico
                              + f.response_tokens * pp.output_pico AS cost
-                    FROM analytics.llm_facts f
-                    LEFT JOIN {_PRICED} pp
-                           ON pp.model = f.model AND pp.valid_from <= f.created_at
-                          AND (pp.valid_to IS NULL OR f.created_at < pp.valid_to)
+                    FROM analytics.llm_facts f {_price_in_force("f")}
                     WHERE f.model = ANY(%s)),
                 recosted AS (
                     UPDATE analytics.llm_facts f SET cost_pico = new.cost FROM new
@@ -688,20 +683,19 @@ def _fold_changes(cur: psycopg.Cursor[Any], prices: list[PriceRow]) -> None:
             order=f"ORDER BY {key}",
             conflict=update,
         )
-        # Models not priced yet are found among the upserted facts (a lookup of every
-        # changed row's model beforehand cost as much as the rest of the statement's joins);
-        # when there are any, they are resolved and the statement runs once more to cost them.
-        models = ""
-        if kind == "llm":
-            cur.execute("CREATE TEMP TABLE new_models (model text) ON COMMIT DROP")
-            models = """, models AS (
-                    INSERT INTO new_models SELECT DISTINCT n.model FROM new n WHERE NOT EXISTS
-                    (SELECT 1 FROM analytics.resolved_models r WHERE r.model = n.model))"""
         if kind == "llm":
             # An LLM interaction is immutable and logged only when the sink inserts it: its
             # fact is new, or the same after a full rebuild read it first. Its hour never
-            # changes, so the hours it is in after are all there is to mark.
-            fold = f"""WITH new AS ({upsert} RETURNING hour, model){models}
+            # changes, so the hours it is in after are all there is to mark. Models not
+            # priced yet are found among the upserted facts (a lookup of every changed
+            # row's model beforehand cost as much as the rest of the statement's joins);
+            # when there are any, they are resolved and the statement runs once more to
+            # cost them.
+            cur.execute("CREATE TEMP TABLE new_models (model text) ON COMMIT DROP")
+            fold = f"""WITH new AS ({upsert} RETURNING hour, model),
+                models AS (
+                    INSERT INTO new_models SELECT DISTINCT n.model FROM new n WHERE NOT EXISTS
+                    (SELECT 1 FROM analytics.resolved_models r WHERE r.model = n.model))
                 INSERT INTO analytics.dirty_hours (kind, hour)
                 SELECT DISTINCT '{kind}', hour FROM new ON CONFLICT DO NOTHING"""
         else:
@@ -760,16 +754,12 @@ def run_rollup(
                     raise RuntimeError("analytics.rollup_state is empty: run `agentstream migrate`")
                 watermark, old_digest, rebuilt_at = state
                 reason = "requested" if full else ""
-                if old_digest != digest and (full or not old_digest or rebuilt_at is None):
-                    _sync_prices(cur, prices)
-                    if not full:
-                        reason = "first run"
-                    full = True
-                elif old_digest != digest:
-                    recosted = _recost(cur, prices)
-                    reason = f"prices changed: {recosted} model(s) re-costed"
-                elif rebuilt_at is None and not full:
+                if not full and (rebuilt_at is None or not old_digest):
                     reason, full = "first run", True
+                if old_digest != digest and full:
+                    _sync_prices(cur, prices)  # every fact is costed again below
+                elif old_digest != digest:
+                    reason = f"prices changed: {_recost(cur, prices)} model(s) re-costed"
                 # The change log holds the lines not folded yet, so the planner expects
                 # `seq > watermark` to match all of them and scans the table, whose pages
                 # after a long backlog are mostly empty (46 ms for 11k lines, after a first

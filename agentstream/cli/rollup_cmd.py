@@ -17,8 +17,8 @@ def register(sub: Any) -> None:
         description="Sync the price table (shipped prices merged with AGENTSTREAM_PRICES_FILE), "
         "fold the rows logged in agentstream.change_log since the last run into the fact "
         "tables (and delete the folded lines) and recompute only the hour and day buckets "
-        "they touch. The first run, a price change and --full rebuild everything from the "
-        "seed tables.",
+        "they touch. A change of the prices re-costs the facts of the models whose prices "
+        "changed. The first run and --full rebuild everything from the seed tables.",
     )
     p.add_argument("--full", action="store_true", help="rebuild facts and rollups from scratch")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
