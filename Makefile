@@ -24,7 +24,7 @@ services: ## start (or reuse) the local Kafka broker and PostgreSQL server
 services-down: ## stop the local services this checkout started
 	scripts/services.sh down
 
-migrate: install services ## apply sql/ migrations
+migrate: install services ## apply the migrations in agentstream/sql/
 	$(BIN)/agentstream migrate
 
 lint: install ## ruff and mypy

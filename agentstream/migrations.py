@@ -1,9 +1,11 @@
-"""Apply the SQL migrations in ``sql/`` in order, once each, and record them.
+"""Apply the SQL migrations in ``agentstream/sql/`` in order, once each, and record them.
 
-Migrations are files ``sql/NNNN_name.sql``. Each runs in its own transaction together with
-the row that records it, under an advisory lock so that two ``agentstream migrate`` runs (two
-workers starting at once) never apply the same file twice. A file edited after it was
-applied is refused: migrations are history, a change needs a new file.
+Migrations are files ``agentstream/sql/NNNN_name.sql``, shipped inside the package and read
+through ``importlib.resources`` so that an installed wheel migrates as a checkout does. Each
+runs in its own transaction together with the row that records it, under an advisory lock so
+that two ``agentstream migrate`` runs (two workers starting at once) never apply the same file
+twice. A file edited after it was applied is refused: migrations are history, a change needs
+a new file.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 
 import psycopg
 from psycopg import sql
@@ -27,7 +30,7 @@ __all__ = [
     "load_migrations",
 ]
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+SQL_DIR: Traversable = files("agentstream") / "sql"
 _NAME = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
 # Any constant works; it only has to be the same for every agentstream process.
 _LOCK_KEY = 0x61676E7473747265
@@ -51,7 +54,7 @@ class MigrationError(RuntimeError):
 class Migration:
     version: int
     name: str
-    path: Path
+    path: Traversable
 
     @property
     def sql(self) -> str:
@@ -62,11 +65,13 @@ class Migration:
         return hashlib.sha256(self.path.read_bytes()).hexdigest()
 
 
-def load_migrations(directory: Path = SQL_DIR) -> list[Migration]:
+def load_migrations(directory: Traversable = SQL_DIR) -> list[Migration]:
     if not directory.is_dir():
         raise MigrationError(f"migrations folder {directory} not found")
     found: dict[int, Migration] = {}
-    for path in sorted(directory.glob("*.sql")):
+    for path in sorted(directory.iterdir(), key=lambda p: p.name):
+        if not path.name.endswith(".sql"):
+            continue
         match = _NAME.match(path.name)
         if not match:
             raise MigrationError(f"{path.name}: migration files are named NNNN_name.sql")
@@ -94,7 +99,7 @@ def ensure_database(conninfo: str) -> bool:
 
 def apply_migrations(
     conninfo: str,
-    directory: Path = SQL_DIR,
+    directory: Traversable = SQL_DIR,
     *,
     log: Callable[[str], None] = lambda _msg: None,
 ) -> list[Migration]:

@@ -55,7 +55,7 @@ _CHILD = """
 import json, resource, sys, time
 from datetime import date
 from pathlib import Path
-from analytics.export import export_table
+from agentstream.analytics.export import export_table
 import adbc_driver_manager, adbc_driver_postgresql  # imported before the clock, like psycopg
 since = date.fromisoformat(sys.argv[3]) if sys.argv[3] != "-" else None
 r = export_table(sys.argv[1], "llm_interactions", Path(sys.argv[2]), since=since,
@@ -131,7 +131,7 @@ def main() -> None:
             "SELECT pg_total_relation_size('llm_interactions') / 1e6"
         ).fetchone()[0]  # type: ignore[index]
 
-    from analytics.rollup import run_rollup
+    from agentstream.analytics.rollup import run_rollup
 
     results: dict[str, object] = {"bench": "analytics", "rows": args.rows, "ids": args.ids}
 

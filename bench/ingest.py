@@ -501,7 +501,7 @@ def main() -> None:
         settings = base.model_copy(update={"topic_prefix": prefix})
         conninfo = scratch.database()
         # Create the topics the way the worker does, then publish the whole backlog first.
-        from streams.runner import ensure_topics
+        from agentstream.streams.runner import ensure_topics
 
         asyncio.run(ensure_topics(settings))
         out["messages"] = asyncio.run(publish_all(settings, data))

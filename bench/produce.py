@@ -25,9 +25,9 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from agentstream.contract import Event, encode_record, get_settings, topic_for
+from agentstream.producers import AgentStream, ensure_topics, uuid7
+from agentstream.producers.client import DEFAULT_COMPRESSION
 from agentstream.topic_admin import delete_topics
-from producers import AgentStream, ensure_topics, uuid7
-from producers.client import DEFAULT_COMPRESSION
 
 
 def make_events(n: int, sessions: int) -> list[dict[str, Any]]:

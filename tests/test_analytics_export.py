@@ -18,9 +18,9 @@ import pyarrow.parquet as pq
 import pytest
 from psycopg.types.json import Jsonb
 
-from analytics.export import export_table, uuid_strings
-from analytics.export_schema import TABLES
-from analytics.rollup import run_rollup
+from agentstream.analytics.export import export_table, uuid_strings
+from agentstream.analytics.export_schema import TABLES
+from agentstream.analytics.rollup import run_rollup
 from tests.analytics_data import add_agent, add_call, add_execution, add_session
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -158,7 +158,8 @@ def test_an_export_does_not_import_pandas(database: str, tmp_path: Path) -> None
     # the scenes on the first scalar or numpy conversion, so this guards the code paths.
     populate(database)
     code = (
-        "import sys; from pathlib import Path; from analytics.export import export_table; "
+        "import sys; from pathlib import Path; "
+        "from agentstream.analytics.export import export_table; "
         f"r = export_table({database!r}, 'llm_interactions', Path({str(tmp_path)!r}), "
         "full=True, progress=False); "
         "print(len(r.partitions), 'pandas' in sys.modules)"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from analytics.prices import (
+from agentstream.analytics.prices import (
     SHIPPED_PRICES,
     PriceError,
     call_cost,

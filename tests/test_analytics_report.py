@@ -14,10 +14,10 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
+from agentstream.analytics.report import build_report, render_csv, render_json, render_table
+from agentstream.analytics.report_html import CHART_IDS, render_html
+from agentstream.analytics.timeline import TimelineError, load_timeline, render_text, to_json
 from agentstream.cli.main import main
-from analytics.report import build_report, render_csv, render_json, render_table
-from analytics.report_html import CHART_IDS, render_html
-from analytics.timeline import TimelineError, load_timeline, render_text, to_json
 from tests.analytics_data import add_agent, add_call, add_execution, add_session
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,7 @@ import numpy as np
 import psycopg
 import pytest
 
-from analytics.rollup import run_rollup
+from agentstream.analytics.rollup import run_rollup
 from tests.analytics_data import add_agent, add_call, add_execution, add_session, log_change
 
 pytestmark = pytest.mark.integration
@@ -402,7 +402,7 @@ def test_a_run_that_dies_between_its_transactions_is_finished_by_the_next(
         log_change(conn, "agent_executions", moved)
         add_call(conn, s, a, "gpt-4o", T0 + timedelta(hours=3), latency_ms=900)
 
-    import analytics.rollup as rollup
+    import agentstream.analytics.rollup as rollup
 
     def broken(self: Any, query: str, columns: Any) -> Any:
         raise OSError("connection lost while reading the facts")
@@ -461,7 +461,7 @@ def test_a_full_rebuild_that_dies_before_its_buckets_is_finished_by_the_next_run
             (s, T0 + timedelta(days=1)),
         )
 
-    import analytics.rollup as rollup
+    import agentstream.analytics.rollup as rollup
 
     def broken(self: Any, query: str, columns: Any) -> Any:
         raise OSError("connection lost while reading the facts")
@@ -497,8 +497,8 @@ def migrated_before(services: Any, tmp_path: Path, version: str) -> Iterator[str
 
     before = tmp_path / "sql"
     before.mkdir()
-    for path in sorted(SQL_DIR.glob("*.sql")):
-        if path.name < version:
+    for path in sorted(SQL_DIR.iterdir(), key=lambda p: p.name):
+        if path.name.endswith(".sql") and path.name < version:
             (before / path.name).write_bytes(path.read_bytes())
     name = create_database(services)
     try:

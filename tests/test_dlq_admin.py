@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaProducer
 
 from agentstream.contract import DeadLetter, ErrorKind, decode, dlq_topic, topic_for
 from agentstream.contract.settings import Settings
-from streams.dlq_admin import Selection, group_by_reason, read_dead_letters, replay
+from agentstream.streams.dlq_admin import Selection, group_by_reason, read_dead_letters, replay
 from tests.support.kafka import create_topics, read_all
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ import pytest
 
 from agentstream.contract.settings import Settings
 from agentstream.contract.topics import ENTITIES, dlq_topic, topic_for
-from streams.dlq_admin import read_dead_letters
+from agentstream.streams.dlq_admin import read_dead_letters
 from tests.support.corpus import build_corpus
 from tests.support.kafka import create_topics
 from tests.support.reliability import CaseResult, Result, record, record_case

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from producers.batcher import Batch, Batcher
+from agentstream.producers.batcher import Batch, Batcher
 
 
 class FakeClock:

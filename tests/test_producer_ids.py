@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from producers.ids import UUID7Generator, uuid7, uuid7_time_ms
+from agentstream.producers.ids import UUID7Generator, uuid7, uuid7_time_ms
 
 
 def test_version_and_variant_bits() -> None:

@@ -28,7 +28,7 @@ from agentstream.contract import (
     topic_for,
 )
 from agentstream.contract.settings import Settings
-from producers import (
+from agentstream.producers import (
     AgentStream,
     BrokerUnavailable,
     DeliveryError,

@@ -17,7 +17,7 @@ from agentstream.contract import (
     decode,
     encode_record,
 )
-from producers.loadgen import LoadOptions, TrafficGenerator
+from agentstream.producers.loadgen import LoadOptions, TrafficGenerator
 
 START = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
@@ -28,7 +28,7 @@ def generate(seed: int, sessions: int, **kw: object) -> list[Record]:
 
 
 def entity_of(record: Record) -> str:
-    from producers.client import _ENTITY_OF
+    from agentstream.producers.client import _ENTITY_OF
 
     return _ENTITY_OF[type(record)]
 
@@ -104,9 +104,9 @@ def test_options_need_a_bound_and_sane_values() -> None:
 
 
 def test_default_models_are_priced_except_the_self_hosted_one() -> None:
+    from agentstream.analytics.prices import load_prices, resolve_model
     from agentstream.cli.produce_cmd import MODELS_HELP
-    from analytics.prices import load_prices, resolve_model
-    from producers.loadgen import DEFAULT_MODELS
+    from agentstream.producers.loadgen import DEFAULT_MODELS
 
     prices = load_prices()
     unpriced = {m for m in DEFAULT_MODELS if not resolve_model(m, prices)}

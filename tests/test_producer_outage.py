@@ -18,7 +18,7 @@ from aiokafka.protocol import metadata as metadata_protocol
 
 from agentstream.contract import Event
 from agentstream.contract.settings import Settings
-from producers import AgentStream, DeliveryError, PublishTimeout, ensure_topics, uuid7
+from agentstream.producers import AgentStream, DeliveryError, PublishTimeout, ensure_topics, uuid7
 from tests.support.services import Services
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from agentstream.contract import AgentExecution, Event, decode, encode_record
-from producers.records import (
+from agentstream.producers.records import (
     AgentState,
     ExecutionState,
     LLMCallState,

@@ -80,7 +80,7 @@ def test_rollup_role_rebuilds_and_folds_and_cannot_write_the_seed(
 ) -> None:
     from datetime import UTC, datetime
 
-    from analytics.rollup import run_rollup
+    from agentstream.analytics.rollup import run_rollup
     from tests.analytics_data import add_call, add_session
 
     at = datetime(2024, 10, 1, 12, tzinfo=UTC)

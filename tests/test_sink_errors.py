@@ -6,7 +6,7 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from sinks.postgres.errors import classify, terminal_advice
+from agentstream.sinks.postgres.errors import classify, terminal_advice
 
 
 @pytest.mark.parametrize(
@@ -44,7 +44,7 @@ def test_terminal_errors_say_what_to_do() -> None:
 
 def test_a_dead_letter_too_large_for_the_topic_is_cut_and_says_so() -> None:
     from agentstream.contract.deadletter import DeadLetter, ErrorKind
-    from streams.deadletters import fit_for_topic
+    from agentstream.streams.deadletters import fit_for_topic
 
     big = DeadLetter(ErrorKind.DECODE, "too large", "events", "t", 0, 7, None, b"x" * 11 * 2**20)
     cut = fit_for_topic(big)

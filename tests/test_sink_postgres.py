@@ -11,7 +11,13 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from agentstream.contract.entities import Record
-from sinks.postgres import PostgresSink, SinkItem, Source, TerminalSinkError, TransientSinkError
+from agentstream.sinks.postgres import (
+    PostgresSink,
+    SinkItem,
+    Source,
+    TerminalSinkError,
+    TransientSinkError,
+)
 from tests.sink_records import agent, at, document, event, execution, llm, session
 
 pytestmark = pytest.mark.integration

@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from aiokafka.errors import KafkaError
 
     from agentstream.contract.settings import get_settings
-    from streams.dlq_admin import Selection, group_by_reason, read_dead_letters, replay
+    from agentstream.streams.dlq_admin import Selection, group_by_reason, read_dead_letters, replay
 
     selection = Selection(
         entity=args.entity,

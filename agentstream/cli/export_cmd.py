@@ -44,9 +44,9 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from agentstream.analytics.export import ExportError, export_table
+    from agentstream.analytics.when import parse_date
     from agentstream.contract.settings import get_settings
-    from analytics.export import ExportError, export_table
-    from analytics.when import parse_date
 
     settings = get_settings()
     out = args.out or settings.output_dir

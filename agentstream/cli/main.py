@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from agentstream import __version__
 
-__all__ = ["CommandError", "main"]
+__all__ = ["CommandError", "main", "missing_extra"]
 
 # Order is the order shown in --help.
 COMMANDS = (
@@ -31,6 +31,31 @@ COMMANDS = (
     "status",
     "schema",
 )
+
+
+# The modules each extra brings (pyproject.toml), so that a command run without its extra
+# says what to install instead of a bare ModuleNotFoundError.
+_EXTRA_OF_MODULE = {
+    "faust": "worker",
+    "mode": "worker",
+    "psycopg": "worker",
+    "psycopg_pool": "worker",
+    "prometheus_client": "worker",
+    "pandas": "analytics",
+    "pyarrow": "analytics",
+    "numpy": "analytics",
+    "tqdm": "analytics",
+    "matplotlib": "analytics",
+    "duckdb": "analytics",
+    "adbc_driver_postgresql": "analytics",
+    "adbc_driver_manager": "analytics",
+}
+
+
+def missing_extra(exc: ModuleNotFoundError) -> str | None:
+    """The extra that would install the module ``exc`` did not find, if it is one of ours."""
+    root = (exc.name or "").partition(".")[0]
+    return _EXTRA_OF_MODULE.get(root)
 
 
 class CommandError(Exception):
@@ -77,6 +102,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
     except CommandError as exc:
         print(f"agentstream {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        extra = missing_extra(exc)
+        if extra is None:
+            raise
+        print(
+            f"agentstream {args.command}: error: this command needs the {extra!r} extra "
+            f"({exc.name} is not installed): pip install 'agentstream[{extra}]'",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         return 130

@@ -11,9 +11,9 @@ from agentstream.cli.main import CommandError
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "migrate",
-        help="apply sql/ migrations (idempotent)",
+        help="apply the migrations in agentstream/sql/ (idempotent)",
         description="Create the database named in AGENTSTREAM_DATABASE_URL if it is missing, "
-        "then apply the migrations in sql/ that have not been applied yet. A second run "
+        "then apply the migrations (agentstream/sql/) that have not been applied yet. A second run "
         "changes nothing.",
     )
     p.add_argument("--no-create-db", action="store_true", help="fail if the database is missing")

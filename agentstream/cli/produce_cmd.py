@@ -91,8 +91,8 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from agentstream.contract.settings import get_settings
-    from producers.errors import AgentStreamError
-    from producers.loadgen import DEFAULT_MODELS, LoadOptions, run_load
+    from agentstream.producers.errors import AgentStreamError
+    from agentstream.producers.loadgen import DEFAULT_MODELS, LoadOptions, run_load
 
     models = (
         [m.strip() for m in args.models.split(",") if m.strip()] if args.models else DEFAULT_MODELS

@@ -33,10 +33,10 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import psycopg
 
+    from agentstream.analytics.prices import PriceError
+    from agentstream.analytics.report import build_report, render_csv, render_json, render_table
+    from agentstream.analytics.when import parse_when
     from agentstream.contract.settings import get_settings
-    from analytics.prices import PriceError
-    from analytics.report import build_report, render_csv, render_json, render_table
-    from analytics.when import parse_when
 
     settings = get_settings()
     try:
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     render = {"table": render_table, "csv": render_csv, "json": render_json}[args.format]
     sys.stdout.write(render(report).rstrip("\n") + "\n")
     if args.html is not None:
-        from analytics.report_html import render_html
+        from agentstream.analytics.report_html import render_html
 
         args.html.parent.mkdir(parents=True, exist_ok=True)
         args.html.write_text(render_html(report), encoding="utf-8")

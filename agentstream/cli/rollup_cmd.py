@@ -28,9 +28,9 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import psycopg
 
+    from agentstream.analytics.prices import PriceError
+    from agentstream.analytics.rollup import run_rollup
     from agentstream.contract.settings import get_settings
-    from analytics.prices import PriceError
-    from analytics.rollup import run_rollup
 
     settings = get_settings()
     try:

@@ -25,8 +25,8 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import psycopg
 
+    from agentstream.analytics.timeline import TimelineError, load_timeline, render_text, to_json
     from agentstream.contract.settings import get_settings
-    from analytics.timeline import TimelineError, load_timeline, render_text, to_json
 
     settings = get_settings()
     try:

@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from aiokafka.errors import KafkaError
 
     from agentstream.contract.settings import get_settings
-    from streams.lag import group_lag
+    from agentstream.streams.lag import group_lag
 
     settings = get_settings()
     try:

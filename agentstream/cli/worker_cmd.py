@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(sig, _stop_before_start)
 
     from agentstream.contract.settings import get_settings
-    from streams.runner import StartupError, start_worker
+    from agentstream.streams.runner import StartupError, start_worker
 
     overrides = {
         "worker_batch_records": args.batch_records,

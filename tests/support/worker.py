@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 
 from agentstream.contract.settings import Settings
-from streams.lag import group_lag
+from agentstream.streams.lag import group_lag
 
 
 def worker_env(settings: Settings, **extra: str) -> dict[str, str]:

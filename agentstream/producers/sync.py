@@ -38,10 +38,10 @@ from agentstream.contract.entities import (
     Record,
 )
 from agentstream.contract.settings import Settings
-from producers.client import AgentStream, DeliveryReport, ProducerStats
-from producers.errors import DeliveryError, StreamClosed
-from producers.helpers import AgentHandle, ExecutionRun, LLMCall, SessionHandle
-from producers.records import RecordBuilder
+from agentstream.producers.client import AgentStream, DeliveryReport, ProducerStats
+from agentstream.producers.errors import DeliveryError, StreamClosed
+from agentstream.producers.helpers import AgentHandle, ExecutionRun, LLMCall, SessionHandle
+from agentstream.producers.records import RecordBuilder
 
 __all__ = [
     "SyncAgentHandle",

@@ -26,7 +26,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from analytics.rollup import RollupResult, run_rollup
+from agentstream.analytics.rollup import RollupResult, run_rollup
 
 __all__ = ["BY", "Report", "build_report", "render_csv", "render_json", "render_table"]
 

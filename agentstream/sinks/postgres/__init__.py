@@ -1,8 +1,13 @@
 """PostgreSQL sink: COPY-based, idempotent batch writes into the seed schema (no faust here)."""
 
-from sinks.postgres.errors import SinkError, TerminalSinkError, TransientSinkError, classify
-from sinks.postgres.items import Rejected, SinkItem, Source, WriteResult
-from sinks.postgres.writer import PostgresSink, PreparedWrite
+from agentstream.sinks.postgres.errors import (
+    SinkError,
+    TerminalSinkError,
+    TransientSinkError,
+    classify,
+)
+from agentstream.sinks.postgres.items import Rejected, SinkItem, Source, WriteResult
+from agentstream.sinks.postgres.writer import PostgresSink, PreparedWrite
 
 __all__ = [
     "PostgresSink",

@@ -37,23 +37,23 @@ import psycopg
 from psycopg import sql
 
 from agentstream.contract.topics import ENTITIES
-from sinks.postgres.copy import (
+from agentstream.sinks.postgres.copy import (
     RowEncoder,
     change_log_rows,
     copy_payload,
     payload,
     sink_adapters,
 )
-from sinks.postgres.errors import (
+from agentstream.sinks.postgres.errors import (
     TerminalSinkError,
     TransientSinkError,
     classify,
     terminal_advice,
 )
-from sinks.postgres.inferred import inference_statements
-from sinks.postgres.items import Rejected, SinkItem, WriteResult
-from sinks.postgres.tables import Table, load_tables
-from sinks.postgres.upsert import CHANGE_LOGGED, dedupe, write_statement
+from agentstream.sinks.postgres.inferred import inference_statements
+from agentstream.sinks.postgres.items import Rejected, SinkItem, WriteResult
+from agentstream.sinks.postgres.tables import Table, load_tables
+from agentstream.sinks.postgres.upsert import CHANGE_LOGGED, dedupe, write_statement
 
 __all__ = ["PostgresSink", "PreparedWrite"]
 

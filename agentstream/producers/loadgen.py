@@ -38,11 +38,11 @@ from agentstream.contract.entities import (
     Session,
 )
 from agentstream.contract.settings import Settings
-from producers.admin import ensure_topics
-from producers.client import AgentStream
-from producers.errors import DeliveryError, DeliveryFailure
-from producers.ids import UUID7Generator
-from producers.records import RecordBuilder
+from agentstream.producers.admin import ensure_topics
+from agentstream.producers.client import AgentStream
+from agentstream.producers.errors import DeliveryError, DeliveryFailure
+from agentstream.producers.ids import UUID7Generator
+from agentstream.producers.records import RecordBuilder
 
 __all__ = [
     "DEFAULT_MODELS",

@@ -39,9 +39,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from analytics.adbc import AdbcSession
-from analytics.arrow_numpy import int64_array, int64_values
-from analytics.export_schema import JSON, TABLES, UUID, ExportTable
+from agentstream.analytics.adbc import AdbcSession
+from agentstream.analytics.arrow_numpy import int64_array, int64_values
+from agentstream.analytics.export_schema import JSON, TABLES, UUID, ExportTable
 
 __all__ = ["ExportError", "ExportResult", "export_table"]
 

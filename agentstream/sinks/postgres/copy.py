@@ -28,7 +28,7 @@ from psycopg.pq import Format
 from psycopg.types.json import set_json_dumps
 
 from agentstream.contract.entities import Record
-from sinks.postgres.tables import Table
+from agentstream.sinks.postgres.tables import Table
 
 __all__ = [
     "RowEncoder",

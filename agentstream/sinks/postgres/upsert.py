@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 from psycopg import sql
 
 from agentstream.contract.entities import EXECUTION_STATUS_RANK, Record
-from sinks.postgres.tables import Table
+from agentstream.sinks.postgres.tables import Table
 
 __all__ = ["CHANGE_LOGGED", "MUTABLE", "dedupe", "write_statement"]
 

@@ -33,6 +33,8 @@ import json
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +51,8 @@ __all__ = [
     "resolve_model",
 ]
 
-SHIPPED_PRICES = Path(__file__).resolve().parent / "data" / "prices.json"
+# Shipped inside the package; importlib.resources finds it in a wheel as in a checkout.
+SHIPPED_PRICES: Traversable = files("agentstream.analytics") / "data" / "prices.json"
 _MILLION = Decimal(1_000_000)
 _WILDCARDS = set("*?[]")
 
@@ -124,7 +127,7 @@ def _parse_money(value: Any, where: str, *, optional: bool = False) -> Decimal |
     return amount
 
 
-def load_price_file(path: Path, *, source: str | None = None) -> list[PriceRow]:
+def load_price_file(path: Traversable, *, source: str | None = None) -> list[PriceRow]:
     """Parse one price file (the shipped format); raise PriceError naming the bad entry."""
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))

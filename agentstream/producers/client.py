@@ -41,8 +41,8 @@ from pydantic import JsonValue
 from agentstream.contract.entities import ENTITY_MODELS, Record
 from agentstream.contract.settings import Settings, get_settings
 from agentstream.contract.topics import topic_for
-from producers.batcher import Batch, Batcher
-from producers.errors import (
+from agentstream.producers.batcher import Batch, Batcher
+from agentstream.producers.errors import (
     BrokerUnavailable,
     DeliveryError,
     DeliveryFailure,
@@ -50,9 +50,9 @@ from producers.errors import (
     RecordTooLarge,
     StreamClosed,
 )
-from producers.helpers import SessionHandle
-from producers.ids import uuid7
-from producers.records import RecordBuilder
+from agentstream.producers.helpers import SessionHandle
+from agentstream.producers.ids import uuid7
+from agentstream.producers.records import RecordBuilder
 
 __all__ = [
     "DEFAULT_BATCH_RECORDS",

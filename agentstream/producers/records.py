@@ -30,7 +30,7 @@ from agentstream.contract.entities import (
     Record,
     Session,
 )
-from producers.ids import uuid7
+from agentstream.producers.ids import uuid7
 
 __all__ = [
     "AgentState",

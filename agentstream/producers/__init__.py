@@ -1,5 +1,9 @@
 """The producer SDK: agents instrument themselves with it, the load generator runs on it.
 
+Import it as ``from agentstream import AgentStream`` (the package re-exports this API). It
+needs only what ``pip install agentstream`` brings: nothing here may import the worker's or
+the analytics' dependencies (tests/test_packaging.py checks).
+
 Public API:
 
 * :class:`AgentStream` — asyncio client (``async with AgentStream() as stream``);
@@ -13,9 +17,9 @@ Public API:
 * :func:`uuid7` — time-ordered ids; :func:`ensure_topics` — create the entity topics.
 """
 
-from producers.admin import ensure_topics
-from producers.client import AgentStream, DeliveryReport, ProducerStats
-from producers.errors import (
+from agentstream.producers.admin import ensure_topics
+from agentstream.producers.client import AgentStream, DeliveryReport, ProducerStats
+from agentstream.producers.errors import (
     AgentStreamError,
     BrokerUnavailable,
     DeliveryError,
@@ -24,10 +28,10 @@ from producers.errors import (
     RecordTooLarge,
     StreamClosed,
 )
-from producers.helpers import AgentHandle, ExecutionRun, LLMCall, SessionHandle
-from producers.ids import UUID7Generator, uuid7
-from producers.records import RecordBuilder
-from producers.sync import (
+from agentstream.producers.helpers import AgentHandle, ExecutionRun, LLMCall, SessionHandle
+from agentstream.producers.ids import UUID7Generator, uuid7
+from agentstream.producers.records import RecordBuilder
+from agentstream.producers.sync import (
     SyncAgentHandle,
     SyncAgentStream,
     SyncExecutionRun,

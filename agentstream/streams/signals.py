@@ -18,7 +18,7 @@ import os
 import signal
 from collections.abc import Awaitable, Callable
 
-from streams.processor import Processor
+from agentstream.streams.processor import Processor
 
 __all__ = ["DRAIN_TIMEOUT_S", "FORCE_EXIT_AFTER_S", "install_graceful_stop"]
 

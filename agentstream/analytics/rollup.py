@@ -56,9 +56,9 @@ import psycopg
 import pyarrow as pa
 import pyarrow.csv as pcsv
 
-from analytics.adbc import AdbcSession
-from analytics.arrow_numpy import int64_array, int64_values
-from analytics.prices import PriceRow, fingerprint, load_prices, resolve_model
+from agentstream.analytics.adbc import AdbcSession
+from agentstream.analytics.arrow_numpy import int64_array, int64_values
+from agentstream.analytics.prices import PriceRow, fingerprint, load_prices, resolve_model
 
 __all__ = ["GAP_GRACE", "RollupResult", "run_rollup"]
 

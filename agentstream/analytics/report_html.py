@@ -16,7 +16,7 @@ from decimal import Decimal
 from itertools import pairwise
 from typing import Any
 
-from analytics.report import Report, render_table
+from agentstream.analytics.report import Report, render_table
 
 __all__ = ["CHART_IDS", "render_html"]
 

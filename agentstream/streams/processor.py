@@ -33,10 +33,16 @@ from agentstream.contract.codec import decode
 from agentstream.contract.deadletter import DeadLetter, ErrorKind
 from agentstream.contract.settings import Settings
 from agentstream.contract.topics import ENTITIES, topic_for
-from sinks.postgres import PostgresSink, PreparedWrite, SinkItem, Source, TransientSinkError
-from streams.deadletters import DeadLetterPublisher
-from streams.health import HealthState
-from streams.metrics import WorkerMetrics
+from agentstream.sinks.postgres import (
+    PostgresSink,
+    PreparedWrite,
+    SinkItem,
+    Source,
+    TransientSinkError,
+)
+from agentstream.streams.deadletters import DeadLetterPublisher
+from agentstream.streams.health import HealthState
+from agentstream.streams.metrics import WorkerMetrics
 
 __all__ = ["Prepared", "Processor", "WorkerStopped"]
 

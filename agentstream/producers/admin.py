@@ -13,8 +13,8 @@ from aiokafka.errors import KafkaError
 from agentstream.contract.entities import ENTITY_MODELS
 from agentstream.contract.settings import Settings
 from agentstream.contract.topics import topic_for
+from agentstream.producers.errors import BrokerUnavailable
 from agentstream.topic_admin import TopicRefused, create_missing_topics
-from producers.errors import BrokerUnavailable
 
 __all__ = ["ensure_topics"]
 

@@ -27,11 +27,11 @@ import mode
 
 from agentstream.contract.settings import Settings
 from agentstream.contract.topics import ENTITIES, topic_for
-from sinks.postgres import SinkError
-from streams import transport
-from streams.processor import Processor, WorkerStopped
-from streams.signals import install_graceful_stop
-from streams.take import take_batches
+from agentstream.sinks.postgres import SinkError
+from agentstream.streams import transport
+from agentstream.streams.processor import Processor, WorkerStopped
+from agentstream.streams.signals import install_graceful_stop
+from agentstream.streams.take import take_batches
 
 __all__ = ["WorkerResources", "attach_agent", "broker_credentials", "build_app", "run_worker"]
 

@@ -14,14 +14,14 @@ from aiokafka.errors import KafkaError
 
 from agentstream.contract.settings import Settings
 from agentstream.contract.topics import ENTITIES, dlq_topic, topic_for
+from agentstream.sinks.postgres import PostgresSink, SinkError
+from agentstream.streams.app import WorkerResources, attach_agent, build_app, run_worker
+from agentstream.streams.deadletters import DeadLetterPublisher
+from agentstream.streams.health import HealthServer, HealthState
+from agentstream.streams.interpreter import tune_interpreter
+from agentstream.streams.metrics import WorkerMetrics
+from agentstream.streams.processor import Processor
 from agentstream.topic_admin import TopicRefused, create_missing_topics
-from sinks.postgres import PostgresSink, SinkError
-from streams.app import WorkerResources, attach_agent, build_app, run_worker
-from streams.deadletters import DeadLetterPublisher
-from streams.health import HealthServer, HealthState
-from streams.interpreter import tune_interpreter
-from streams.metrics import WorkerMetrics
-from streams.processor import Processor
 
 __all__ = ["StartupError", "ensure_topics", "start_worker"]
 

@@ -35,7 +35,7 @@ from agentstream.contract.entities import (
     LLMInteraction,
     Record,
 )
-from producers.records import (
+from agentstream.producers.records import (
     AgentState,
     ExecutionState,
     LLMCallState,
