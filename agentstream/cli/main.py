@@ -30,6 +30,7 @@ COMMANDS = (
     "dlq",
     "status",
     "schema",
+    "alerts",
 )
 
 

@@ -65,6 +65,16 @@ class Settings(BaseSettings):
     producer_send_timeout_s: float = Field(default=30.0, gt=0)
     producer_validate: bool = True
 
+    # --- alerts (agentstream/alerts/, docs/alerts.md) ---
+    alert_rules: Path | None = None  # the rules file (TOML)
+    alert_group: str = "agentstream-alerts"  # consumer group, apart from the sink's
+    alert_lateness_s: int = Field(default=300, ge=0)  # allowed lateness of records
+    alert_webhook_url: SecretStr | None = None  # may carry a token (Slack's do)
+    alert_webhook_timeout_s: float = Field(default=5.0, gt=0)
+    alert_webhook_retries: int = Field(default=3, ge=0)
+    alert_commit_interval_s: float = Field(default=0.5, gt=0)
+    alert_data_dir: Path = Path(".services/alerts")
+
     # --- analytics ---
     prices_file: Path | None = None  # user price overrides, merged over the shipped table
     output_dir: Path = Path("out")

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from agentstream.contract.entities import ENTITY_MODELS
 
-__all__ = ["DLQ_SUFFIX", "ENTITIES", "dlq_topic", "entity_of_topic", "topic_for"]
+__all__ = [
+    "ALERTS_SUFFIX",
+    "DLQ_SUFFIX",
+    "ENTITIES",
+    "alerts_topic",
+    "dlq_topic",
+    "entity_of_topic",
+    "topic_for",
+]
 
 # Parents before children (sessions first): the order a flush writes tables in.
 ENTITIES: tuple[str, ...] = tuple(ENTITY_MODELS)
 DLQ_SUFFIX = "dlq"
+# Alerts fired by `agentstream alerts run` (contract: agentstream/contract/alerts.py).
+ALERTS_SUFFIX = "alerts"
 
 
 def topic_for(entity: str, prefix: str) -> str:
@@ -20,6 +30,10 @@ def topic_for(entity: str, prefix: str) -> str:
 
 def dlq_topic(prefix: str) -> str:
     return f"{prefix}{DLQ_SUFFIX}"
+
+
+def alerts_topic(prefix: str) -> str:
+    return f"{prefix}{ALERTS_SUFFIX}"
 
 
 def entity_of_topic(topic: str, prefix: str) -> str | None:

@@ -1,0 +1,1 @@
+"""Streaming budgets and alerts: rules, the faust app, the alerts table (docs/alerts.md)."""

@@ -1,0 +1,48 @@
+"""``agentstream alerts``: check a rules file, run the alerts app, list fired alerts."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from agentstream.cli.main import CommandError
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "alerts",
+        help="streaming budgets and alerts (check rules, run, list)",
+        description="Watch spend, latency and failures as records arrive, by the rules of a "
+        "TOML file (docs/alerts.md).",
+    )
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    check = actions.add_parser("check", help="validate a rules file and say what is wrong where")
+    check.add_argument("file", type=Path)
+    p.set_defaults(func=run)
+
+
+def _rules(path: Path) -> list[Any]:
+    from agentstream.alerts.rules import RulesInvalid, load_rules
+
+    try:
+        return load_rules(path)
+    except OSError as exc:
+        raise CommandError(f"cannot read rules file {path}: {exc.strerror}") from None
+    except RulesInvalid as exc:
+        raise CommandError(str(exc)) from None
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.action == "check":
+        from agentstream.alerts.rules import PICO_PER_USD
+
+        for rule in _rules(args.file):
+            window = f"{rule.window_s}s" + (
+                f" every {rule.hop_s}s" if rule.hop_s != rule.window_s else ""
+            )
+            unit = PICO_PER_USD if rule.metric == "cost_usd" else 1
+            levels = ", ".join(f"{(level.threshold / unit).normalize():f}" for level in rule.levels)
+            print(f"{rule.name}: {rule.metric} by {rule.group_by} over {window}; levels {levels}")
+        return 0
+    raise CommandError(f"unknown action {args.action!r}")
