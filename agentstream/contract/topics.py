@@ -8,6 +8,7 @@ __all__ = [
     "ALERTS_SUFFIX",
     "DLQ_SUFFIX",
     "ENTITIES",
+    "alert_observations_topic",
     "alerts_topic",
     "dlq_topic",
     "entity_of_topic",
@@ -34,6 +35,11 @@ def dlq_topic(prefix: str) -> str:
 
 def alerts_topic(prefix: str) -> str:
     return f"{prefix}{ALERTS_SUFFIX}"
+
+
+def alert_observations_topic(prefix: str) -> str:
+    """The alerts app's internal topic: window contributions keyed by (rule, group, window)."""
+    return f"{prefix}{ALERTS_SUFFIX}-observations"
 
 
 def entity_of_topic(topic: str, prefix: str) -> str | None:

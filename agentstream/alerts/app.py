@@ -1,0 +1,310 @@
+"""The alerts app: two faust agents in a consumer group of their own (docs/alerts.md).
+
+1. *observe* reads sessions, agents, llm_interactions and agent_executions. They are
+   co-partitioned by session id (the SDK's partitioner), so a session's user and its
+   agents' types are in this partition's tables (``alerts-session-users``,
+   ``alerts-agent-types``, changelog-backed). A call or execution waits, in its partition's
+   in-memory queue and in order, until its session (and agent) is known - the topics are
+   read concurrently, so a call may come first - or until ``context_wait_s`` has passed
+   (then it counts under an unknown key, "-"). Its message is acked only when all its
+   records have left the queue, so a restart replays whatever was queued. Each message
+   becomes one *contribution* per (rule, group, window) on the observations topic, keyed so.
+2. *evaluate* reads the observations topic: a key's contributions all arrive on one
+   partition, where the window's state lives (``alerts-windows``, changelog-backed). It
+   skips a contribution it counted before (windows.py), adds it, and publishes an alert
+   for every level reached for the first time, to ``{prefix}alerts``, waiting for the
+   broker's acknowledgement before it records the level as fired.
+
+Why not faust's ``processing_guarantee='exactly_once'``: its transactions are per
+(topic group, partition) of the *destination*, so the contributions observe sends are not
+committed atomically with the offsets of the records they came from. Exactly-once effects
+come instead from positions (replays skipped) and from the alert's deterministic id, which
+the table's unique key absorbs should an alert be published again after a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+import mode
+
+from agentstream.alerts.costing import Coster
+from agentstream.alerts.metrics import AlertMetrics
+from agentstream.alerts.observe import Context, Observer, Tally, decode_key
+from agentstream.alerts.rules import Level, Rule
+from agentstream.alerts.windows import Contribution, WindowState, display_value
+from agentstream.contract.alerts import Alert, alert_id
+from agentstream.contract.codec import decode
+from agentstream.contract.entities import Agent, AgentExecution, LLMInteraction, Record, Session
+from agentstream.contract.settings import Settings
+from agentstream.contract.topics import alert_observations_topic, alerts_topic, topic_for
+from agentstream.streams.app import broker_credentials
+
+__all__ = ["EXPIRY_GRACE_S", "AlertsApp"]
+
+log = logging.getLogger(__name__)
+
+# A window's state is dropped once the newest contribution on its partition is this long
+# past the window's end plus the allowed lateness: later contributions from a partition
+# that lags further behind would start the window afresh (and could repeat an alert, which
+# the table absorbs). An hour covers any lag the group would tolerate without alarms.
+EXPIRY_GRACE_S = 3600
+_SWEEP_EVERY = 1000  # contributions between two sweeps of a partition's expired windows
+_LETTER = {"llm_interactions": "l", "agent_executions": "e"}
+_INPUTS = ("sessions", "agents", "llm_interactions", "agent_executions")
+
+
+@dataclass
+class _Message:
+    event: Any
+    remaining: int
+
+
+@dataclass
+class _Queued:
+    offset: int
+    index: int
+    record: Record
+    since: float
+    message: _Message
+
+
+class AlertsApp:
+    def __init__(
+        self,
+        settings: Settings,
+        rules: Iterable[Rule],
+        coster: Coster,
+        metrics: AlertMetrics,
+        *,
+        context_wait_s: float = 10.0,
+    ) -> None:
+        self.settings = settings
+        self.rules = {r.name: r for r in rules}
+        self.metrics = metrics
+        self.context_wait_s = context_wait_s
+        self.observer = Observer(self.rules.values(), coster, settings.alert_lateness_s)
+        self.queues: dict[str, deque[_Queued]] = {}
+        self.expiry: dict[int, dict[str, int]] = {}  # partition -> key -> expires at
+        self.newest: dict[int, int] = {}  # partition -> newest event time seen
+        self.seen: dict[int, int] = {}
+        self._stream: Any = None
+        prefix = settings.topic_prefix
+        self.entity_of = {topic_for(e, prefix): e for e in _INPUTS}
+        hosts = ";".join(settings.kafka_bootstrap.split(","))
+        app = self.app = faust.App(
+            settings.alert_group,
+            broker=f"kafka://{hosts}",
+            broker_credentials=broker_credentials(settings),
+            store="memory://",
+            datadir=str(settings.alert_data_dir),
+            web_enabled=False,
+            autodiscover=False,
+            value_serializer="raw",
+            key_serializer="raw",
+            consumer_auto_offset_reset="earliest",
+            topic_partitions=settings.topic_partitions,
+            topic_replication_factor=settings.topic_replication,
+            topic_allow_declare=True,  # the tables' changelog topics
+            producer_acks=-1,
+            broker_commit_interval=settings.alert_commit_interval_s,
+            broker_session_timeout=20.0,
+            # Messages held for their session's user are not acked: faust must not wait
+            # for them on a rebalance; the next owner replays them (and skips repeats).
+            stream_wait_empty=False,
+        )
+        table: dict[str, Any] = {
+            "default": None,
+            "schema": faust.Schema(key_serializer="json", value_serializer="json"),
+        }
+        self.users = app.Table("alerts-session-users", **table)
+        self.types = app.Table("alerts-agent-types", **table)
+        self.windows = app.Table("alerts-windows", **table)
+        raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
+        self.inputs = app.topic(*self.entity_of, **raw)
+        self.observations = app.topic(alert_observations_topic(prefix), **raw)
+        self.alerts = app.topic(alerts_topic(prefix), **raw)
+        agent: dict[str, Any] = {"concurrency": 1, "supervisor_strategy": mode.CrashingSupervisor}
+        app.agent(self.inputs, name="agentstream.alerts.observe", **agent)(self._observe)
+        app.agent(self.observations, name="agentstream.alerts.evaluate", **agent)(self._evaluate)
+        app.timer(1.0)(self._release_waiting)
+        # faust types the receiver too narrowly for a bound method.
+        app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
+
+    # --- observe -----------------------------------------------------------------------
+
+    async def _observe(self, stream: Any) -> None:
+        stream.enable_acks = False  # acked once every record of the message is counted
+        self._stream = stream
+        async for event in stream.events():
+            msg = event.message
+            entity = self.entity_of[msg.topic]
+            decoded = decode(entity, msg.value or b"")
+            ts = datetime.fromtimestamp(msg.timestamp, UTC) if msg.timestamp else None
+            key = f"{msg.topic}/{msg.partition}/{msg.offset}/"
+            records = [
+                (
+                    i,
+                    r.with_ingest_defaults(
+                        id_key=key + str(i), ingest_time=ts or datetime.now(UTC)
+                    ),
+                )
+                for i, r in decoded.records
+            ]
+            if entity in ("sessions", "agents"):
+                for _, r in records:
+                    if isinstance(r, Session):
+                        self.users[str(r.id)] = r.user_id
+                    elif isinstance(r, Agent):
+                        self.types[str(r.id)] = r.type
+                await stream.ack(event)
+                for letter in _LETTER.values():
+                    await self._drain(f"{letter}{msg.partition}")
+                continue
+            if entity not in self.observer.sources or not records:
+                await stream.ack(event)
+                continue
+            source = f"{_LETTER[entity]}{msg.partition}"
+            message = _Message(event, len(records))
+            queue = self.queues.setdefault(source, deque())
+            now = time.monotonic()
+            queue.extend(_Queued(msg.offset, i, r, now, message) for i, r in records)
+            await self._drain(source)
+
+    async def _drain(self, source: str, *, waited_s: float | None = None) -> None:
+        """Count the queue's records from its head while their context is known (or, with
+        ``waited_s``, while they have waited that long), then send and ack."""
+        queue = self.queues.get(source)
+        if not queue:
+            return
+        tally, done, now = Tally(), [], time.monotonic()
+        while queue:
+            item = queue[0]
+            record = item.record
+            if self.observer.missing_context(record, self.users, self.types):
+                if waited_s is None or now - item.since < waited_s:
+                    break
+                self.metrics.context_timeouts.inc()
+            queue.popleft()
+            agent_id = getattr(record, "agent_id", None)
+            context = Context(
+                self.users.get(str(record.session_id)),  # type: ignore[attr-defined]
+                None if agent_id is None else self.types.get(str(agent_id)),
+            )
+            self.observer.add(tally, source, item.offset, item.index, record, context)
+            if isinstance(record, LLMInteraction | AgentExecution):
+                self.metrics.records_observed.inc()
+            item.message.remaining -= 1
+            if item.message.remaining == 0:
+                done.append(item.message.event)
+        if tally.late:
+            self.metrics.records_late.inc(tally.late)
+        for key, c in tally.contributions.items():
+            await self.observations.send(key=key, value=json.dumps(c.to_json()).encode())
+        for event in done:
+            await self._stream.ack(event)
+
+    async def _release_waiting(self) -> None:
+        for source in list(self.queues):
+            await self._drain(source, waited_s=self.context_wait_s)
+
+    def _on_revoked(self, app: Any, *args: Any, signal: Any, **_: Any) -> None:
+        (revoked,) = args  # faust sends on_partitions_revoked(revoked)
+        # Their messages were not acked: the partitions' next owner reads them again.
+        for tp in revoked:
+            entity = self.entity_of.get(tp.topic)
+            if entity in _LETTER:
+                self.queues.pop(f"{_LETTER[entity]}{tp.partition}", None)
+            elif tp.topic == self.observations.get_topic_name():
+                self.expiry.pop(tp.partition, None)
+
+    # --- evaluate ----------------------------------------------------------------------
+
+    async def _evaluate(self, stream: Any) -> None:
+        async for event in stream.events():
+            key: bytes = event.key
+            partition = event.message.partition
+            rule_name, group, start = decode_key(key)
+            rule = self.rules.get(rule_name)
+            if rule is None:  # a rule removed from the file since the contribution was sent
+                continue
+            contribution = Contribution.from_json(json.loads(event.value))
+            skey = key.decode()
+            stored = self.windows.get(skey)
+            state = WindowState.from_json(stored) if stored else WindowState(partition)
+            if not state.apply(contribution):
+                self.metrics.replays_skipped.inc()
+                continue
+            for level, value in state.newly_reached(rule):
+                alert = self._alert(rule, group, start, level, value, state.count)
+                delivered = await self.alerts.send(
+                    key=str(alert.id).encode(), value=alert.model_dump_json().encode()
+                )
+                await delivered  # on the broker before the table says it fired
+                self.metrics.alerts_fired.inc()
+                log.info("event=alert_fired %s", alert.text)
+            self.windows[skey] = state.to_json()
+            self._expire(partition, skey, start + rule.window_s, contribution.event_time)
+
+    def _alert(
+        self, rule: Rule, group: str, start: int, level: Level, value: Any, count: int
+    ) -> Alert:
+        window_start = datetime.fromtimestamp(start, UTC)
+        window_end = datetime.fromtimestamp(start + rule.window_s, UTC)
+        shown, threshold = display_value(rule, value), display_value(rule, level.threshold)
+        unit = " USD" if rule.metric == "cost_usd" else ""
+        kind = f"{level.name} of the budget" if rule.budget is not None else "threshold"
+        who = "all" if rule.group_by == "none" else f"{rule.group_by}={group}"
+        text = (
+            f"[{rule.name}] {rule.metric} for {who} reached {shown.normalize():f}{unit} "
+            f"({kind} {threshold.normalize():f}{unit}) in the window "
+            f"{window_start:%Y-%m-%d %H:%M}-{window_end:%H:%M} UTC ({count} records)"
+        )
+        return Alert(
+            id=alert_id(rule.name, group, window_start, level.name),
+            rule=rule.name,
+            metric=rule.metric,
+            group_by=rule.group_by,
+            group_key=group,
+            window_start=window_start,
+            window_end=window_end,
+            level=level.name,
+            threshold=threshold,
+            value=shown,
+            count=count,
+            fired_at=datetime.now(UTC),
+            text=text,
+        )
+
+    def _expire(self, partition: int, key: str, window_end: int, event_time: int) -> None:
+        """Drop the partition's windows long past (only from an event of that partition:
+        a deletion goes to the changelog partition of the event being processed)."""
+        index = self.expiry.get(partition)
+        if index is None:  # first event since assignment: index what was recovered
+            index = self.expiry[partition] = {}
+            for stored_key, value in self.windows.items():
+                if value and value.get("p") == partition:
+                    name, _, start = decode_key(stored_key.encode())
+                    rule = self.rules.get(name)
+                    if rule is not None:
+                        index[stored_key] = start + rule.window_s + self._keep_s()
+        index[key] = window_end + self._keep_s()
+        newest = self.newest[partition] = max(self.newest.get(partition, 0), event_time)
+        seen = self.seen[partition] = self.seen.get(partition, 0) + 1
+        if seen % _SWEEP_EVERY:
+            return
+        for old in [k for k, expires in index.items() if expires <= newest]:
+            del index[old]
+            self.windows.pop(old, None)
+            self.metrics.windows_expired.inc()
+
+    def _keep_s(self) -> int:
+        return self.settings.alert_lateness_s + EXPIRY_GRACE_S
