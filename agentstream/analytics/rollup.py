@@ -13,7 +13,9 @@ Data flow, under an advisory lock so that two runs serialize:
    where the copy differs). Their facts
    (``analytics.llm_facts``, ``analytics.exec_facts``: one narrow row per seed row, indexed
    by hour) are upserted from the seed tables, with the cost of the price in force at
-   created_at; the hours those facts were in before and after go to
+   created_at, split as providers bill it (the call's usage details, agentstream.llm_usage,
+   are copied beside it; analytics/prices.py says how a call is costed: the SQL here and
+   ``price_call`` there compute the same); the hours those facts were in before and after go to
    ``analytics.dirty_hours``; the watermark advances to the last change_log seq before the
    first *young* gap: an identity value is taken before its transaction commits, so a
    missing seq may be a transaction still in flight. A gap older than ``GAP_GRACE`` is
