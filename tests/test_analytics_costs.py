@@ -449,3 +449,36 @@ def test_a_streamed_call_keeps_its_cache_details(database: str, price_file: Path
     expected = 100 * 2 * M + 800 * M // 5 + 40 * 8 * M
     assert row == (expected, 800 * M // 5, 800, 200)
     assert expected < (900 * 2 * M + 40 * 8 * M) / 2  # what dropping the details would bill
+
+
+@pytest.mark.integration
+def test_migration_0011_makes_the_next_rollup_cost_the_details_in_full(
+    services: Any, tmp_path: Path
+) -> None:
+    # Facts costed before 0011 ignored the details: the migration clears the resolved prices
+    # and the fingerprint, so the next run is a full rebuild that costs them.
+    from agentstream.migrations import apply_migrations
+    from tests.test_analytics_rollup import migrated_before
+
+    with migrated_before(services, tmp_path, "0011") as conninfo:
+        with psycopg.connect(conninfo) as conn:
+            s = add_session(conn, "kim", T)
+            lid = add_call(conn, s, None, "gpt-4o", T, prompt_tokens=1000, response_tokens=0,
+                           details={"cache_read_tokens": 800})  # fmt: skip
+            conn.execute(  # what a run before 0011 left: costed without the details
+                """INSERT INTO analytics.llm_facts SELECT id, created_at, created_at, model,
+                   agent_id, NULL, NULL, session_id, 1000, 0, 1, true, 2500000000
+                   FROM llm_interactions WHERE id = %s""",
+                (lid,),
+            )
+            conn.execute("INSERT INTO analytics.resolved_models VALUES ('gpt-4o')")
+            conn.execute(
+                "UPDATE analytics.rollup_state SET prices_fingerprint = 'old',"
+                " full_rebuild_at = now(), watermark = 1"
+            )
+        apply_migrations(conninfo)
+        with psycopg.connect(conninfo) as conn:
+            assert conn.execute("SELECT count(*) FROM analytics.resolved_models").fetchone() == (0,)
+        result = run_rollup(conninfo)
+        assert result.full and result.reason == "first run"
+        assert fact_costs(conninfo)[lid][0] == 200 * 5 * M // 2 + 800 * 5 * M // 4
