@@ -523,7 +523,10 @@ def _sync_prices(cur: psycopg.Cursor[Any], prices: list[PriceRow]) -> None:
     ) as copy:
         for r in prices:
             tiers = [
-                {"above_prompt_tokens": low, **{k: str(v) for k, v in vars(rates).items() if v}}
+                {
+                    "above_prompt_tokens": low,
+                    **{k: str(v) for k, v in vars(rates).items() if v is not None},
+                }
                 for low, _, rates in r.bands()[1:]
             ]
             copy.write_row(
