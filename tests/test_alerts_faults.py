@@ -20,6 +20,7 @@ from tests.support.alerts import (
     AlertsProcess,
     Traffic,
     alert_settings,
+    cost_of,
     hour,
     make_traffic,
     publish,
@@ -58,9 +59,7 @@ def _expected(traffic: Traffic) -> tuple[dict[tuple[str, int], int], set[tuple[s
     spend: dict[tuple[str, int], int] = defaultdict(int)
     for user, call in traffic.calls:
         assert call.created_at is not None
-        cost = coster.cost_pico(
-            call.model, call.created_at, call.prompt_tokens, call.response_tokens
-        )
+        cost = cost_of(coster, call)
         spend[(user, int(hour(call.created_at).timestamp()))] += cost or 0
     alerts = {
         ("spend-hourly", user, level)

@@ -21,7 +21,7 @@ from agentstream.alerts.rules import parse_rules
 from agentstream.alerts.sketch import EXACT_MAX, RELATIVE_ERROR, LatencySketch
 from agentstream.alerts.webhook import QUEUE_MAX, Webhook
 from agentstream.alerts.windows import Contribution, WindowState
-from agentstream.analytics.prices import call_cost, load_prices, resolve_model
+from agentstream.analytics.prices import load_prices, price_call
 from agentstream.contract.alerts import Alert, alert_id
 from agentstream.contract.entities import AgentExecution, LLMInteraction
 
@@ -143,15 +143,20 @@ def test_groups_filters_and_executions() -> None:
     assert got == {("u", "alice"): (1, 1100), ("f", "-"): (2, 1)}
 
 
-def test_cost_is_the_rollups() -> None:
+def test_cost_is_the_price_tables() -> None:
     prices = load_prices()
     coster = Coster(prices=prices)
-    when = datetime(2025, 1, 1, tzinfo=UTC)
-    for model in ("gpt-4o", "claude-sonnet-4-5-20250929", "gpt-4o-mini-2024-07-18"):
-        periods = [p for p in resolve_model(model, prices) if p.valid_from <= when]
-        expected = call_cost(1234, 567, periods[-1].price) * 10**12 if periods else None
-        got = coster.cost_pico(model, when, 1234, 567)
-        assert (None if got is None else Decimal(got)) == expected
+    when = datetime(2025, 12, 1, tzinfo=UTC)
+    usage: dict[str, Any] = {"cache_read_tokens": 300, "cache_write_tokens": 100}
+    for model in ("gpt-4o", "claude-sonnet-4-5-20250929", "gpt-4o-mini-2024-07-18", "o3"):
+        for kwargs in ({}, usage, {"reasoning_tokens": 200, "service_tier": "flex"}):
+            expected = price_call(prices, model, when, 1234, 567, **kwargs)
+            got = coster.cost_pico(model, when, 1234, 567, **kwargs)
+            assert expected is not None and got == expected.total_pico
+    # past a long-context band's prompt size the whole call is priced at the band
+    long_prompt = price_call(prices, "gemini-2.5-pro", when, 300_000, 10)
+    assert long_prompt is not None
+    assert coster.cost_pico("gemini-2.5-pro", when, 300_000, 10) == long_prompt.total_pico
     assert coster.cost_pico("no-such-model", when, 10, 10) is None
     assert coster.cost_pico("gpt-4o", datetime(2020, 1, 1, tzinfo=UTC), 10, 10) is None
 

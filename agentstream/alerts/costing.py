@@ -1,31 +1,24 @@
 """The cost of one LLM call in picodollars, as the rollups compute it: the alerts' one door
-to the price table (agentstream.analytics.prices).
+to the price table.
 
-The rollup joins each call to the price period in force at its ``created_at``
-(``resolve_model``; ``_price_in_force`` in analytics/rollup.py) and costs it as
-``prompt_tokens * input_pico + response_tokens * output_pico``, with the per-token prices in
-picodollars (USD per 1M tokens x 10^6, an exact integer). A model unpriced at that time
+``agentstream.analytics.prices.price_call`` is the function that costs a call exactly as
+the rollup's SQL does (the price in force at ``created_at`` for the call's service tier,
+long-prompt bands, cache read/write and reasoning rates). A model unpriced at that time
 costs nothing and is counted as unpriced (None here), never as $0.
+
+Per call, price_call resolves the model's price periods from the rows it is given; it is
+given only the rows that name the model (matched once per model and kept), which resolves
+to the same periods as the whole table and keeps a call's costing cheap.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from datetime import datetime
-from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
-from agentstream.analytics.prices import Period, PriceRow, load_prices, resolve_model
+from agentstream.analytics.prices import PriceRow, load_prices, price_call
 
 __all__ = ["Coster"]
-
-_PICO_PER_MTOK_USD = Decimal(1_000_000)
-
-
-def _pico(per_mtok: Decimal) -> int:
-    # PostgreSQL's numeric -> bigint cast rounds half away from zero; prices have at most 6
-    # decimals, so this is exact.
-    return int((per_mtok * _PICO_PER_MTOK_USD).to_integral_value(ROUND_HALF_UP))
 
 
 class Coster:
@@ -33,27 +26,33 @@ class Coster:
 
     def __init__(self, prices_file: Path | None = None, prices: list[PriceRow] | None = None):
         self._prices = prices if prices is not None else load_prices(prices_file)
-        self._periods: dict[str, tuple[list[datetime], list[Period]]] = {}
-
-    def _resolved(self, model: str) -> tuple[list[datetime], list[Period]]:
-        found = self._periods.get(model)
-        if found is None:
-            periods = resolve_model(model, self._prices)
-            found = self._periods[model] = ([p.valid_from for p in periods], periods)
-        return found
+        self._rows: dict[str, list[PriceRow]] = {}
 
     def cost_pico(
-        self, model: str, created_at: datetime, prompt_tokens: int, response_tokens: int
+        self,
+        model: str,
+        created_at: datetime,
+        prompt_tokens: int,
+        response_tokens: int,
+        *,
+        service_tier: str | None = None,
+        cache_read_tokens: int | None = None,
+        cache_write_tokens: int | None = None,
+        reasoning_tokens: int | None = None,
     ) -> int | None:
         """Picodollars, or None when ``model`` has no price in force at ``created_at``."""
-        starts, periods = self._resolved(model)
-        i = bisect_right(starts, created_at) - 1
-        if i < 0:
-            return None
-        period = periods[i]
-        if period.valid_to is not None and created_at >= period.valid_to:
-            return None
-        price = period.price
-        return prompt_tokens * _pico(price.input_per_mtok) + response_tokens * _pico(
-            price.output_per_mtok
+        rows = self._rows.get(model)
+        if rows is None:
+            rows = self._rows[model] = [r for r in self._prices if r.matches(model)]
+        cost = price_call(
+            rows,
+            model,
+            created_at,
+            prompt_tokens,
+            response_tokens,
+            service_tier=service_tier,
+            cache_read_tokens=cache_read_tokens,
+            cache_write_tokens=cache_write_tokens,
+            reasoning_tokens=reasoning_tokens,
         )
+        return None if cost is None else cost.total_pico

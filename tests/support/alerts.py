@@ -14,6 +14,7 @@ import psycopg
 from aiokafka import AIOKafkaConsumer
 
 from agentstream import AgentStream
+from agentstream.alerts.costing import Coster
 from agentstream.contract.entities import Agent, AgentExecution, LLMInteraction, Session
 from agentstream.contract.settings import Settings
 from agentstream.contract.topics import alerts_topic
@@ -21,7 +22,7 @@ from tests.support.worker import WorkerProcess
 
 __all__ = ["AlertsProcess", "Traffic", "make_traffic", "publish", "stored_alerts", "window_states"]
 
-MODELS = ("gpt-4o", "gpt-4o-mini", "claude-sonnet-4-5", "no-such-model")
+MODELS = ("gpt-4o", "gpt-4o-mini", "claude-sonnet-4-5", "gemini-2.5-pro", "o3", "no-such-model")
 
 
 def alert_settings(settings: Settings, lateness_s: int = 86400) -> Settings:
@@ -77,6 +78,17 @@ def make_traffic(
         t.records += [session, agent]
         offsets = sorted(rng.randrange(spread_s * 1000) for _ in range(calls_per_session))
         for ms in offsets:
+            prompt, response = rng.randint(1, 20_000), rng.randint(1, 4_000)
+            if rng.random() < 0.05:  # past the long-context bands' prompt size
+                prompt = rng.randint(200_001, 400_000)
+            details: dict[str, Any] = {}
+            if rng.random() < 0.5:  # usage details, priced by the rollup (issue 14)
+                details = {
+                    "cache_read_tokens": rng.randint(0, prompt // 2),
+                    "cache_write_tokens": rng.randint(0, prompt // 4),
+                    "reasoning_tokens": rng.randint(0, response),
+                    "service_tier": rng.choice(("default", "flex", "priority", "batch")),
+                }
             call = LLMInteraction(
                 id=uuid.UUID(int=rng.getrandbits(128)),
                 session_id=session.id,
@@ -84,11 +96,12 @@ def make_traffic(
                 prompt="p",
                 response="r",
                 model=rng.choice(MODELS),
-                prompt_tokens=rng.randint(1, 20_000),
-                response_tokens=rng.randint(1, 4_000),
+                prompt_tokens=prompt,
+                response_tokens=response,
                 latency_ms=int(rng.lognormvariate(7, 0.6)),
                 success=rng.random() > 0.1,
                 created_at=start + timedelta(milliseconds=ms),
+                **details,
             )
             t.records.append(call)
             t.calls.append((user, call))
@@ -166,3 +179,17 @@ def hour(t: datetime) -> datetime:
 
 def day(t: datetime) -> datetime:
     return hour(t).replace(hour=0)
+
+
+def cost_of(coster: Coster, call: LLMInteraction) -> int | None:
+    assert call.created_at is not None
+    return coster.cost_pico(
+        call.model,
+        call.created_at,
+        call.prompt_tokens,
+        call.response_tokens,
+        service_tier=call.service_tier,
+        cache_read_tokens=call.cache_read_tokens,
+        cache_write_tokens=call.cache_write_tokens,
+        reasoning_tokens=call.reasoning_tokens,
+    )
