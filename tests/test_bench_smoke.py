@@ -101,3 +101,13 @@ def test_analytics_bench(services: Services, ids: str) -> None:
     ):
         assert out[key] > 0
     assert out["rollup_incremental_changes"] == 11300  # with the new sessions and agents
+
+
+def test_alerts_bench(services: Services) -> None:
+    out = run_bench(
+        services, "alerts.py", "--backlog", "40", "--rate", "500", "--latency-s", "2", timeout=240
+    )
+    assert out["throughput"]["alerts"] == 40
+    latency = out["latency"]
+    assert latency["missing"] == 0 and latency["p99_ms"] > 0
+    assert set(latency["state_bytes_per_key"]) == {"calls-session", "p95-model", "spend-daily"}

@@ -7,19 +7,30 @@
    in-memory queue and in order, until its session (and agent) is known - the topics are
    read concurrently, so a call may come first - or until ``context_wait_s`` has passed
    (then it counts under an unknown key, "-"). Its message is acked only when all its
-   records have left the queue, so a restart replays whatever was queued. Each message
-   becomes one *contribution* per (rule, group, window) on the observations topic, keyed so.
+   records have left the queue, so a restart replays whatever was queued. What a drain of
+   the queue counted becomes one *contribution* per (rule, group, window) key; they go to
+   the observations topic packed by the partition their key hashes to (one message per
+   partition and drain: faust's cost is per message, not per contribution).
 2. *evaluate* reads the observations topic: a key's contributions all arrive on one
    partition, where the window's state lives (``alerts-windows``, changelog-backed). It
    skips a contribution it counted before (windows.py), adds it, and publishes an alert
-   for every level reached for the first time, to ``{prefix}alerts``, waiting for the
-   broker's acknowledgement before it records the level as fired.
+   for every level reached for the first time, to ``{prefix}alerts``, recording the level
+   (with the alert's value) as fired in the window's state.
 
 Why not faust's ``processing_guarantee='exactly_once'``: its transactions are per
 (topic group, partition) of the *destination*, so the contributions observe sends are not
 committed atomically with the offsets of the records they came from. Exactly-once effects
 come instead from positions (replays skipped) and from the alert's deterministic id, which
-the table's unique key absorbs should an alert be published again after a crash.
+the table's unique key absorbs should an alert be published again.
+
+An alert is not awaited (that would serialize the stage on the broker's round trip); a
+crash could then leave a window's state saying "fired" on the changelog while the alert
+itself never reached the broker. So, on the first contribution a partition gets after it
+is assigned (start, restart, rebalance), every alert its recovered windows fired is
+published again, identical (same id, value and fired_at): a lost one is restored, a
+delivered one is absorbed by the table. A crash that lost an alert left the offsets of
+its contribution uncommitted (faust flushes the producer before it commits), so that
+first contribution comes: the replay.
 """
 
 from __future__ import annotations
@@ -27,10 +38,12 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections import deque
+import zlib
+from collections import defaultdict, deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import faust
@@ -46,9 +59,10 @@ from agentstream.contract.codec import decode
 from agentstream.contract.entities import Agent, AgentExecution, LLMInteraction, Record, Session
 from agentstream.contract.settings import Settings
 from agentstream.contract.topics import alert_observations_topic, alerts_topic, topic_for
+from agentstream.streams import transport
 from agentstream.streams.app import broker_credentials
 
-__all__ = ["EXPIRY_GRACE_S", "AlertsApp"]
+__all__ = ["EXPIRY_GRACE_S", "FLUSH_EVERY_S", "AlertsApp"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +71,9 @@ log = logging.getLogger(__name__)
 # that lags further behind would start the window afresh (and could repeat an alert, which
 # the table absorbs). An hour covers any lag the group would tolerate without alarms.
 EXPIRY_GRACE_S = 3600
+# Contributions wait at most this long in the observe stage: a bound on the latency it adds,
+# and what lets one message carry the records of many small input messages.
+FLUSH_EVERY_S = 0.05
 _SWEEP_EVERY = 1000  # contributions between two sweeps of a partition's expired windows
 _LETTER = {"llm_interactions": "l", "agent_executions": "e"}
 _INPUTS = ("sessions", "agents", "llm_interactions", "agent_executions")
@@ -66,6 +83,8 @@ _INPUTS = ("sessions", "agents", "llm_interactions", "agent_executions")
 class _Message:
     event: Any
     remaining: int
+    source: str
+    tally: Tally = field(default_factory=Tally)
 
 
 @dataclass
@@ -97,12 +116,18 @@ class AlertsApp:
         self.newest: dict[int, int] = {}  # partition -> newest event time seen
         self.seen: dict[int, int] = {}
         self._stream: Any = None
+        # Messages counted, not yet sent: flushed every FLUSH_EVERY_S, one message per
+        # observations partition whatever the number of input messages.
+        self.ready: list[_Message] = []
+        self.partitions = settings.topic_partitions  # of the observations topic
         prefix = settings.topic_prefix
         self.entity_of = {topic_for(e, prefix): e for e in _INPUTS}
         hosts = ";".join(settings.kafka_bootstrap.split(","))
         app = self.app = faust.App(
             settings.alert_group,
-            broker=f"kafka://{hosts}",
+            # faust's aiokafka transport with the idle fetch wait capped (streams/transport.py):
+            # with faust's 1 s wait, a record could sit unread for a second per stage.
+            broker=f"{transport.SCHEME}://{hosts}",
             broker_credentials=broker_credentials(settings),
             store="memory://",
             datadir=str(settings.alert_data_dir),
@@ -115,6 +140,10 @@ class AlertsApp:
             topic_replication_factor=settings.topic_replication,
             topic_allow_declare=True,  # the tables' changelog topics
             producer_acks=-1,
+            # Every window update is a changelog record: batch them (aiokafka's default
+            # 16 KiB batches, sent without linger, held the evaluate stage to ~2k/s here).
+            producer_linger=0.005,
+            producer_max_batch_size=1024 * 1024,
             broker_commit_interval=settings.alert_commit_interval_s,
             broker_session_timeout=20.0,
             # Messages held for their session's user are not acked: faust must not wait
@@ -136,8 +165,9 @@ class AlertsApp:
         app.agent(self.inputs, name="agentstream.alerts.observe", **agent)(self._observe)
         app.agent(self.observations, name="agentstream.alerts.evaluate", **agent)(self._evaluate)
         app.timer(1.0)(self._release_waiting)
+        app.timer(FLUSH_EVERY_S)(self._flush)
         # faust types the receiver too narrowly for a bound method.
-        app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
+        app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
 
     # --- observe -----------------------------------------------------------------------
 
@@ -173,7 +203,7 @@ class AlertsApp:
                 await stream.ack(event)
                 continue
             source = f"{_LETTER[entity]}{msg.partition}"
-            message = _Message(event, len(records))
+            message = _Message(event, len(records), source)
             queue = self.queues.setdefault(source, deque())
             now = time.monotonic()
             queue.extend(_Queued(msg.offset, i, r, now, message) for i, r in records)
@@ -181,11 +211,12 @@ class AlertsApp:
 
     async def _drain(self, source: str, *, waited_s: float | None = None) -> None:
         """Count the queue's records from its head while their context is known (or, with
-        ``waited_s``, while they have waited that long), then send and ack."""
+        ``waited_s``, while they have waited that long) into their message's tally; a
+        message whose records are all counted is ready to send."""
         queue = self.queues.get(source)
         if not queue:
             return
-        tally, done, now = Tally(), [], time.monotonic()
+        now = time.monotonic()
         while queue:
             item = queue[0]
             record = item.record
@@ -199,63 +230,132 @@ class AlertsApp:
                 self.users.get(str(record.session_id)),  # type: ignore[attr-defined]
                 None if agent_id is None else self.types.get(str(agent_id)),
             )
-            self.observer.add(tally, source, item.offset, item.index, record, context)
+            message = item.message
+            self.observer.add(message.tally, source, item.offset, item.index, record, context)
             if isinstance(record, LLMInteraction | AgentExecution):
                 self.metrics.records_observed.inc()
-            item.message.remaining -= 1
-            if item.message.remaining == 0:
-                done.append(item.message.event)
-        if tally.late:
-            self.metrics.records_late.inc(tally.late)
-        for key, c in tally.contributions.items():
-            await self.observations.send(key=key, value=json.dumps(c.to_json()).encode())
-        for event in done:
-            await self._stream.ack(event)
+            message.remaining -= 1
+            if message.remaining == 0:
+                self.ready.append(message)
+
+    async def _flush(self) -> None:
+        """Send the contributions of the messages fully counted, packed by the partition
+        their key hashes to, then ack those messages.
+
+        A contribution covers one input message's records, never more: a replay after a
+        crash or rebalance rebuilds the very same contributions, with the same positions,
+        so that the evaluate stage can tell them apart (windows.py)."""
+        ready, self.ready = self.ready, []
+        packed: dict[int, list[Any]] = defaultdict(list)
+        for message in ready:
+            tally = message.tally
+            if tally.late:
+                self.metrics.records_late.inc(tally.late)
+            for key, c in tally.contributions.items():
+                packed[zlib.crc32(key) % self.partitions].append([key.decode(), c.to_json()])
+        for partition, items in packed.items():
+            await self.observations.send(value=json.dumps(items).encode(), partition=partition)
+        for message in ready:
+            await self._stream.ack(message.event)
 
     async def _release_waiting(self) -> None:
         for source in list(self.queues):
             await self._drain(source, waited_s=self.context_wait_s)
 
-    def _on_revoked(self, app: Any, *args: Any, signal: Any, **_: Any) -> None:
-        (revoked,) = args  # faust sends on_partitions_revoked(revoked)
-        # Their messages were not acked: the partitions' next owner reads them again.
-        for tp in revoked:
-            entity = self.entity_of.get(tp.topic)
-            if entity in _LETTER:
-                self.queues.pop(f"{_LETTER[entity]}{tp.partition}", None)
-            elif tp.topic == self.observations.get_topic_name():
-                self.expiry.pop(tp.partition, None)
+    def _on_assigned(self, app: Any, *args: Any, signal: Any, **_: Any) -> None:
+        """Forget what belongs to partitions this process no longer holds: their messages
+        were not acked, and their next owner reads them again. Partitions kept through the
+        rebalance keep their queues - faust goes on reading them where it was, so a message
+        dropped from a queue here would never come back."""
+        (assigned,) = args  # faust sends on_partitions_assigned(assigned)
+        held = {(tp.topic, tp.partition) for tp in assigned}
+        sources = {
+            f"{_LETTER[entity]}{partition}"
+            for topic, partition in held
+            if (entity := self.entity_of.get(topic)) in _LETTER
+        }
+        for source in [s for s in self.queues if s not in sources]:
+            del self.queues[source]
+        self.ready = [m for m in self.ready if m.source in sources]
+        observations = self.observations.get_topic_name()
+        for partition in [p for p in self.expiry if (observations, p) not in held]:
+            del self.expiry[partition]
 
     # --- evaluate ----------------------------------------------------------------------
 
     async def _evaluate(self, stream: Any) -> None:
         async for event in stream.events():
-            key: bytes = event.key
             partition = event.message.partition
-            rule_name, group, start = decode_key(key)
-            rule = self.rules.get(rule_name)
-            if rule is None:  # a rule removed from the file since the contribution was sent
+            if partition not in self.expiry:
+                await self._republish_fired(partition)
+            states: dict[str, tuple[Rule, WindowState, int]] = {}
+            for skey, raw in json.loads(event.value):
+                contribution = Contribution.from_json(raw)
+                rule_name, group, start = decode_key(skey.encode())
+                rule = self.rules.get(rule_name)
+                if rule is None:  # a rule removed from the file since it was sent
+                    continue
+                if skey in states:
+                    state = states[skey][1]
+                else:
+                    stored = self.windows.get(skey)
+                    state = WindowState.from_json(stored) if stored else WindowState(partition)
+                if not state.apply(contribution):
+                    self.metrics.replays_skipped.inc()
+                    continue
+                newest = max(states[skey][2] if skey in states else 0, contribution.event_time)
+                states[skey] = (rule, state, newest)
+                now = datetime.now(UTC)
+                for level, value in state.newly_reached(rule, now.isoformat()):
+                    alert = self._alert(rule, group, start, level, value, state.count, now)
+                    await self.alerts.send(
+                        key=str(alert.id).encode(), value=alert.model_dump_json().encode()
+                    )
+                    self.metrics.alerts_fired.inc()
+                    log.info("event=alert_fired %s", alert.text)
+            # One changelog record per window and message, written after its alerts.
+            for skey, (rule, state, newest) in states.items():
+                self.windows[skey] = state.to_json()
+                start = decode_key(skey.encode())[2]
+                self._expire(partition, skey, start + rule.window_s, newest)
+
+    async def _republish_fired(self, partition: int) -> None:
+        """The alerts this partition's recovered windows fired, published again (see the
+        module's docstring); indexes the windows for expiry."""
+        index = self.expiry[partition] = {}
+        again = 0
+        for stored_key, value in list(self.windows.items()):
+            if not value or value.get("p") != partition:
                 continue
-            contribution = Contribution.from_json(json.loads(event.value))
-            skey = key.decode()
-            stored = self.windows.get(skey)
-            state = WindowState.from_json(stored) if stored else WindowState(partition)
-            if not state.apply(contribution):
-                self.metrics.replays_skipped.inc()
+            name, group, start = decode_key(stored_key.encode())
+            rule = self.rules.get(name)
+            if rule is None:
                 continue
-            for level, value in state.newly_reached(rule):
-                alert = self._alert(rule, group, start, level, value, state.count)
-                delivered = await self.alerts.send(
+            index[stored_key] = start + rule.window_s + self._keep_s()
+            state = WindowState.from_json(value)
+            for level in rule.levels:
+                if level.name not in state.fired:
+                    continue
+                raw, count, at = state.fired[level.name]
+                alert = self._alert(
+                    rule, group, start, level, Decimal(raw), count, datetime.fromisoformat(at)
+                )
+                await self.alerts.send(
                     key=str(alert.id).encode(), value=alert.model_dump_json().encode()
                 )
-                await delivered  # on the broker before the table says it fired
-                self.metrics.alerts_fired.inc()
-                log.info("event=alert_fired %s", alert.text)
-            self.windows[skey] = state.to_json()
-            self._expire(partition, skey, start + rule.window_s, contribution.event_time)
+                again += 1
+        if again:
+            log.info("event=alerts_republished partition=%d alerts=%d", partition, again)
 
     def _alert(
-        self, rule: Rule, group: str, start: int, level: Level, value: Any, count: int
+        self,
+        rule: Rule,
+        group: str,
+        start: int,
+        level: Level,
+        value: Any,
+        count: int,
+        fired_at: datetime,
     ) -> Alert:
         window_start = datetime.fromtimestamp(start, UTC)
         window_end = datetime.fromtimestamp(start + rule.window_s, UTC)
@@ -280,22 +380,14 @@ class AlertsApp:
             threshold=threshold,
             value=shown,
             count=count,
-            fired_at=datetime.now(UTC),
+            fired_at=fired_at,
             text=text,
         )
 
     def _expire(self, partition: int, key: str, window_end: int, event_time: int) -> None:
         """Drop the partition's windows long past (only from an event of that partition:
         a deletion goes to the changelog partition of the event being processed)."""
-        index = self.expiry.get(partition)
-        if index is None:  # first event since assignment: index what was recovered
-            index = self.expiry[partition] = {}
-            for stored_key, value in self.windows.items():
-                if value and value.get("p") == partition:
-                    name, _, start = decode_key(stored_key.encode())
-                    rule = self.rules.get(name)
-                    if rule is not None:
-                        index[stored_key] = start + rule.window_s + self._keep_s()
+        index = self.expiry[partition]
         index[key] = window_end + self._keep_s()
         newest = self.newest[partition] = max(self.newest.get(partition, 0), event_time)
         seen = self.seen[partition] = self.seen.get(partition, 0) + 1

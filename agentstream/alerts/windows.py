@@ -60,7 +60,9 @@ class WindowState:
     num: int = 0
     unpriced: int = 0
     sketch: LatencySketch = field(default_factory=LatencySketch)
-    fired: list[str] = field(default_factory=list)
+    # level -> (value, count, fired_at) when it fired: enough to publish the very same
+    # alert again (app.py re-publishes them after a restart or a rebalance)
+    fired: dict[str, tuple[str, int, str]] = field(default_factory=dict)
     applied: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def apply(self, c: Contribution) -> bool:
@@ -93,7 +95,7 @@ class WindowState:
             return None if q is None else Decimal(repr(q))
         return Decimal(self.num) / Decimal(self.count)  # error and failure rates
 
-    def newly_reached(self, rule: Rule) -> list[tuple[Level, Decimal]]:
+    def newly_reached(self, rule: Rule, fired_at: str = "") -> list[tuple[Level, Decimal]]:
         """The levels reached now and never fired in this window; marks them fired."""
         value = self.value(rule)
         if value is None:
@@ -103,7 +105,8 @@ class WindowState:
             for level in rule.levels
             if value >= level.threshold and level.name not in self.fired
         ]
-        self.fired.extend(level.name for level, _ in reached)
+        for level, _ in reached:
+            self.fired[level.name] = (str(value), self.count, fired_at)
         return reached
 
     def to_json(self) -> dict[str, Any]:
@@ -113,7 +116,7 @@ class WindowState:
             "v": self.num,
             "u": self.unpriced,
             "k": self.sketch.to_json(),
-            "f": self.fired,
+            "f": {name: list(f) for name, f in self.fired.items()},
             "a": {s: list(pos) for s, pos in self.applied.items()},
         }
 
@@ -125,7 +128,7 @@ class WindowState:
             num=d["v"],
             unpriced=d["u"],
             sketch=LatencySketch.from_json(d["k"]),
-            fired=list(d["f"]),
+            fired={name: (f[0], f[1], f[2]) for name, f in d["f"].items()},
             applied={s: (pos[0], pos[1]) for s, pos in d["a"].items()},
         )
 
