@@ -235,8 +235,15 @@ async def latency(bench: Bench, rate: float, seconds: float) -> dict[str, Any]:
     sessions = int(rate * seconds / per_session)
     crossing_sent: dict[str, float] = {}
     try:
-        await asyncio.sleep(12)  # joined the group, partitions assigned
-        reader = asyncio.create_task(read_alerts(settings, sessions, timeout_s=seconds + 60))
+        # Warm-up: one session's alert says the process has joined and holds its partitions.
+        warm = session_records(rng, sessions, datetime.now(UTC) - timedelta(seconds=1))
+        async with AgentStream(settings) as stream:
+            for record in warm:
+                await stream.publish(record)
+        if not await read_alerts(settings, 1, timeout_s=180):
+            raise SystemExit("the alerts process did not start within 180 s (see its log)")
+        # the warm-up's alert is read again: one more than the sessions measured
+        reader = asyncio.create_task(read_alerts(settings, sessions + 1, timeout_s=seconds + 60))
         async with AgentStream(settings) as stream:
             start = time.monotonic()
             # Interleave sessions so that a crossing comes every few ms, not in bursts.

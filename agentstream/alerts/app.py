@@ -74,6 +74,7 @@ EXPIRY_GRACE_S = 3600
 # Contributions wait at most this long in the observe stage: a bound on the latency it adds,
 # and what lets one message carry the records of many small input messages.
 FLUSH_EVERY_S = 0.05
+PRODUCER_BUFFER_MAX = 100_000
 _SWEEP_EVERY = 1000  # contributions between two sweeps of a partition's expired windows
 _LETTER = {"llm_interactions": "l", "agent_executions": "e"}
 _INPUTS = ("sessions", "agents", "llm_interactions", "agent_executions")
@@ -150,6 +151,11 @@ class AlertsApp:
             # for them on a rebalance; the next owner replays them (and skips repeats).
             stream_wait_empty=False,
         )
+        # Every window update is a changelog record, queued in faust's producer buffer; past
+        # 100 queued, faust stops all streams and drains the buffer one message at a time
+        # (a task and a 0.1 s wait_for each): most of the CPU when windows are many. The
+        # buffer drains on its own task meanwhile; the commit flushes it whatever its size.
+        app.producer.buffer.max_messages = PRODUCER_BUFFER_MAX
         table: dict[str, Any] = {
             "default": None,
             "schema": faust.Schema(key_serializer="json", value_serializer="json"),
