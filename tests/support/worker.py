@@ -57,12 +57,14 @@ class WorkerProcess:
         self.env = worker_env(settings, **extra_env)
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> WorkerProcess:
+    def start(self, python: Path | str = sys.executable, cwd: Path | None = None) -> WorkerProcess:
+        """Start it with ``python`` (another virtualenv's, say) from ``cwd`` (default: here)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agentstream", "worker", *self.args],
+            [str(python), "-m", "agentstream", "worker", *self.args],
             env=self.env,
+            cwd=cwd,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
