@@ -325,7 +325,7 @@ class AgentStream:
             raise BrokerUnavailable(
                 f"no metadata for topic {topic!r} from Kafka at {self.bootstrap} within "
                 f"{self._timeout_s:g}s ({type(exc).__name__}). Does the topic exist? Create "
-                "it (`agentstream produce` does; or producers.ensure_topics) or check the broker."
+                "it (`agentstream produce` does; or agentstream.ensure_topics) or check the broker."
             ) from exc
         if not found:
             raise BrokerUnavailable(f"topic {topic!r} has no partitions at {self.bootstrap}")
