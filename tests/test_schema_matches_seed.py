@@ -12,6 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from agentstream.contract.topics import ENTITIES
 from agentstream.migrations import apply_migrations
 from tests.support.services import Services, create_database, drop_database
 
@@ -65,14 +66,7 @@ def test_migrated_catalog_equals_the_seed_catalog(two_databases: tuple[str, str]
     apply_migrations(from_migrate)
 
     expected, actual = catalog(from_seed), catalog(from_migrate)
-    assert {t for (t,) in expected["tables"]} == {
-        "sessions",
-        "events",
-        "agents",
-        "agent_executions",
-        "llm_interactions",
-        "documents",
-    }
+    assert {t for (t,) in expected["tables"]} == set(ENTITIES)  # one topic per seed table
     assert len(expected["indexes"]) == 7 + 6  # seven declared + six primary keys
     for part in CATALOG:
         missing, extra = expected[part] - actual[part], actual[part] - expected[part]
