@@ -38,9 +38,12 @@ def layer_of(path: Path) -> str:
 
 def imported_layers(tree: ast.AST, *, in_functions: bool = True) -> Iterator[tuple[int, str]]:
     """(line, layer) of every ``agentstream.X`` import in ``tree``, ``""`` for the package
-    itself; with ``in_functions=False``, only the imports that run when the module loads."""
+    itself; with ``in_functions=False``, only the imports that run when the module loads
+    (not those in functions or under ``if TYPE_CHECKING:``)."""
     for node in ast.iter_child_nodes(tree):
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and not in_functions:
+        if not in_functions and (
+            isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) or _for_type_checkers(node)
+        ):
             continue
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
@@ -54,6 +57,13 @@ def imported_layers(tree: ast.AST, *, in_functions: bool = True) -> Iterator[tup
                 yield node.lineno, ""
             elif name.startswith("agentstream."):
                 yield node.lineno, name.split(".")[1]
+
+
+def _for_type_checkers(node: ast.AST) -> bool:
+    return isinstance(node, ast.If) and ast.unparse(node.test) in (
+        "TYPE_CHECKING",
+        "typing.TYPE_CHECKING",
+    )
 
 
 def violations() -> list[str]:
@@ -87,7 +97,9 @@ def test_the_rule_finds_a_forbidden_import() -> None:
     tree = ast.parse("import os\nfrom agentstream.streams.app import x\nimport agentstream.sinks\n")
     assert list(imported_layers(tree)) == [(2, "streams"), (3, "sinks")]
     lazy = ast.parse(
-        "from agentstream.cli.main import m\ndef run():\n    import agentstream.streams\n"
+        "from agentstream.cli.main import m\n"
+        "if TYPE_CHECKING:\n    from agentstream.sinks import s\n"
+        "def run():\n    import agentstream.streams\n"
     )
     assert [t for _, t in imported_layers(lazy, in_functions=False)] == ["cli"]
-    assert [t for _, t in imported_layers(lazy)] == ["cli", "streams"]
+    assert [t for _, t in imported_layers(lazy)] == ["cli", "sinks", "streams"]
