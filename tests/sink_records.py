@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,10 +13,22 @@ from agentstream.contract.entities import (
     Document,
     Event,
     LLMInteraction,
+    Record,
     Session,
 )
+from agentstream.sinks.postgres import SinkItem, Source
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+
+
+def items(entity: str, records: Sequence[Record], offset: int = 0) -> list[SinkItem]:
+    """``records`` as the sink is given them, from made-up Kafka coordinates."""
+    return [
+        SinkItem(
+            entity, r, Source(f"t.{entity}", 0, offset + i, r.model_dump_json().encode()), None
+        )
+        for i, r in enumerate(records)
+    ]
 
 
 def at(seconds: float) -> datetime:
