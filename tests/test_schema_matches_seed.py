@@ -63,6 +63,7 @@ def test_vendored_seed_is_the_shared_seed() -> None:
     assert FIXTURE.read_bytes() == SHARED.read_bytes()
 
 
+@pytest.mark.integration
 def test_migrated_catalog_equals_the_seed_catalog(two_databases: tuple[str, str]) -> None:
     from_seed, from_migrate = two_databases
     with psycopg.connect(from_seed, autocommit=True) as conn:
@@ -84,6 +85,7 @@ def test_migrated_catalog_equals_the_seed_catalog(two_databases: tuple[str, str]
         assert not missing and not extra, f"{part}: missing {missing}, extra {extra}"
 
 
+@pytest.mark.integration
 def test_migrate_twice_changes_nothing(database: str) -> None:
     before = catalog(database)
     assert apply_migrations(database) == []
