@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,10 +13,22 @@ from agentstream.contract.entities import (
     Document,
     Event,
     LLMInteraction,
+    Record,
     Session,
 )
+from agentstream.sinks.postgres import SinkItem, Source
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+
+
+def items(entity: str, records: Sequence[Record], offset: int = 0) -> list[SinkItem]:
+    """``records`` as the sink is given them, from made-up Kafka coordinates."""
+    return [
+        SinkItem(
+            entity, r, Source(f"t.{entity}", 0, offset + i, r.model_dump_json().encode()), None
+        )
+        for i, r in enumerate(records)
+    ]
 
 
 def at(seconds: float) -> datetime:
@@ -62,6 +75,21 @@ def event(
         timestamp_ms=1_700_000_000_000,
         payload={"k": [1, 2]},
         created_at=at(3),
+    )
+
+
+def sdk_event(
+    sid: uuid.UUID, i: int, *, event_type: str = "e", payload: dict[str, Any] | None = None
+) -> Event:
+    """An event as an agent hands it to the SDK: no id and no created_at (the SDK gives it a
+    uuid7, the worker the Kafka time), ``i`` as its timestamp_ms."""
+    return Event(
+        event_type=event_type,
+        trace_id=sid,
+        session_id=sid,
+        user_id="u",
+        timestamp_ms=i,
+        payload={} if payload is None else payload,
     )
 
 

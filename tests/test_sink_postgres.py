@@ -3,35 +3,23 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from agentstream.contract.entities import Record
 from agentstream.sinks.postgres import (
     PostgresSink,
-    SinkItem,
-    Source,
     TerminalSinkError,
     TransientSinkError,
 )
-from tests.sink_records import agent, at, document, event, execution, llm, session
+from tests.sink_records import agent, at, document, event, execution, items, llm, session
 
 pytestmark = pytest.mark.integration
 
 TABLES = ("sessions", "agents", "agent_executions", "llm_interactions", "events", "documents")
-
-
-def items(entity: str, records: Sequence[Record], offset: int = 0) -> list[SinkItem]:
-    return [
-        SinkItem(
-            entity, r, Source(f"t.{entity}", 0, offset + i, r.model_dump_json().encode()), None
-        )
-        for i, r in enumerate(records)
-    ]
 
 
 @pytest.fixture

@@ -53,6 +53,7 @@ __all__ = [
     "LLMInteraction",
     "Record",
     "Session",
+    "usage_problem",
 ]
 
 # Namespace of the ids derived for records sent without one (uuid5 of their Kafka coordinates).
@@ -119,6 +120,7 @@ def _null_is_default(default: Any) -> BeforeValidator:
 Text = Annotated[str, Field(strict=True), _TEXT]
 # VARCHAR(n): PostgreSQL counts characters (code points in a UTF-8 database), as len() does.
 # Lone surrogates (not UTF-8) are refused by pydantic-core's own string validation.
+Varchar50 = Annotated[str, Field(strict=True, max_length=50), _TEXT]
 Varchar100 = Annotated[str, Field(strict=True, max_length=100), _TEXT]
 Varchar255 = Annotated[str, Field(strict=True, max_length=255), _TEXT]
 Varchar500 = Annotated[str, Field(strict=True, max_length=500), _TEXT]
@@ -161,6 +163,10 @@ class Record(BaseModel):
     # Columns whose schema default is NOW(); filled with the ingest time when omitted.
     NOW_FIELDS: ClassVar[tuple[str, ...]] = ("created_at",)
 
+    # Fields that are not columns of the seed table: they are written to a table of their
+    # own (see LLMInteraction). Every other field is a column of the entity's seed table.
+    DETAIL_FIELDS: ClassVar[tuple[str, ...]] = ()
+
     # Filled per model from the field markers: what _postgres_safe checks.
     TEXT_FIELDS: ClassVar[tuple[str, ...]] = ()
     JSON_FIELDS: ClassVar[tuple[str, ...]] = ()
@@ -195,6 +201,16 @@ class Record(BaseModel):
             except ValueError as exc:
                 raise ValueError(f"{name}: {exc}") from None
         return self
+
+    @classmethod
+    def columns(cls) -> tuple[str, ...]:
+        """The seed table's columns, in the model's field order."""
+        return tuple(n for n in cls.model_fields if n not in cls.DETAIL_FIELDS)
+
+    def has_details(self) -> bool:
+        """Whether any detail field is set: a record without details writes no details row."""
+        d = self.__dict__
+        return any(d[n] is not None for n in self.DETAIL_FIELDS)
 
     def with_ingest_defaults(self, *, id_key: str, ingest_time: datetime) -> Record:
         """Fill the defaults the database would compute, deterministically.
@@ -269,8 +285,61 @@ class AgentExecution(Record):
     error_message: Text | None = None
 
 
+def usage_problem(
+    *,
+    prompt_tokens: int,
+    response_tokens: int,
+    latency_ms: int,
+    cache_read_tokens: int | None = None,
+    cache_write_tokens: int | None = None,
+    reasoning_tokens: int | None = None,
+    time_to_first_token_ms: int | None = None,
+) -> str | None:
+    """The first rule an LLM call's usage breaks, or None: the one home of these rules (the
+    model validates with it, the SDK checks with it when a call is recorded).
+
+    The counts mean what OpenTelemetry's GenAI conventions mean: cache reads and writes are
+    part of ``prompt_tokens`` (gen_ai.usage.cache_read/cache_creation.input_tokens), reasoning
+    tokens part of ``response_tokens`` (gen_ai.usage.reasoning.output_tokens). A record that
+    says otherwise would be billed twice for the same tokens, so it is refused, not fixed.
+    """
+    cached = (cache_read_tokens or 0) + (cache_write_tokens or 0)
+    if cached > prompt_tokens:
+        return (
+            f"cache_read_tokens + cache_write_tokens ({cached}) exceed prompt_tokens "
+            f"({prompt_tokens}): cached tokens are counted within prompt_tokens"
+        )
+    if reasoning_tokens is not None and reasoning_tokens > response_tokens:
+        return (
+            f"reasoning_tokens ({reasoning_tokens}) exceed response_tokens ({response_tokens}): "
+            "reasoning tokens are counted within response_tokens"
+        )
+    if time_to_first_token_ms is not None and time_to_first_token_ms > latency_ms:
+        return (
+            f"time_to_first_token_ms ({time_to_first_token_ms}) exceeds latency_ms "
+            f"({latency_ms}): the first token cannot come after the call ended"
+        )
+    return None
+
+
 class LLMInteraction(Record):
-    """One LLM API call (table ``llm_interactions``); immutable."""
+    """One LLM API call (table ``llm_interactions``); immutable.
+
+    The usage details (``DETAIL_FIELDS``: cache and reasoning tokens, time to first token,
+    provider, service tier, finish reason) are optional and not columns of the seed table:
+    they go to ``agentstream.llm_usage``, keyed by the interaction's id, in the same
+    transaction and by the same first-write-wins rule (docs/design.md).
+    """
+
+    DETAIL_FIELDS = (
+        "cache_read_tokens",
+        "cache_write_tokens",
+        "reasoning_tokens",
+        "time_to_first_token_ms",
+        "provider",
+        "service_tier",
+        "finish_reason",
+    )
 
     session_id: uuid.UUID
     agent_id: uuid.UUID | None = None
@@ -283,6 +352,33 @@ class LLMInteraction(Record):
     success: Annotated[StrictBool, _null_is_default(False)] = False
     error_message: Text | None = None
     created_at: TimestampTz | None = None
+    # Usage details (absent: not reported; never read as zero by a rule that needs them).
+    cache_read_tokens: Int4 | None = None
+    cache_write_tokens: Int4 | None = None
+    reasoning_tokens: Int4 | None = None
+    time_to_first_token_ms: Int4 | None = None
+    provider: Varchar100 | None = None
+    # Lower-case names as the providers spell them (default, flex, priority, batch, ...);
+    # the price table says which tiers it prices.
+    service_tier: Varchar50 | None = None
+    finish_reason: Varchar100 | None = None
+
+    @model_validator(mode="after")
+    def _usage_consistent(self) -> Self:
+        if not self.has_details():
+            return self
+        problem = usage_problem(
+            prompt_tokens=self.prompt_tokens,
+            response_tokens=self.response_tokens,
+            latency_ms=self.latency_ms,
+            cache_read_tokens=self.cache_read_tokens,
+            cache_write_tokens=self.cache_write_tokens,
+            reasoning_tokens=self.reasoning_tokens,
+            time_to_first_token_ms=self.time_to_first_token_ms,
+        )
+        if problem is not None:
+            raise ValueError(problem)
+        return self
 
 
 class Document(Record):

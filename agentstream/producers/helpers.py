@@ -23,7 +23,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Protocol, Self, Unpack
 
 from pydantic import JsonValue
 
@@ -41,6 +41,7 @@ from agentstream.producers.records import (
     LLMCallState,
     RecordBuilder,
     SessionState,
+    Usage,
 )
 
 __all__ = ["AgentHandle", "ExecutionRun", "LLMCall", "Publisher", "SessionHandle"]
@@ -66,9 +67,28 @@ class _Scope:
     def _trace_id(self) -> uuid.UUID | None:
         return None  # outside an execution every event starts its own trace
 
-    def llm_call(self, *, model: str, prompt: str) -> LLMCall:
-        """Time one LLM call: ``async with scope.llm_call(model=..., prompt=...) as call:``."""
-        return LLMCall(self._stream, self.session_id, self.agent_id, model=model, prompt=prompt)
+    def llm_call(
+        self,
+        *,
+        model: str,
+        prompt: str,
+        provider: str | None = None,
+        service_tier: str | None = None,
+    ) -> LLMCall:
+        """Time one LLM call: ``async with scope.llm_call(model=..., prompt=...) as call:``.
+
+        ``provider`` (e.g. ``"openai"``) and ``service_tier`` (as the provider names it:
+        ``"default"``, ``"flex"``, ``"priority"``, ``"batch"`` ...) choose the price applied.
+        """
+        return LLMCall(
+            self._stream,
+            self.session_id,
+            self.agent_id,
+            model=model,
+            prompt=prompt,
+            provider=provider,
+            service_tier=service_tier,
+        )
 
     async def event(
         self,
@@ -247,7 +267,8 @@ class ExecutionRun(_Scope):
 
 
 class LLMCall:
-    """One LLM call: latency from entry to exit; ``record(...)`` what the model returned."""
+    """One LLM call: latency from entry to exit; ``record(...)`` what the model returned,
+    ``first_token()`` when a streamed answer's first token arrives."""
 
     def __init__(
         self,
@@ -257,19 +278,24 @@ class LLMCall:
         *,
         model: str,
         prompt: str,
+        provider: str | None = None,
+        service_tier: str | None = None,
     ) -> None:
         self._stream = stream
-        self._args = (session_id, agent_id, model, prompt)
+        self._args = (session_id, agent_id, model, prompt, provider, service_tier)
         self._state: LLMCallState | None = None
         self.interaction: LLMInteraction | None = None  # the published record, after exit
 
-    def record(
-        self, response: str | None = None, *, prompt_tokens: int = 0, response_tokens: int = 0
-    ) -> None:
-        """What the model returned and the token counts the API reported."""
-        self._require().record_response(
-            response, prompt_tokens=prompt_tokens, response_tokens=response_tokens
-        )
+    def record(self, response: str | None = None, **usage: Unpack[Usage]) -> None:
+        """What the model returned and the usage the API reported: ``prompt_tokens``,
+        ``response_tokens``, and where reported ``cache_read_tokens``, ``cache_write_tokens``
+        (both within prompt_tokens), ``reasoning_tokens`` (within response_tokens) and
+        ``finish_reason``. Raises ValueError if the counts contradict each other."""
+        self._require().record_response(response, **usage)
+
+    def first_token(self) -> None:
+        """Mark the first streamed token (time to first token); later calls change nothing."""
+        self._require().first_token()
 
     def fail(self, error_message: str) -> None:
         """Mark the call failed without raising (e.g. the API answered with an error)."""
@@ -282,13 +308,15 @@ class LLMCall:
 
     def begin(self) -> None:
         """Start the clock (``__aenter__`` does; the sync facade calls it in its own thread)."""
-        session_id, agent_id, model, prompt = self._args
+        session_id, agent_id, model, prompt, provider, service_tier = self._args
         self._state = LLMCallState(
             self._stream.records,
             session_id=session_id,
             agent_id=agent_id,
             model=model,
             prompt=prompt,
+            provider=provider,
+            service_tier=service_tier,
         )
 
     def end(self, exc: BaseException | None) -> LLMInteraction:

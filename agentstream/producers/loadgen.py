@@ -59,26 +59,53 @@ __all__ = [
 class ModelProfile:
     """How a model behaves: typical token counts and how its latency grows with output."""
 
+    provider: str
     prompt_median: int  # tokens
     response_median: int  # tokens
     base_latency_ms: float  # time to first token, roughly
     ms_per_output_token: float
     error_factor: float = 1.0  # relative to --error-rate
+    reasoning: bool = False  # thinks before answering: part of its output is reasoning
+    cache_writes: bool = False  # prompt caching billed on write (Anthropic), not only on read
+    long_context: bool = False  # takes prompts past 200k tokens (priced higher there)
 
 
 # Plausible orders of magnitude (not a benchmark of any vendor). The hosted models are in
 # the shipped price table (analytics/data/prices.json); the self-hosted llama has no list
 # price, so reports show how an unpriced model is flagged rather than costed at $0.
 MODEL_PROFILES: dict[str, ModelProfile] = {
-    "gpt-4o": ModelProfile(1200, 320, 420, 11.0),
-    "gpt-4o-mini": ModelProfile(900, 260, 260, 6.0, 0.8),
-    "claude-sonnet-4-5": ModelProfile(1500, 380, 520, 13.0),
-    "claude-haiku-4-5": ModelProfile(800, 220, 300, 5.5, 0.8),
-    "gemini-2.5-pro": ModelProfile(1400, 350, 480, 12.0, 1.2),
-    "llama-3.1-70b-selfhosted": ModelProfile(1000, 300, 350, 9.0, 1.5),
+    "gpt-4o": ModelProfile("openai", 1200, 320, 420, 11.0),
+    "gpt-4o-mini": ModelProfile("openai", 900, 260, 260, 6.0, 0.8),
+    "claude-sonnet-4-5": ModelProfile(
+        "anthropic", 1500, 380, 520, 13.0, reasoning=True, cache_writes=True, long_context=True
+    ),
+    "claude-haiku-4-5": ModelProfile("anthropic", 800, 220, 300, 5.5, 0.8, cache_writes=True),
+    "gemini-2.5-pro": ModelProfile("google", 1400, 350, 480, 12.0, 1.2, True, long_context=True),
+    "llama-3.1-70b-selfhosted": ModelProfile("self-hosted", 1000, 300, 350, 9.0, 1.5),
 }
 DEFAULT_MODELS: tuple[str, ...] = tuple(MODEL_PROFILES)
-_UNKNOWN_MODEL = ModelProfile(1000, 300, 400, 10.0)
+_UNKNOWN_MODEL = ModelProfile("unknown", 1000, 300, 400, 10.0)
+# Service tiers as the calls name them, and how often: most traffic is interactive; batch
+# jobs (half price) and flex/priority tiers are the minority that makes costs differ.
+_SERVICE_TIERS = (("default", 0.84), ("batch", 0.08), ("flex", 0.04), ("priority", 0.04))
+# How often an agent's calls hit the prompt cache: an agent with a long fixed system prompt
+# and tools hits most of the time, a one-shot router rarely.
+_CACHE_HIT_RATES = (0.0, 0.2, 0.5, 0.8, 0.95)
+_FINISH_REASONS = (("stop", 0.8), ("tool_calls", 0.15), ("length", 0.05))
+
+
+def _weighted(rng: random.Random, choices: Sequence[tuple[str, float]]) -> str:
+    names = [name for name, _ in choices]
+    return rng.choices(names, [weight for _, weight in choices])[0]
+
+
+@dataclass(frozen=True, slots=True)
+class _AgentModel:
+    """An agent's usual model and how often its calls hit the prompt cache."""
+
+    model: str
+    cache_hit_rate: float
+
 
 _AGENT_NAMES = ("planner", "researcher", "coder", "critic", "summarizer", "retriever", "router")
 _AGENT_TYPES = ("react", "plan-and-execute", "tool-use", "reflexion", "conversational")
@@ -245,12 +272,14 @@ class TrafficGenerator:
                 "created_at": at,
                 "updated_at": at,
             }
-            agents.append((fields, agent_model))
+            agents.append((fields, agent_model, rng.choice(_CACHE_HIT_RATES)))
             yield self._build(Agent, **fields)
-        for fields, agent_model in agents:
+        for fields, agent_model, cache_hits in agents:
             for _ in range(rng.randint(1, 4)):
-                yield from self._execution(clock, session_id, user_id, fields["id"], agent_model)
-        for fields, _ in agents:
+                yield from self._execution(
+                    clock, session_id, user_id, fields["id"], _AgentModel(agent_model, cache_hits)
+                )
+        for fields, _, _ in agents:
             idle_at = clock.advance_ms(rng.uniform(1, 20))
             yield self._build(Agent, **{**fields, "status": "idle", "updated_at": idle_at})
         ended = clock.advance_ms(rng.uniform(1, 50))
@@ -269,7 +298,7 @@ class TrafficGenerator:
         session_id: uuid.UUID,
         user_id: str,
         agent_id: uuid.UUID,
-        agent_model: str,
+        agent: _AgentModel,
     ) -> Iterator[Record]:
         rng = self._rng
         exec_id = self._ids(clock.ms)
@@ -304,8 +333,8 @@ class TrafficGenerator:
         failures = 0
         calls = rng.randint(1, 4)
         for step in range(1, calls + 1):
-            model = agent_model if rng.random() < 0.7 else rng.choice(self.models)
-            call = self._llm_call(clock, session_id, agent_id, model)
+            model = agent.model if rng.random() < 0.7 else rng.choice(self.models)
+            call = self._llm_call(clock, session_id, agent_id, model, agent.cache_hit_rate)
             failures += not call.success
             yield call
             if call.success and rng.random() < 0.6:
@@ -340,13 +369,20 @@ class TrafficGenerator:
         )
 
     def _llm_call(
-        self, clock: _Clock, session_id: uuid.UUID, agent_id: uuid.UUID, model: str
+        self,
+        clock: _Clock,
+        session_id: uuid.UUID,
+        agent_id: uuid.UUID,
+        model: str,
+        cache_hit_rate: float,
     ) -> LLMInteraction:
         rng = self._rng
         profile = MODEL_PROFILES.get(model, _UNKNOWN_MODEL)
         created = clock.advance_ms(rng.uniform(1, 10))
         call_id = self._ids(clock.ms)
         prompt_tokens = min(int(self._lognormal(profile.prompt_median, 0.7)) + 1, 120_000)
+        if profile.long_context and rng.random() < 0.02:
+            prompt_tokens = rng.randint(200_001, 600_000)  # a whole codebase or report
         response_tokens = min(int(self._lognormal(profile.response_median, 0.8)) + 1, 8_000)
         latency = profile.base_latency_ms + profile.ms_per_output_token * response_tokens
         latency *= self._lognormal(1.0, 0.25)
@@ -356,6 +392,11 @@ class TrafficGenerator:
             response_tokens = 0
             latency = 30_000 if "timed out" in error else self._lognormal(150, 0.5)
         clock.advance_ms(latency)
+        details: dict[str, Any] = {}
+        if error is None:
+            details = self._usage(profile, cache_hit_rate, prompt_tokens, response_tokens, latency)
+        details["provider"] = profile.provider
+        details["service_tier"] = _weighted(rng, _SERVICE_TIERS)
         # Texts are short samples (a few hundred characters), not the full prompt: the token
         # counts carry the size; the bytes stay modest so the load tests the pipeline, not I/O.
         return self._build(
@@ -372,7 +413,33 @@ class TrafficGenerator:
             success=error is None,
             error_message=error,
             created_at=created,
+            **details,
         )
+
+    def _usage(
+        self,
+        profile: ModelProfile,
+        cache_hit_rate: float,
+        prompt_tokens: int,
+        response_tokens: int,
+        latency: float,
+    ) -> dict[str, Any]:
+        """A successful call's usage details, consistent by the contract's rules (cache counts
+        within the prompt, reasoning within the response, first token before the end)."""
+        rng = self._rng
+        usage: dict[str, Any] = {"finish_reason": _weighted(rng, _FINISH_REASONS)}
+        if profile.provider != "self-hosted":
+            hit = rng.random() < cache_hit_rate
+            usage["cache_read_tokens"] = int(prompt_tokens * rng.uniform(0.5, 0.95)) if hit else 0
+            if profile.cache_writes and not hit and rng.random() < 0.4:
+                usage["cache_write_tokens"] = int(prompt_tokens * rng.uniform(0.3, 0.8))
+        if profile.reasoning:
+            usage["reasoning_tokens"] = int(response_tokens * rng.uniform(0.2, 0.8))
+        if rng.random() < 0.7:  # streamed: the first token comes after the prompt is read
+            usage["time_to_first_token_ms"] = int(
+                min(latency, profile.base_latency_ms * self._lognormal(1.0, 0.3))
+            )
+        return usage
 
     def _document(self, clock: _Clock, session_id: uuid.UUID, agent_id: uuid.UUID) -> Document:
         rng = self._rng

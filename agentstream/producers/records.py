@@ -15,12 +15,13 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar, cast
+from typing import Any, TypedDict, TypeVar, Unpack, cast
 
 from pydantic import JsonValue
 
 from agentstream.contract.entities import (
     ENTITY_MODELS,
+    INT4_MAX,
     Agent,
     AgentExecution,
     AgentStatus,
@@ -29,6 +30,7 @@ from agentstream.contract.entities import (
     LLMInteraction,
     Record,
     Session,
+    usage_problem,
 )
 from agentstream.producers.ids import uuid7
 
@@ -38,6 +40,7 @@ __all__ = [
     "LLMCallState",
     "RecordBuilder",
     "SessionState",
+    "Usage",
     "describe_exception",
     "utcnow",
 ]
@@ -296,6 +299,22 @@ class ExecutionState:
         return (self.completed_at - self.started_at).total_seconds() * 1000
 
 
+class Usage(TypedDict, total=False):
+    """What an LLM API reported about a call's tokens (keyword arguments of ``call.record``).
+
+    As the OpenTelemetry GenAI conventions count them: ``cache_read_tokens`` (served from
+    the prompt cache) and ``cache_write_tokens`` (written to it) are part of
+    ``prompt_tokens``; ``reasoning_tokens`` are part of ``response_tokens``.
+    """
+
+    prompt_tokens: int
+    response_tokens: int
+    cache_read_tokens: int | None
+    cache_write_tokens: int | None
+    reasoning_tokens: int | None
+    finish_reason: str | None
+
+
 class LLMCallState:
     """One LLM call, timed on a monotonic clock from construction to :meth:`finish`."""
 
@@ -307,6 +326,8 @@ class LLMCallState:
         agent_id: uuid.UUID | None,
         model: str,
         prompt: str,
+        provider: str | None = None,
+        service_tier: str | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._builder = builder
@@ -316,27 +337,47 @@ class LLMCallState:
         self.agent_id = agent_id
         self.model = model
         self.prompt = prompt
+        self.provider = provider
+        self.service_tier = service_tier
         self.response: str | None = None
-        self.prompt_tokens = 0
-        self.response_tokens = 0
+        self.usage = Usage()
         self.error_message: str | None = None
         self.created_at = builder.clock()
         self._start = monotonic()
+        self.time_to_first_token_ms: int | None = None
         self.latency_ms: int | None = None
 
-    def record_response(
-        self, response: str | None = None, *, prompt_tokens: int = 0, response_tokens: int = 0
-    ) -> None:
+    def _elapsed_ms(self) -> int:
+        return max(0, round((self._monotonic() - self._start) * 1000))
+
+    def record_response(self, response: str | None = None, **usage: Unpack[Usage]) -> None:
+        """Raises ValueError naming the rule if the counts contradict each other (e.g. more
+        cached tokens than prompt tokens): the record would be refused downstream."""
+        problem = usage_problem(
+            prompt_tokens=usage.get("prompt_tokens", 0),
+            response_tokens=usage.get("response_tokens", 0),
+            latency_ms=INT4_MAX,  # not known yet; the SDK's own clock orders TTFT and latency
+            cache_read_tokens=usage.get("cache_read_tokens"),
+            cache_write_tokens=usage.get("cache_write_tokens"),
+            reasoning_tokens=usage.get("reasoning_tokens"),
+        )
+        if problem is not None:
+            raise ValueError(problem)
         self.response = response
-        self.prompt_tokens = prompt_tokens
-        self.response_tokens = response_tokens
+        self.usage = usage
+
+    def first_token(self) -> None:
+        """Mark the first streamed token: time to first token, measured once, on the clock
+        that measures the latency (so it can never exceed it)."""
+        if self.time_to_first_token_ms is None:
+            self.time_to_first_token_ms = self._elapsed_ms()
 
     def fail(self, error_message: str) -> None:
         """Mark the call failed without an exception (e.g. the API returned an error body)."""
         self.error_message = _clean_text(error_message)
 
     def finish(self, error: BaseException | None = None) -> LLMInteraction:
-        self.latency_ms = max(0, round((self._monotonic() - self._start) * 1000))
+        self.latency_ms = self._elapsed_ms()
         if error is not None:
             self.error_message = describe_exception(error)
         return self._builder.build(
@@ -347,10 +388,20 @@ class LLMCallState:
             prompt=self.prompt,
             response=self.response,
             model=self.model,
-            prompt_tokens=self.prompt_tokens,
-            response_tokens=self.response_tokens,
             latency_ms=self.latency_ms,
             success=self.error_message is None,
             error_message=self.error_message,
             created_at=self.created_at,
+            **self._details(),
         )
+
+    def _details(self) -> dict[str, Any]:
+        """The fields reported, the rest omitted: a call without details stays the record it
+        was before they existed (same bytes on the wire, no details row)."""
+        found: dict[str, Any] = {
+            "time_to_first_token_ms": self.time_to_first_token_ms,
+            "provider": self.provider,
+            "service_tier": self.service_tier,
+            **self.usage,
+        }
+        return {k: v for k, v in found.items() if v is not None}

@@ -25,7 +25,7 @@ import threading
 import uuid
 from collections.abc import Coroutine, Iterable, Mapping
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self, TypeVar, Unpack
 
 from pydantic import JsonValue
 
@@ -41,7 +41,7 @@ from agentstream.contract.settings import Settings
 from agentstream.producers.client import AgentStream, DeliveryReport, ProducerStats
 from agentstream.producers.errors import DeliveryError, StreamClosed
 from agentstream.producers.helpers import AgentHandle, ExecutionRun, LLMCall, SessionHandle
-from agentstream.producers.records import RecordBuilder
+from agentstream.producers.records import RecordBuilder, Usage
 
 __all__ = [
     "SyncAgentHandle",
@@ -198,8 +198,18 @@ class _SyncScope:
     _owner: SyncAgentStream
     _inner: SessionHandle | AgentHandle | ExecutionRun
 
-    def llm_call(self, *, model: str, prompt: str) -> SyncLLMCall:
-        return SyncLLMCall(self._owner, self._inner.llm_call(model=model, prompt=prompt))
+    def llm_call(
+        self,
+        *,
+        model: str,
+        prompt: str,
+        provider: str | None = None,
+        service_tier: str | None = None,
+    ) -> SyncLLMCall:
+        inner = self._inner.llm_call(
+            model=model, prompt=prompt, provider=provider, service_tier=service_tier
+        )
+        return SyncLLMCall(self._owner, inner)
 
     def event(
         self,
@@ -315,10 +325,11 @@ class SyncLLMCall:
     def interaction(self) -> LLMInteraction | None:
         return self.call.interaction
 
-    def record(
-        self, response: str | None = None, *, prompt_tokens: int = 0, response_tokens: int = 0
-    ) -> None:
-        self.call.record(response, prompt_tokens=prompt_tokens, response_tokens=response_tokens)
+    def record(self, response: str | None = None, **usage: Unpack[Usage]) -> None:
+        self.call.record(response, **usage)
+
+    def first_token(self) -> None:
+        self.call.first_token()
 
     def fail(self, error_message: str) -> None:
         self.call.fail(error_message)

@@ -34,6 +34,8 @@ class SinkItem:
     # The record as a binary COPY row (copy.RowEncoder), encoded ahead of the flush; the
     # sink encodes the items that come without it.
     row: bytes | None = None
+    # Its details table's row (Table.details), when the record has details; set by prepare.
+    detail_row: bytes | None = None
 
     def original_bytes(self) -> bytes:
         """The record as it arrived: the message, or its batch item re-serialised as JSON."""

@@ -16,7 +16,11 @@ import psycopg
 
 from agentstream.contract.entities import ENTITY_MODELS, Record
 
-__all__ = ["Table", "load_tables"]
+__all__ = ["DETAIL_TABLES", "Table", "load_tables"]
+
+# Entities whose records carry fields that are not seed columns (Record.DETAIL_FIELDS), and
+# the table in the ``agentstream`` schema those go to, keyed by the record's id.
+DETAIL_TABLES: dict[str, str] = {"llm_interactions": "llm_usage"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +29,9 @@ class Table:
     columns: tuple[str, ...]
     types: tuple[str, ...]  # format_type() of each column, for copy.set_types
     row: Callable[[Record], tuple[Any, ...]]
+    # The entity's details table (DETAIL_TABLES): its columns are ``id`` and the model's
+    # DETAIL_FIELDS; a record writes a row there only if it has details.
+    details: Table | None = None
 
     @property
     def column_list(self) -> str:
@@ -42,23 +49,33 @@ def _row_getter(columns: Sequence[str]) -> Callable[[Record], tuple[Any, ...]]:
     return row
 
 
+def _describe(
+    conn: psycopg.Connection[Any], entity: str, qualified: str, columns: tuple[str, ...]
+) -> Table:
+    found = dict(
+        conn.execute(
+            "SELECT a.attname, format_type(a.atttypid, NULL) FROM pg_attribute a"
+            " WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped",
+            (qualified,),
+        ).fetchall()
+    )
+    missing = [c for c in columns if c not in found]
+    if missing:
+        raise psycopg.errors.UndefinedColumn(
+            f"table {qualified} lacks column(s) {', '.join(missing)}"
+        )
+    types = tuple(str(found[c]) for c in columns)
+    return Table(entity, columns, types, _row_getter(columns))
+
+
 def load_tables(conn: psycopg.Connection[Any]) -> dict[str, Table]:
     """Describe every entity table; raises UndefinedTable (42P01) if the schema is missing."""
     tables: dict[str, Table] = {}
     for entity, model in ENTITY_MODELS.items():
-        columns = tuple(model.model_fields)
-        found = dict(
-            conn.execute(
-                "SELECT a.attname, format_type(a.atttypid, NULL) FROM pg_attribute a"
-                " WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped",
-                (f"public.{entity}",),
-            ).fetchall()
-        )
-        missing = [c for c in columns if c not in found]
-        if missing:
-            raise psycopg.errors.UndefinedColumn(
-                f"table public.{entity} lacks column(s) {', '.join(missing)}"
-            )
-        types = tuple(str(found[c]) for c in columns)
-        tables[entity] = Table(entity, columns, types, _row_getter(columns))
+        table = _describe(conn, entity, f"public.{entity}", model.columns())
+        if entity in DETAIL_TABLES:
+            name = DETAIL_TABLES[entity]
+            details = _describe(conn, name, f"agentstream.{name}", ("id", *model.DETAIL_FIELDS))
+            table = Table(table.entity, table.columns, table.types, table.row, details)
+        tables[entity] = table
     return tables

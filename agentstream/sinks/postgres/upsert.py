@@ -1,6 +1,6 @@
 """Set-based writes from a staging table: latest-state-wins upserts and first-write-wins inserts.
 
-The rules (DESIGN.md), each written so that a replay changes nothing (strict comparisons):
+The rules (docs/design.md), each written so that a replay changes nothing (strict comparisons):
 
 * sessions, agents: the incoming row wins if its ``updated_at`` is strictly later, or if the
   stored row is an inferred member (then it wins whatever the timestamps, and the row leaves
@@ -70,8 +70,15 @@ def _rank_sql(column: sql.Composable) -> sql.Composed:
     return sql.SQL("(CASE {} {} ELSE -1 END)").format(column, whens)
 
 
-def write_statement(table: Table, stage: sql.Identifier) -> sql.Composed:
-    """The one statement moving ``stage``'s rows into ``table`` by the entity's rule."""
+def write_statement(
+    table: Table, stage: sql.Identifier, details_stage: sql.Identifier | None = None
+) -> sql.Composed:
+    """The one statement moving ``stage``'s rows into ``table`` by the entity's rule.
+
+    With ``details_stage`` (the staged rows of ``table.details``), the details of exactly
+    the records this statement inserted are written too: a replayed interaction, whose first
+    write won, leaves the first write's details (or their absence) as they were.
+    """
     entity = table.entity
     cols = sql.SQL(", ").join(map(sql.Identifier, table.columns))
     insert = sql.SQL(
@@ -109,9 +116,23 @@ def write_statement(table: Table, stage: sql.Identifier) -> sql.Composed:
             " USING up WHERE m.entity = {lit} AND m.id = up.id)"
             " INSERT INTO agentstream.change_log (entity, id) SELECT {lit}, id FROM up ORDER BY id"
         ).format(upsert=upsert, lit=lit)
+    details: sql.Composable = sql.SQL("")
+    if details_stage is not None and table.details is not None:
+        # Immutable, change-logged entities only (llm_interactions): RETURNING lists the
+        # inserted ids, and the statement below is the change log's.
+        assert entity not in MUTABLE and entity in CHANGE_LOGGED
+        dcols = sql.SQL(", ").join(map(sql.Identifier, table.details.columns))
+        details = sql.SQL(
+            ", details AS (INSERT INTO {target} ({dcols}) SELECT {dcols} FROM {dstage}"
+            " WHERE id IN (SELECT id FROM up) ORDER BY id)"
+        ).format(
+            target=sql.Identifier("agentstream", table.details.entity),
+            dcols=dcols,
+            dstage=details_stage,
+        )
     if entity in CHANGE_LOGGED:
         return sql.SQL(
-            "WITH up AS ({upsert}) INSERT INTO agentstream.change_log (entity, id)"
+            "WITH up AS ({upsert}){details} INSERT INTO agentstream.change_log (entity, id)"
             " SELECT {lit}, id FROM up ORDER BY id"
-        ).format(upsert=upsert, lit=lit)
+        ).format(upsert=upsert, details=details, lit=lit)
     return upsert

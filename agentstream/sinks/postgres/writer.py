@@ -69,8 +69,11 @@ def _stage(entity: str) -> sql.Identifier:
     return sql.Identifier(f"agentstream_stage_{entity}")
 
 
-def _shape(tables: dict[str, Table]) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
-    return {e: (t.columns, t.types) for e, t in tables.items()}
+def _shape(tables: dict[str, Table]) -> dict[str, tuple[object, ...]]:
+    return {
+        e: (t.columns, t.types, t.details and (t.details.columns, t.details.types))
+        for e, t in tables.items()
+    }
 
 
 def _describe(exc: BaseException) -> str:
@@ -120,11 +123,17 @@ class PostgresSink:
             if conn.execute("SHOW synchronous_commit").fetchone() == ("off",):
                 conn.execute("SET synchronous_commit TO on")
             tables = load_tables(conn)
-            for entity in ENTITIES:
+            stages = [(_stage(e), sql.Identifier("public", e)) for e in ENTITIES]
+            stages += [
+                (_stage(t.details.entity), sql.Identifier("agentstream", t.details.entity))
+                for t in tables.values()
+                if t.details is not None
+            ]
+            for stage, like in stages:
                 conn.execute(
                     sql.SQL(
                         "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DELETE ROWS"
-                    ).format(_stage(entity), sql.Identifier("public", entity))
+                    ).format(stage, like)
                 )
             conn.commit()
             conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
@@ -182,8 +191,22 @@ class PostgresSink:
             group = by_entity.get(entity)
             if group:
                 unique = dedupe(entity, group, lambda i: i.record)
+                if self._tables[entity].details is not None:
+                    self._encode_details(entity, unique)
                 groups.append(_group(entity, unique, len(group)))
         return PreparedWrite(groups, rejected)
+
+    def _encode_details(self, entity: str, items: list[SinkItem]) -> None:
+        """Set the details row of the items whose records have details (on the caller's
+        thread, like the rows: one encoder per call, as for :meth:`_encode`)."""
+        encoder: RowEncoder | None = None
+        for item in items:
+            if item.detail_row is None and item.record.has_details():
+                if encoder is None:
+                    details = self._tables[entity].details
+                    assert details is not None
+                    encoder = RowEncoder(details, self._adapters)
+                item.detail_row = encoder(item.record)
 
     def write_prepared(self, prepared: PreparedWrite) -> WriteResult:
         """Write a batch made by :meth:`prepare` in one transaction, parents first. Can be called
@@ -261,6 +284,10 @@ class PostgresSink:
                 copy_payload(cur, sql.Identifier("public", entity), table.columns, group.data)
                 if group.change_log is not None:
                     copy_payload(cur, _CHANGE_LOG, ("entity", "id"), group.change_log)
+                if group.details is not None and table.details is not None:
+                    # Every interaction of this COPY was new: so are its details.
+                    target = sql.Identifier("agentstream", table.details.entity)
+                    copy_payload(cur, target, table.details.columns, group.details)
                 return
             except (psycopg.errors.UniqueViolation, psycopg.errors.ForeignKeyViolation):
                 cur.execute(sql.SQL("ROLLBACK TO SAVEPOINT {}").format(savepoint))
@@ -268,9 +295,14 @@ class PostgresSink:
         stage = _stage(entity)
         cur.execute(sql.SQL("TRUNCATE {}").format(stage))
         copy_payload(cur, stage, table.columns, group.data)
+        details_stage = None
+        if group.details is not None and table.details is not None:
+            details_stage = _stage(table.details.entity)
+            cur.execute(sql.SQL("TRUNCATE {}").format(details_stage))
+            copy_payload(cur, details_stage, table.details.columns, group.details)
         for statement in inference_statements(entity, stage):
             cur.execute(statement)
-        cur.execute(write_statement(table, stage))
+        cur.execute(write_statement(table, stage, details_stage))
 
 
 @dataclass(slots=True)
@@ -282,6 +314,7 @@ class _Group:
     received: int  # items of this table in the batch, duplicates included
     data: bytes  # the items' rows, one binary COPY stream
     change_log: bytes | None  # their change_log rows (CHANGE_LOGGED tables), same format
+    details: bytes | None  # their details rows (Table.details), if any has details
 
 
 @dataclass(slots=True)
@@ -301,4 +334,6 @@ def _group(entity: str, items: list[SinkItem], received: int) -> _Group:
     if entity in CHANGE_LOGGED:
         ids = (i.record.id for i in items if i.record.id is not None)
         log_rows = payload(change_log_rows(entity, ids))
-    return _Group(entity, items, received, payload(rows), log_rows)
+    detail_rows = [i.detail_row for i in items if i.detail_row is not None]
+    details = payload(detail_rows) if detail_rows else None
+    return _Group(entity, items, received, payload(rows), log_rows, details)
