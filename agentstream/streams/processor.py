@@ -75,12 +75,6 @@ class Prepared:
     size: int = field(default=0)
 
 
-def _kind(reason: str) -> str:
-    # The codec words every contract violation "invalid record: ..."; anything else is a
-    # message that could not be read as records at all.
-    return ErrorKind.VALIDATION if reason.startswith("invalid record") else ErrorKind.DECODE
-
-
 class Processor:
     def __init__(
         self,
@@ -134,7 +128,7 @@ class Processor:
             headers = tuple(_headers(msg.headers))
             dead = [
                 DeadLetter(
-                    kind=_kind(bad.reason),
+                    kind=bad.kind,
                     reason=bad.reason,
                     entity=entity,
                     source_topic=topic,
