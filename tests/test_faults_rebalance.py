@@ -19,9 +19,8 @@ import psycopg
 import pytest
 
 from agentstream.contract.settings import Settings
-from agentstream.contract.topics import ENTITIES, dlq_topic, topic_for
 from agentstream.streams.dlq_admin import read_dead_letters
-from tests.support.kafka import create_topics
+from tests.support.kafka import create_pipeline_topics
 from tests.support.reliability import Result, record
 from tests.support.traffic import ids_in, make_traffic, publish, row_count
 from tests.support.worker import WorkerProcess, wait_committed, wait_for
@@ -41,12 +40,7 @@ CHURN = [
 async def test_workers_join_and_leave_while_one_record_messages_drain(
     settings: Settings, tmp_path: Path
 ) -> None:
-    await create_topics(
-        settings.kafka_bootstrap,
-        [topic_for(e, settings.topic_prefix) for e in ENTITIES]
-        + [dlq_topic(settings.topic_prefix)],
-        partitions=4,
-    )
+    await create_pipeline_topics(settings, partitions=4)
     traffic = make_traffic(sessions=120, events_per_session=40, llm_per_session=6, seed=16)
     # A later state of every session, sent before the first one half the time: the state
     # with the later updated_at must win whatever the order and the redeliveries.
