@@ -9,7 +9,8 @@ One run, the same generated records (events with their sessions, plus LLM intera
       worker's CPU time per record over that span (process user + system seconds / records);
   (d) the same records sent one per message (Kafka's convention: one JSON object each),
       drained the same way; d/c compares the two message shapes;
-  latency: at a steady 2,000 records/s, produce time -> row visible (committed), p50/p99;
+  latency: at a steady 2,000 records/s, produce time -> row visible (committed), p50/p99,
+      for array messages and for one-record messages;
   memory: the worker's RSS while draining (c) and while draining a backlog `--memory-factor`
       times larger.
 
@@ -411,8 +412,11 @@ def drain(
 # --- latency at a steady rate ----------------------------------------------------------------
 
 
-async def steady(settings: Settings, conninfo: str, rate: int, seconds: float) -> list[float]:
-    """Produce `rate` events/s (messages of rate/20 records every 50 ms); time to visibility."""
+async def steady(
+    settings: Settings, conninfo: str, rate: int, seconds: float, *, single: bool = False
+) -> list[float]:
+    """Produce `rate` events/s (every 50 ms rate/20 records: one array message, or with
+    `single` one message each); time from produce to visibility."""
     sid = str(uuid.uuid4())
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
     await producer.start()
@@ -466,7 +470,11 @@ async def steady(settings: Settings, conninfo: str, rate: int, seconds: float) -
                     "payload": {},
                 }
             )
-        await producer.send(topic, json.dumps(records).encode())
+        if single:
+            for r in records:
+                await producer.send(topic, json.dumps(r).encode())
+        else:
+            await producer.send(topic, json.dumps(records).encode())
         sent += per_tick
     await producer.flush()
     await producer.stop()
@@ -573,14 +581,17 @@ def main() -> None:
         group = "c2" if args.two_workers else "c"
         worker = start_worker(settings, conninfo, workdir / "worker-lat.log", group)
         time.sleep(8)  # join the group and reach the end of the backlog before timing
-        lat = asyncio.run(steady(settings, conninfo, args.latency_rate, args.latency_seconds))
-        out["latency_s"] = {
-            "rate": args.latency_rate,
-            "n": len(lat),
-            "p50": round(percentile(lat, 50), 3),
-            "p99": round(percentile(lat, 99), 3),
-            "max": round(max(lat), 3) if lat else None,
-        }
+        for key, single in (("latency_s", False), ("latency_single_s", True)):
+            lat = asyncio.run(
+                steady(settings, conninfo, args.latency_rate, args.latency_seconds, single=single)
+            )
+            out[key] = {
+                "rate": args.latency_rate,
+                "n": len(lat),
+                "p50": round(percentile(lat, 50), 3),
+                "p99": round(percentile(lat, 99), 3),
+                "max": round(max(lat), 3) if lat else None,
+            }
         worker.send_signal(signal.SIGTERM)
         out["worker_exit_code"] = worker.wait(60)
         del data
