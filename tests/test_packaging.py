@@ -250,12 +250,12 @@ def test_importing_the_sdk_loads_neither_the_worker_nor_the_analytics() -> None:
 
 @pytest.mark.parametrize(
     ("command", "hidden", "extra"),
-    [("worker", "faust", "worker"), ("report", "psycopg", "analytics")],
+    [("worker", "prometheus_client", "worker"), ("report", "psycopg", "analytics")],
 )
 def test_a_command_without_its_extra_says_which_to_install(
     command: str, hidden: str, extra: str
 ) -> None:
-    # A None in sys.modules makes `import faust` raise ModuleNotFoundError, as if the
+    # A None in sys.modules makes `import prometheus_client` raise ModuleNotFoundError, as if the
     # extra were not installed.
     script = (
         "import sys\n"
