@@ -503,6 +503,8 @@ def main() -> None:
         "bench": "peer",
         "scale": args.scale,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        # the machine is shared: the 1-minute load average says how quiet it was
+        "loadavg_start": round(os.getloadavg()[0], 1),
     }
     try:
         data = ingest.generate(int(300_000 * args.scale))
@@ -523,6 +525,7 @@ def main() -> None:
             out["ratio_agentstream_over_peer"] = [
                 round(w["rows_s"] / p["rows_s"], 2) for p, w in zip(peers, workers, strict=True)
             ]
+        out["loadavg_end"] = round(os.getloadavg()[0], 1)
         out["logs"] = str(workdir)
     finally:
         scratch.drop_all()
