@@ -317,14 +317,15 @@ def properties(path: Path, values: dict[str, object]) -> Path:
     return path
 
 
-def jdbc(conninfo: str) -> tuple[str, str, str]:
+# pgjdbc's multi-row INSERTs for JDBC batches: what a tuned JDBC sink runs with.
+JDBC_PARAMS = "reWriteBatchedInserts=true"
+
+
+def jdbc(conninfo: str, params: str) -> tuple[str, str, str]:
     """(url, user, password) of a libpq conninfo."""
     d = conninfo_to_dict(conninfo)
-    url = (
-        f"jdbc:postgresql://{d.get('host', '127.0.0.1')}:{d.get('port', 5432)}/{d['dbname']}"
-        # Multi-row INSERTs for JDBC batches: what a tuned JDBC sink runs with.
-        "?reWriteBatchedInserts=true"
-    )
+    host, port = d.get("host", "127.0.0.1"), d.get("port", 5432)
+    url = f"jdbc:postgresql://{host}:{port}/{d['dbname']}" + (f"?{params}" * bool(params))
     return url, str(d.get("user", "postgres")), str(d.get("password", ""))
 
 
@@ -342,7 +343,13 @@ rootLogger.appenderRef.file.ref = FILE
 
 
 def start_connect(
-    settings: Settings, conninfo: str, workdir: Path, libs: Path, plugins: Path, tasks: int
+    settings: Settings,
+    conninfo: str,
+    workdir: Path,
+    libs: Path,
+    plugins: Path,
+    tasks: int,
+    jdbc_params: str,
 ) -> subprocess.Popen[bytes]:
     worker = properties(
         workdir / "connect-standalone.properties",
@@ -358,7 +365,7 @@ def start_connect(
             "connector.client.config.override.policy": "All",
         },
     )
-    url, user, password = jdbc(conninfo)
+    url, user, password = jdbc(conninfo, jdbc_params)
     prefix = re.escape(settings.topic_prefix)
     connector = properties(
         workdir / "jdbc-sink.properties",
@@ -466,14 +473,15 @@ def run_peer(
     sessions: list[tuple[Any, ...]],
     workdir: Path,
     tasks: int,
+    jdbc_params: str,
 ) -> dict[str, Any]:
     libs, plugins = connect_jars()
 
     def start(settings: Settings, conninfo: str, logs: Path) -> subprocess.Popen[bytes]:
-        return start_connect(settings, conninfo, logs, libs, plugins, tasks)
+        return start_connect(settings, conninfo, logs, libs, plugins, tasks, jdbc_params)
 
     out = run("the peer", scratch, data, sessions, workdir, enveloped, start)
-    return out | {"tasks": tasks, **versions(libs, plugins)}
+    return out | {"tasks": tasks, "jdbc_params": jdbc_params, **versions(libs, plugins)}
 
 
 def run_worker(
@@ -495,6 +503,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="peer then worker, this many times")
     parser.add_argument("--tasks", type=int, default=1, help="the connector's tasks.max")
     parser.add_argument("--only", choices=("peer", "worker"), default=None)
+    parser.add_argument(
+        "--jdbc-params", default=JDBC_PARAMS, help="the peer's JDBC URL query ('' for none)"
+    )
     args = parser.parse_args()
 
     scratch = ingest.Scratch(Settings())
@@ -514,7 +525,10 @@ def main() -> None:
         workers: list[dict[str, Any]] = []
         for r in range(1, args.rounds + 1):
             if args.only != "worker":
-                peers.append(run_peer(scratch, data, sessions, workdir / f"p{r}", args.tasks))
+                peer = run_peer(
+                    scratch, data, sessions, workdir / f"p{r}", args.tasks, args.jdbc_params
+                )
+                peers.append(peer)
             if args.only != "peer":
                 workers.append(run_worker(scratch, data, sessions, workdir / f"w{r}"))
         if peers:
