@@ -497,6 +497,10 @@ def run_worker(
     return out | {"batch_records": scratch.settings.worker_batch_records}
 
 
+def per_round(results: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    return {k: [r[k] for r in results] for k in ("rows_s", "cpu_us_per_record")}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--scale", type=float, default=1.0, help="1.0 = 300k events")
@@ -532,9 +536,9 @@ def main() -> None:
             if args.only != "peer":
                 workers.append(run_worker(scratch, data, sessions, workdir / f"w{r}"))
         if peers:
-            out["peer"] = peers[0] | {"rows_s": [p["rows_s"] for p in peers]}
+            out["peer"] = peers[0] | per_round(peers)
         if workers:
-            out["agentstream"] = workers[0] | {"rows_s": [w["rows_s"] for w in workers]}
+            out["agentstream"] = workers[0] | per_round(workers)
         if peers and workers:
             out["ratio_agentstream_over_peer"] = [
                 round(w["rows_s"] / p["rows_s"], 2) for p, w in zip(peers, workers, strict=True)
