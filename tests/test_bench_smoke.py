@@ -69,8 +69,10 @@ def test_ingest_bench(services: Services) -> None:
         "100",
     )
     assert out["records"] == {"sessions": 500, "events": 15000, "llm_interactions": 3000}
-    for key in ("a_raw_copy_rows_s", "b_naive_rows_s", "c_worker_rows_s"):
+    for key in ("a_raw_copy_rows_s", "b_naive_rows_s", "c_worker_rows_s", "d_single_rows_s"):
         assert out[key] > 0
+    assert out["d_messages"] == 18500  # one message per record
+    assert out["c_worker_cpu_us_per_record"] > 0 and out["d_worker_cpu_us_per_record"] > 0
     assert out["latency_s"]["n"] > 0 and out["worker_exit_code"] == 0
 
 
