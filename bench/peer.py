@@ -57,8 +57,7 @@ import ingest  # bench/ is not a package: ingest.py's generator and helpers
 
 from agentstream.contract.settings import Settings
 from agentstream.contract.topics import topic_for
-from agentstream.streams.app import CONSUMER_MAX_FETCH_BYTES
-from agentstream.streams.runner import ensure_topics
+from agentstream.streams.runner import CONSUMER_MAX_FETCH_BYTES, ensure_topics
 
 CONNECT_VERSION = os.environ.get("AGENTSTREAM_CONNECT_VERSION", "4.1.1")
 DEBEZIUM_JDBC = "io.debezium:debezium-connector-jdbc:3.6.0.Final:tar.gz:plugin"
