@@ -77,6 +77,16 @@ def test_ingest_bench(services: Services) -> None:
     assert out["worker_exit_code"] == 0
 
 
+def test_peer_bench_worker_side(services: Services) -> None:
+    # The agentstream side only: the peer's side needs Maven Central and a JVM (make bench).
+    out = run_bench(services, "peer.py", "--scale", "0.02", "--only", "worker")
+    assert out["records"] == {"llm_interactions": 1200, "events": 6000}
+    side = out["agentstream"]
+    assert side["rows"] == side["messages"] == 7200  # one message per record, every row landed
+    assert side["rows_s"][0] > 0 and side["cpu_us_per_record"][0] > 0
+    assert side["exit_code"] == 0 and "peer" not in out
+
+
 @pytest.mark.parametrize("ids", ["random", "uuid7"])
 def test_analytics_bench(services: Services, ids: str) -> None:
     db = f"bench_smoke_{uuid.uuid4().hex[:8]}"
