@@ -22,6 +22,7 @@ __all__ = ["CommandError", "main", "missing_extra"]
 COMMANDS = (
     "migrate",
     "worker",
+    "otlp",
     "produce",
     "rollup",
     "report",
@@ -49,6 +50,9 @@ _EXTRA_OF_MODULE = {
     "duckdb": "analytics",
     "adbc_driver_postgresql": "analytics",
     "adbc_driver_manager": "analytics",
+    "aiohttp": "otlp",
+    "opentelemetry": "otlp",
+    "google": "otlp",
 }
 
 

@@ -1,0 +1,140 @@
+"""One request's spans (or a resolver's batch) into the messages to publish.
+
+Every span leaves two things: its records (when its context is known) and, on the spans
+topic keyed by its trace, its facts (what its descendants inherit). A span whose context is
+not known yet (an ancestor's span has not arrived) goes on the spans topic whole, for the
+resolver (resolver.py) to map once it is. Nothing is kept in this process between requests.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentstream.contract.entities import Record, Session
+from agentstream.otlp.decode import Span, SpanEvent
+from agentstream.otlp.mapping import (
+    Context,
+    Facts,
+    MappingError,
+    SpanKind,
+    facts_of,
+    kind_of,
+    records_of,
+    resolve,
+    session_record,
+)
+
+__all__ = ["Mapped", "map_spans", "span_from_json", "span_to_json"]
+
+
+@dataclass(slots=True)
+class Mapped:
+    records: list[Record] = field(default_factory=list)
+    # (trace hex, item) for the spans topic: {"span": hex, "f": facts} (+ "k", "body": pending)
+    span_items: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # (metric label, reason)
+    mapped: Counter[str] = field(default_factory=Counter)  # by kind
+    dropped: Counter[str] = field(default_factory=Counter)  # by reason
+    pending: int = 0
+    _sessions: dict[Any, Session] = field(default_factory=dict)
+
+    def add(self, span: Span, kind: SpanKind, ctx: Context, records: list[Record]) -> None:
+        self.records.extend(records)
+        self.mapped[kind] += 1
+        session = session_record(span, ctx)
+        seen = self._sessions.get(session.id)
+        if seen is not None:
+            assert seen.created_at and seen.updated_at and session.created_at
+            assert session.updated_at
+            session = session.model_copy(
+                update={
+                    "created_at": min(seen.created_at, session.created_at),
+                    "updated_at": max(seen.updated_at, session.updated_at),
+                }
+            )
+        self._sessions[session.id] = session
+
+    def all_records(self) -> list[Record]:
+        return [*self._sessions.values(), *self.records]
+
+
+def span_to_json(span: Span) -> dict[str, Any]:
+    return {
+        "t": span.trace_hex,
+        "s": span.span_hex,
+        "p": span.parent_hex,
+        "n": span.name,
+        "b": span.start_ns,
+        "e": span.end_ns,
+        "c": span.status_code,
+        "m": span.status_message,
+        "a": span.attributes,
+        "r": span.resource,
+        "ev": [[e.name, e.time_ns, e.attributes] for e in span.events],
+    }
+
+
+def span_from_json(d: dict[str, Any]) -> Span:
+    return Span(
+        trace_id=bytes.fromhex(d["t"]),
+        span_id=bytes.fromhex(d["s"]),
+        parent_span_id=bytes.fromhex(d["p"]) if d.get("p") else b"",
+        name=d["n"],
+        start_ns=d["b"],
+        end_ns=d["e"],
+        status_code=d["c"],
+        status_message=d["m"],
+        attributes=d["a"],
+        resource=d["r"],
+        events=[SpanEvent(n, t, a) for n, t, a in d["ev"]],
+    )
+
+
+def map_spans(spans: Iterable[Span], *, keep_other: bool) -> Mapped:
+    out = Mapped()
+    valid: list[tuple[Span, SpanKind, Facts]] = []
+    known: dict[tuple[str, str], Facts] = {}
+    for span in spans:
+        problem = span.id_problem()
+        if problem is not None:
+            out.rejected.append(("invalid_ids", f"span {span.span_id.hex() or '?'}: {problem}"))
+            continue
+        kind = kind_of(span)
+        facts = facts_of(span, kind)
+        valid.append((span, kind, facts))
+        known[(span.trace_hex, span.span_hex)] = facts
+    for span, kind, facts in valid:
+        trace = span.trace_hex
+        item: dict[str, Any] = {"span": span.span_hex, "f": facts.to_json()}
+        if kind == "other" and not keep_other:
+            out.dropped["no_genai_meaning"] += 1
+            out.span_items.append((trace, item))
+            continue
+        lookup = _lookup(known, trace)
+        ctx = resolve(trace, span.span_hex, lookup)
+        if ctx is None:
+            # Refused now, with its reason in this response, if it would be refused whatever
+            # its ancestors turn out to be (bad token counts, ...): mapped with its defaults.
+            try:
+                records_of(span, kind, resolve(trace, span.span_hex, lookup, final=True))  # type: ignore[arg-type]
+            except MappingError as exc:
+                out.rejected.append(("invalid_values", f"span {span.span_hex}: {exc}"))
+                continue
+            item["k"] = kind
+            item["body"] = span_to_json(span)
+            out.pending += 1
+            out.span_items.append((trace, item))
+            continue
+        out.span_items.append((trace, item))
+        try:
+            out.add(span, kind, ctx, records_of(span, kind, ctx))
+        except MappingError as exc:
+            out.rejected.append(("invalid_values", f"span {span.span_hex}: {exc}"))
+    return out
+
+
+def _lookup(known: dict[tuple[str, str], Facts], trace: str) -> Callable[[str], Facts | None]:
+    return lambda span_hex: known.get((trace, span_hex))

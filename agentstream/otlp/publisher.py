@@ -1,0 +1,128 @@
+"""Publish one request's messages and wait until Kafka acknowledged every one (acks=all).
+
+Unlike the SDK's ``AgentStream``, which batches across callers and reports delivery per
+flush, the intake must know when *this request's* records are acknowledged, to answer 200
+only then: so each request sends its own batch messages (one per topic and partition) and
+waits for exactly their futures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import murmur2
+
+from agentstream.contract.codec import encode_record
+from agentstream.contract.entities import ENTITY_MODELS, Record
+from agentstream.contract.settings import Settings
+from agentstream.contract.topics import otlp_spans_topic, topic_for
+
+__all__ = ["KafkaNotAcknowledged", "Publisher"]
+
+_ENTITY_OF = {model: entity for entity, model in ENTITY_MODELS.items()}
+# Below the broker's 10 MiB message limit and the codec's 8 MiB, with room for framing.
+MAX_BATCH_BYTES = 1024 * 1024
+
+
+class KafkaNotAcknowledged(Exception):
+    """Kafka did not acknowledge a request's records in time: answered 503 + Retry-After."""
+
+
+def _partition(key: str, partitions: int) -> int:
+    hashed: int = murmur2(key.encode())
+    return (hashed & 0x7FFFFFFF) % partitions
+
+
+class Publisher:
+    def __init__(self, settings: Settings, *, client_id: str = "agentstream-otlp") -> None:
+        self.settings = settings
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            client_id=client_id,
+            acks="all",
+            enable_idempotence=True,
+            compression_type="zstd",
+            max_request_size=8 * 1024 * 1024,
+            linger_ms=2,
+            request_timeout_ms=int(settings.otlp_kafka_timeout_s * 1000),
+            **settings.kafka_client_options(),
+        )
+        self._partitions: dict[str, int] = {}
+        prefix = settings.topic_prefix
+        self.spans_topic = otlp_spans_topic(prefix)
+        self._topics = {entity: topic_for(entity, prefix) for entity in ENTITY_MODELS}
+
+    async def start(self) -> None:
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def _partition_count(self, topic: str) -> int:
+        count = self._partitions.get(topic)
+        if count is None:
+            found = await self._producer.partitions_for(topic)
+            count = self._partitions[topic] = len(found)
+        return count
+
+    async def publish(
+        self,
+        records: Iterable[Record],
+        span_items: Iterable[tuple[str, dict[str, Any]]] = (),
+        *,
+        timeout_s: float | None = None,
+    ) -> int:
+        """Send, then wait for every acknowledgement; returns the messages sent.
+
+        Raises :class:`KafkaNotAcknowledged` when Kafka does not acknowledge them all
+        within ``timeout_s`` (default ``otlp_kafka_timeout_s``) or refuses one.
+        """
+        groups: dict[tuple[str, int], list[bytes]] = defaultdict(list)
+        try:
+            for record in records:
+                topic = self._topics[_ENTITY_OF[type(record)]]
+                key = str(record.id if type(record).__name__ == "Session" else record.session_id)  # type: ignore[attr-defined]
+                partition = _partition(key, await self._partition_count(topic))
+                groups[(topic, partition)].append(encode_record(record))
+            count = await self._partition_count(self.spans_topic) if span_items else 1
+            for trace, item in span_items:
+                item["t"] = trace
+                value = json.dumps(item, separators=(",", ":")).encode()
+                groups[(self.spans_topic, _partition(trace, count))].append(value)
+        except Exception as exc:  # metadata not available: the broker is not reachable
+            raise KafkaNotAcknowledged(f"Kafka metadata: {exc!r}") from None
+        timeout = self.settings.otlp_kafka_timeout_s if timeout_s is None else timeout_s
+        futures: list[asyncio.Future[Any]] = []
+
+        async def send_all() -> None:
+            for (topic, partition), values in groups.items():
+                for value in _batches(values):
+                    futures.append(await self._producer.send(topic, value, partition=partition))
+            await asyncio.gather(*futures)
+
+        try:
+            await asyncio.wait_for(send_all(), timeout)
+        except TimeoutError:
+            raise KafkaNotAcknowledged(f"Kafka did not acknowledge within {timeout:g}s") from None
+        except Exception as exc:
+            raise KafkaNotAcknowledged(f"Kafka refused: {exc!r}") from None
+        return len(futures)
+
+
+def _batches(values: list[bytes]) -> Iterable[bytes]:
+    """JSON-array messages of at most MAX_BATCH_BYTES (a larger single record goes alone)."""
+    batch: list[bytes] = []
+    size = 2
+    for value in values:
+        if batch and size + len(value) + 1 > MAX_BATCH_BYTES:
+            yield b"[" + b",".join(batch) + b"]"
+            batch, size = [], 2
+        batch.append(value)
+        size += len(value) + 1
+    if batch:
+        yield b"[" + b",".join(batch) + b"]"
