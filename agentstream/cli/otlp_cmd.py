@@ -37,6 +37,7 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from agentstream.contract.settings import get_settings
     from agentstream.otlp.server import serve
+    from agentstream.topic_admin import TopicRefused
 
     overrides = {
         "otlp_host": args.host,
@@ -60,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         return asyncio.run(serve(settings))
+    except TopicRefused as exc:
+        raise CommandError(str(exc)) from None
     except OSError as exc:
         raise CommandError(
             f"cannot serve on {settings.otlp_host}:{settings.otlp_port} or reach Kafka: {exc}; "

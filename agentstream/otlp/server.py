@@ -10,13 +10,14 @@ time (the exporter retries; ids are deterministic, so a retry duplicates nothing
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import logging
 import signal
 import time
-from typing import Any
 
 from aiohttp import web
+from aiokafka.errors import KafkaError
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.rpc.status_pb2 import Status
@@ -27,9 +28,12 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from agentstream.contract.settings import Settings
+from agentstream.contract.topics import ENTITIES, otlp_spans_topic, topic_for
 from agentstream.otlp.decode import BodyError, BodyTooLarge, decode_request, gunzip, spans_of
 from agentstream.otlp.pipeline import map_spans
 from agentstream.otlp.publisher import KafkaNotAcknowledged, Publisher
+from agentstream.otlp.resolver import Resolver
+from agentstream.topic_admin import create_missing_topics
 
 __all__ = ["Intake", "Metrics", "serve"]
 
@@ -106,6 +110,10 @@ class Intake:
     ) -> web.Response:
         return self._answer(status, Status(code=code, message=text), json_body, **headers)
 
+    def _unavailable(self, why: str, json_body: bool) -> web.Response:
+        retry = str(self.settings.otlp_retry_after_s)
+        return self._status(503, _UNAVAILABLE, f"{why}; retry", json_body, **{"Retry-After": retry})
+
     # ------------------------------------------------------------------ handlers
 
     async def traces(self, request: web.Request) -> web.Response:
@@ -145,6 +153,8 @@ class Intake:
             return self._status(400, _INVALID_ARGUMENT, str(exc), json_body)
         m = self.metrics
         m.received.inc(len(spans))
+        if not self.ready:
+            return self._unavailable("not connected to Kafka yet", json_body)
         mapped = map_spans(spans, keep_other=self.settings.otlp_keep_other_spans)
         try:
             await self.publisher.publish(mapped.all_records(), mapped.span_items)
@@ -195,21 +205,41 @@ class Intake:
         return app
 
 
-async def serve(settings: Settings, *, on_ready: Any = None) -> int:
-    """Serve until SIGTERM/SIGINT, then finish the requests in flight and exit 0."""
-    from agentstream.contract.topics import ENTITIES, otlp_spans_topic, topic_for
-    from agentstream.otlp.resolver import Resolver
-    from agentstream.topic_admin import create_missing_topics
+async def _connect(settings: Settings, intake: Intake, registry: CollectorRegistry) -> Resolver:
+    """Create the topics, start the producer and the resolver; retried while Kafka is away.
 
+    Until this succeeds the intake is up but not ready: /healthz and exports answer 503, and
+    exporters retry, so an intake started before Kafka loses nothing.
+    """
     names = [topic_for(e, settings.topic_prefix) for e in ENTITIES]
     names.append(otlp_spans_topic(settings.topic_prefix))
-    await create_missing_topics(settings, names, timeout_s=30.0)
+    delay = 0.5
+    while True:
+        try:
+            await create_missing_topics(settings, names, timeout_s=settings.otlp_kafka_timeout_s)
+            await intake.publisher.start()
+            resolver = Resolver(settings, intake.publisher, registry)
+            await resolver.start()
+            return resolver
+        except (KafkaError, OSError, TimeoutError) as exc:
+            log.warning(
+                "Kafka at %s not reachable (%r), retrying in %.1f s; %s",
+                settings.kafka_bootstrap,
+                exc,
+                delay,
+                settings.kafka_advice(),
+            )
+            with contextlib.suppress(Exception):
+                await intake.publisher.stop()
+            intake.publisher = Publisher(settings)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+async def serve(settings: Settings) -> int:
+    """Serve until SIGTERM/SIGINT, then finish the requests in flight and exit 0."""
     metrics = Metrics()
-    publisher = Publisher(settings)
-    await publisher.start()
-    intake = Intake(settings, publisher, metrics)
-    resolver = Resolver(settings, publisher, metrics.registry)
-    await resolver.start()
+    intake = Intake(settings, Publisher(settings), metrics)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -218,18 +248,29 @@ async def serve(settings: Settings, *, on_ready: Any = None) -> int:
     await runner.setup()
     site = web.TCPSite(runner, settings.otlp_host, settings.otlp_port)
     await site.start()
-    intake.ready = True
     log.info(
         "OTLP/HTTP intake listening on http://%s:%d/v1/traces",
         settings.otlp_host,
         settings.otlp_port,
     )
-    if on_ready is not None:
-        on_ready()
-    await stop.wait()
+    connecting = asyncio.create_task(_connect(settings, intake, metrics.registry))
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    resolver: Resolver | None = None
+    if connecting.done():
+        resolver = connecting.result()
+        intake.ready = True
+        log.info("connected to Kafka at %s: ready", settings.kafka_bootstrap)
+        await stopping
+    else:
+        connecting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await connecting
     log.info("stopping: finishing the requests in flight")
     intake.ready = False
-    await runner.cleanup()  # stops accepting, waits for handlers in flight
-    await resolver.stop()
-    await publisher.stop()
+    await runner.cleanup()  # stops accepting, waits for the handlers in flight
+    if resolver is not None:
+        await resolver.stop()
+    with contextlib.suppress(Exception):
+        await intake.publisher.stop()
     return 0

@@ -50,6 +50,8 @@ def catches(pid: int, sig: signal.Signals) -> bool:
 class WorkerProcess:
     """One worker process (``agentstream worker *args``); its output goes to ``log_path``."""
 
+    command = "worker"
+
     def __init__(self, settings: Settings, log_path: Path, *args: str, **extra_env: str) -> None:
         self.settings = settings
         self.log_path = log_path
@@ -61,7 +63,7 @@ class WorkerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agentstream", "worker", *self.args],
+            [sys.executable, "-m", "agentstream", self.command, *self.args],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
