@@ -141,7 +141,11 @@ class Intake:
             return web.Response(status=415, text=f"unsupported Content-Encoding {encoding!r}")
         limit = self.settings.otlp_max_body_bytes
         try:
+            if (request.content_length or 0) > limit:
+                raise BodyTooLarge(limit)
             body = await request.read()
+            if len(body) > limit:
+                raise BodyTooLarge(limit)
             if encoding == "gzip":
                 body = gunzip(body, limit)
             spans = spans_of(decode_request(body, json_body=json_body))
@@ -197,8 +201,9 @@ class Intake:
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     def app(self) -> web.Application:
-        # One more byte than the limit, so that a body of exactly the limit is accepted.
-        app = web.Application(client_max_size=self.settings.otlp_max_body_bytes + 1)
+        # aiohttp refuses a body past client_max_size while reading it (a chunked one has no
+        # Content-Length to check first); the handler answers that with 413.
+        app = web.Application(client_max_size=self.settings.otlp_max_body_bytes)
         app.router.add_post("/v1/traces", self.traces)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/metrics", self.metrics_page)
@@ -244,7 +249,10 @@ async def serve(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    runner = web.AppRunner(intake.app(), access_log=None, shutdown_timeout=30.0)
+    # Not decompressed by aiohttp: gunzip() bounds what a gzip body inflates to.
+    runner = web.AppRunner(
+        intake.app(), access_log=None, shutdown_timeout=30.0, auto_decompress=False
+    )
     await runner.setup()
     site = web.TCPSite(runner, settings.otlp_host, settings.otlp_port)
     await site.start()

@@ -8,7 +8,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from opentelemetry.exporter.otlp.json.http.trace_exporter import (
     OTLPSpanExporter as JsonSpanExporter,
@@ -56,17 +56,16 @@ class IntakeProcess(WorkerProcess):
                 return r.status, r.read().decode()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode()
+        except OSError:  # not listening (yet, or any more)
+            return 0, ""
 
-    def wait_ready(self, wait_s: float = 60.0) -> IntakeProcess:
+    def wait_ready(self, wait_s: float = 60.0) -> Self:
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
             if not self.alive:
                 raise AssertionError(f"intake exited:\n{self.log()}")
-            try:
-                if self.get("/healthz")[0] == 200:
-                    return self
-            except OSError:
-                pass
+            if self.get("/healthz")[0] == 200:
+                return self
             time.sleep(0.2)
         raise AssertionError(f"intake not ready after {wait_s}s:\n{self.log()}")
 
