@@ -17,11 +17,12 @@ same span mapped twice, by any process, gives the same records.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from agentstream.contract.entities import (
@@ -207,6 +208,7 @@ class Context:
     agent_id: uuid.UUID | None
 
 
+@functools.lru_cache(maxsize=65536)
 def session_id_of(key: str) -> uuid.UUID:
     """A session key that is a UUID is the session's id (our SDK's sessions); others hash."""
     try:
@@ -215,6 +217,7 @@ def session_id_of(key: str) -> uuid.UUID:
         return _id("session", key)
 
 
+@functools.lru_cache(maxsize=65536)
 def agent_id_of(agent: str, session_id: uuid.UUID) -> uuid.UUID:
     if agent.startswith("id:"):
         return _id("agent", agent)
@@ -271,8 +274,16 @@ def resolve(
     return Context(session_id_of(key), key, user or USER_PLACEHOLDER, agent_id)
 
 
+# Span times the seed's timestamptz and Python can both hold (years 1970-9999).
+_LATEST_NS = 253_402_214_400 * 10**9  # 9999-12-30
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _time(ns: int) -> datetime:
-    return datetime.fromtimestamp(ns / 1e9, UTC)
+    if not 0 <= ns < _LATEST_NS:
+        raise MappingError(f"span time {ns} ns since the epoch is out of range")
+    # Exact to the microsecond (a float of seconds since 1970 is not).
+    return _EPOCH + timedelta(microseconds=ns // 1000)
 
 
 def _count(span: Span, keys: tuple[str, ...], name: str) -> int | None:
@@ -526,13 +537,13 @@ def _other(span: Span, ctx: Context) -> Event:
     return _event(span, ctx, "otel.span", payload)
 
 
-def session_record(span: Span, ctx: Context) -> Session:
-    """The span's session, as this span knows it (sessions are upserted, latest wins)."""
+def session_record(ctx: Context, start_ns: int, end_ns: int) -> Session:
+    """A session as the spans mapped together know it (sessions are upserted, latest wins)."""
     return Session(
         id=ctx.session_id,
         user_id=_fit(ctx.user_id, 255),
-        created_at=_time(span.start_ns),
-        updated_at=_time(span.end_ns),
+        created_at=_time(start_ns),
+        updated_at=_time(end_ns),
         metadata={"source": "otlp", "otel.session": _clean(ctx.session_key)},
     )
 

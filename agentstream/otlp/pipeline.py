@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentstream.contract.entities import Record, Session
+from agentstream.contract.entities import Record
 from agentstream.otlp.decode import Span, SpanEvent
 from agentstream.otlp.mapping import (
     Context,
@@ -39,26 +39,28 @@ class Mapped:
     mapped: Counter[str] = field(default_factory=Counter)  # by kind
     dropped: Counter[str] = field(default_factory=Counter)  # by reason
     pending: int = 0
-    _sessions: dict[Any, Session] = field(default_factory=dict)
+    # session id -> (its context, earliest start, latest end) among the spans mapped
+    _sessions: dict[Any, tuple[Context, int, int]] = field(default_factory=dict)
 
     def add(self, span: Span, kind: SpanKind, ctx: Context, records: list[Record]) -> None:
         self.records.extend(records)
         self.mapped[kind] += 1
-        session = session_record(span, ctx)
-        seen = self._sessions.get(session.id)
-        if seen is not None:
-            assert seen.created_at and seen.updated_at and session.created_at
-            assert session.updated_at
-            session = session.model_copy(
-                update={
-                    "created_at": min(seen.created_at, session.created_at),
-                    "updated_at": max(seen.updated_at, session.updated_at),
-                }
+        seen = self._sessions.get(ctx.session_id)
+        if seen is None:
+            self._sessions[ctx.session_id] = (ctx, span.start_ns, span.end_ns)
+        else:
+            self._sessions[ctx.session_id] = (
+                seen[0] if seen[2] >= span.end_ns else ctx,  # the latest span's user
+                min(seen[1], span.start_ns),
+                max(seen[2], span.end_ns),
             )
-        self._sessions[session.id] = session
 
     def all_records(self) -> list[Record]:
-        return [*self._sessions.values(), *self.records]
+        """One session record per session touched, then the spans' records."""
+        sessions: list[Record] = [
+            session_record(ctx, start, end) for ctx, start, end in self._sessions.values()
+        ]
+        return sessions + self.records
 
 
 def span_to_json(span: Span) -> dict[str, Any]:

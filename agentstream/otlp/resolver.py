@@ -18,7 +18,6 @@ mapped twice lands once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -37,6 +36,8 @@ from agentstream.otlp.publisher import KafkaNotAcknowledged, Publisher
 __all__ = ["Resolver"]
 
 log = logging.getLogger(__name__)
+
+_STOP_TIMEOUT_S = 5.0
 
 
 @dataclass(slots=True)
@@ -57,6 +58,7 @@ class Resolver:
         self._wait = settings.otlp_resolve_wait_s
         self._traces: dict[int, dict[str, _Trace]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._consumer: AIOKafkaConsumer | None = None
         self.resolved = Counter(
             "otlp_resolver_spans",
@@ -82,18 +84,27 @@ class Resolver:
         self._task = asyncio.create_task(self._run(), name="otlp-resolver")
 
     async def stop(self) -> None:
+        # Asked, not cancelled: a cancel landing in aiokafka while the group is still joining
+        # was seen to be swallowed, leaving the task (and the process) running.
+        self._stopping = True
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait({self._task}, timeout=_STOP_TIMEOUT_S)
+            if not self._task.done():
+                self._task.cancel()
+                await asyncio.wait({self._task}, timeout=_STOP_TIMEOUT_S)
         if self._consumer is not None:
             # What is still waiting stays uncommitted: the next owner of the partition maps it.
-            await self._consumer.stop()
+            # Bounded: leaving the group in the middle of a rebalance can wait for the
+            # session timeout, and nothing depends on leaving cleanly.
+            try:
+                await asyncio.wait_for(self._consumer.stop(), _STOP_TIMEOUT_S)
+            except TimeoutError:
+                log.warning("resolver: the consumer did not stop within %ss", _STOP_TIMEOUT_S)
 
     async def _run(self) -> None:
         consumer = self._consumer
         assert consumer is not None
-        while True:
+        while not self._stopping:
             try:
                 batches = await consumer.getmany(timeout_ms=200, max_records=2000)
                 assigned = {tp.partition for tp in consumer.assignment()}

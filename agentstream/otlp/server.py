@@ -277,8 +277,11 @@ async def serve(settings: Settings) -> int:
     log.info("stopping: finishing the requests in flight")
     intake.ready = False
     await runner.cleanup()  # stops accepting, waits for the handlers in flight
+    log.info("requests finished; stopping the resolver")
     if resolver is not None:
         await resolver.stop()
+    log.info("stopping the Kafka producer")
     with contextlib.suppress(Exception):
         await intake.publisher.stop()
+    log.info("stopped")
     return 0
