@@ -335,7 +335,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--spans", type=int, default=60_000)
     parser.add_argument("--spans-per-request", type=int, default=512)  # BatchSpanProcessor's
-    parser.add_argument("--concurrency", type=int, default=4)
+    # Several exporters (one BatchSpanProcessor sends one request at a time, each waiting for
+    # Kafka's acks): what one intake process can take, not what one client can send.
+    parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=20.0, help="0 skips the latency run")
     args = parser.parse_args()

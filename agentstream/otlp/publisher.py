@@ -9,7 +9,9 @@ waits for exactly their futures.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import zlib
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
@@ -33,9 +35,17 @@ class KafkaNotAcknowledged(Exception):
     """Kafka did not acknowledge a request's records in time: answered 503 + Retry-After."""
 
 
+@functools.lru_cache(maxsize=65536)
 def _partition(key: str, partitions: int) -> int:
+    """Kafka's murmur2 of the session id, as the SDK partitions (sessions repeat: cached)."""
     hashed: int = murmur2(key.encode())
     return (hashed & 0x7FFFFFFF) % partitions
+
+
+def _trace_partition(trace_hex: str, partitions: int) -> int:
+    """The spans topic's partition of a trace: any stable hash shared by every intake does
+    (it is our own topic); crc32 runs in C, murmur2 in Python (one per span)."""
+    return zlib.crc32(trace_hex.encode()) % partitions
 
 
 class Publisher:
@@ -93,7 +103,7 @@ class Publisher:
             for trace, item in span_items:
                 item["t"] = trace
                 value = json.dumps(item, separators=(",", ":")).encode()
-                groups[(self.spans_topic, _partition(trace, count))].append(value)
+                groups[(self.spans_topic, _trace_partition(trace, count))].append(value)
         except Exception as exc:  # metadata not available: the broker is not reachable
             raise KafkaNotAcknowledged(f"Kafka metadata: {exc!r}") from None
         timeout = self.settings.otlp_kafka_timeout_s if timeout_s is None else timeout_s
