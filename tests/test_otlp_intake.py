@@ -283,3 +283,49 @@ def test_sigterm_with_nothing_in_flight_exits_0(settings: Settings, tmp_path: Pa
     intake = IntakeProcess(settings, tmp_path / "intake.log").start().wait_ready()
     assert intake.terminate(signal.SIGTERM) == 0
     assert SpanExportResult.SUCCESS  # the SDK is importable in the test env
+
+
+async def test_a_waiting_call_survives_the_intake_that_took_it(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The call's span reaches intake A, the only one running, which is killed (SIGKILL: no
+    drain) while the call waits for its agent; the agent's span reaches intake B, started
+    after. B's resolver takes the partitions over, reads the waiting call and the facts
+    again from Kafka, and the call lands with its agent's id."""
+    worker = WorkerProcess(settings, tmp_path / "worker.log").start()
+    a = IntakeProcess(settings, tmp_path / "a.log").start()
+    b = IntakeProcess(settings, tmp_path / "b.log")
+    try:
+        a.wait_ready()
+        await asyncio.sleep(2)  # A's resolver owns every partition of the spans topic
+        tp = provider(
+            *[(p, exporter(b.url, "protobuf")) for p in AGENT_SPANS],
+            ("", exporter(a.url, "protobuf")),
+        )
+        tracer = tp.get_tracer("t")
+        tag = uuid.uuid4().hex[:8]
+        attrs = {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "planner"}
+        attrs["gen_ai.conversation.id"] = f"conv-{tag}"
+        agent_span = otlp_traces.start(tracer, "invoke_agent planner", None, 0, attrs)
+        chat = otlp_traces.start(
+            tracer, "chat m", agent_span, 1,
+            {"gen_ai.operation.name": "chat", "gen_ai.request.model": "m"},
+        )  # fmt: skip
+        await asyncio.to_thread(otlp_traces.end, chat, 2)  # exported to A: it waits there
+        assert a.metric("otlp_spans_pending_total") == 1
+        a.kill()
+        b.start().wait_ready()
+        await asyncio.to_thread(otlp_traces.end, agent_span, 3)  # exported to B
+        tp.shutdown()
+        conninfo = settings.database_conninfo()
+        assert await wait_rows(conninfo, "llm_interactions", 1, timeout_s=90) == 1
+        e = Expected("killed", f"conv-{tag}", "unknown", "planner", agent_key="")
+        assert _rows(conninfo, "SELECT agent_id FROM llm_interactions") == [
+            (otlp_traces.agent_uuid(e),)
+        ]
+        assert _rows(conninfo, "SELECT name FROM agents") == [("planner",)]
+    finally:
+        a.kill()
+        if b.proc is not None:
+            assert b.terminate() == 0, b.log()[-3000:]
+        assert worker.terminate() == 0, worker.log()[-3000:]

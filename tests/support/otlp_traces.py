@@ -58,7 +58,7 @@ class Expected:
     agent_failed: bool = False
 
 
-def _span(
+def start(
     tracer: Tracer, name: str, parent: SdkSpan | None, start_ms: int, attrs: dict[str, Any]
 ) -> SdkSpan:
     ctx = trace.set_span_in_context(parent) if parent is not None else None
@@ -69,7 +69,7 @@ def _span(
     return span
 
 
-def _end(span: SdkSpan, end_ms: int) -> None:
+def end(span: SdkSpan, end_ms: int) -> None:
     span.end(end_time=T0 + end_ms * 1_000_000)
 
 
@@ -77,7 +77,7 @@ def genai_current(tracer: Tracer, tag: str) -> Expected:
     """The current GenAI conventions: invoke_agent > chat + execute_tool; a chain span
     (no GenAI meaning) between the agent and the second chat."""
     conv = f"conv-{tag}"
-    agent = _span(
+    agent = start(
         tracer,
         "invoke_agent planner",
         None,
@@ -91,7 +91,7 @@ def genai_current(tracer: Tracer, tag: str) -> Expected:
             "user.id": f"user-{tag}",
         },
     )
-    chat = _span(
+    chat = start(
         tracer,
         "chat gpt-4o",
         agent,
@@ -122,8 +122,8 @@ def genai_current(tracer: Tracer, tag: str) -> Expected:
             ),
         },
     )
-    _end(chat, 1010)
-    tool = _span(
+    end(chat, 1010)
+    tool = start(
         tracer,
         "execute_tool get_weather",
         agent,
@@ -136,9 +136,9 @@ def genai_current(tracer: Tracer, tag: str) -> Expected:
             GA.GEN_AI_TOOL_CALL_RESULT: json.dumps({"temp_c": 21}),
         },
     )
-    _end(tool, 1070)
-    chain = _span(tracer, "summarise", agent, 1100, {"app.step": "summarise"})
-    failed = _span(
+    end(tool, 1070)
+    chain = start(tracer, "summarise", agent, 1100, {"app.step": "summarise"})
+    failed = start(
         tracer,
         "chat gpt-4o",
         chain,
@@ -152,9 +152,9 @@ def genai_current(tracer: Tracer, tag: str) -> Expected:
         },
     )
     failed.set_status(Status(StatusCode.ERROR, "429 rate limited"))
-    _end(failed, 1150)
-    _end(chain, 1160)
-    _end(agent, 1200)
+    end(failed, 1150)
+    end(chain, 1160)
+    end(agent, 1200)
     return Expected(
         name="genai_current",
         session_key=conv,
@@ -194,7 +194,7 @@ def genai_current(tracer: Tracer, tag: str) -> Expected:
 def genai_older(tracer: Tracer, tag: str) -> Expected:
     """Older GenAI names: gen_ai.system, gen_ai.prompt.N.* / completion.N.*, prompt and
     completion tokens; an agent span without gen_ai.agent.id (id from name and session)."""
-    agent = _span(
+    agent = start(
         tracer,
         "invoke_agent researcher",
         None,
@@ -205,7 +205,7 @@ def genai_older(tracer: Tracer, tag: str) -> Expected:
             GA.GEN_AI_SYSTEM: "anthropic",
         },
     )
-    chat = _span(
+    chat = start(
         tracer,
         "chat claude",
         agent,
@@ -221,8 +221,8 @@ def genai_older(tracer: Tracer, tag: str) -> Expected:
             "gen_ai.completion.0.content": "a protocol",
         },
     )
-    _end(chat, 405)
-    _end(agent, 500)
+    end(chat, 405)
+    end(agent, 500)
     return Expected(
         name="genai_older",
         session_key=None,
@@ -250,7 +250,7 @@ def openllmetry(tracer: Tracer, tag: str) -> Expected:
         "traceloop.association.properties.session_id": f"tl-session-{tag}",
         "traceloop.association.properties.user_id": f"tl-user-{tag}",
     }
-    agent = _span(
+    agent = start(
         tracer,
         "writer.agent",
         None,
@@ -261,8 +261,8 @@ def openllmetry(tracer: Tracer, tag: str) -> Expected:
             **props,
         },
     )
-    task = _span(tracer, "draft.task", agent, 2, {"traceloop.span.kind": "task", **props})
-    chat = _span(
+    task = start(tracer, "draft.task", agent, 2, {"traceloop.span.kind": "task", **props})
+    chat = start(
         tracer,
         "openai.chat",
         task,
@@ -275,8 +275,8 @@ def openllmetry(tracer: Tracer, tag: str) -> Expected:
             **props,
         },
     )
-    _end(chat, 103)
-    tool = _span(
+    end(chat, 103)
+    tool = start(
         tracer,
         "search.tool",
         task,
@@ -288,9 +288,9 @@ def openllmetry(tracer: Tracer, tag: str) -> Expected:
             **props,
         },
     )
-    _end(tool, 120)
-    _end(task, 130)
-    _end(agent, 140)
+    end(tool, 120)
+    end(task, 130)
+    end(agent, 140)
     return Expected(
         name="openllmetry",
         session_key=f"tl-session-{tag}",
@@ -314,7 +314,7 @@ def openllmetry(tracer: Tracer, tag: str) -> Expected:
 def openinference(tracer: Tracer, tag: str) -> Expected:
     """OpenInference (Arize Phoenix): AGENT > LLM (+ cache read) and TOOL; session and user."""
     common = {OI.SESSION_ID: f"oi-session-{tag}", OI.USER_ID: f"oi-user-{tag}"}
-    agent = _span(
+    agent = start(
         tracer,
         "Agent",
         None,
@@ -327,7 +327,7 @@ def openinference(tracer: Tracer, tag: str) -> Expected:
             **common,
         },
     )
-    llm = _span(
+    llm = start(
         tracer,
         "ChatCompletion",
         agent,
@@ -347,8 +347,8 @@ def openinference(tracer: Tracer, tag: str) -> Expected:
             **common,
         },
     )
-    _end(llm, 251)
-    tool = _span(
+    end(llm, 251)
+    tool = start(
         tracer,
         "lookup_order",
         agent,
@@ -361,8 +361,8 @@ def openinference(tracer: Tracer, tag: str) -> Expected:
             **common,
         },
     )
-    _end(tool, 280)
-    _end(agent, 300)
+    end(tool, 280)
+    end(agent, 300)
     return Expected(
         name="openinference",
         session_key=f"oi-session-{tag}",
