@@ -329,3 +329,9 @@ async def test_a_waiting_call_survives_the_intake_that_took_it(
         if b.proc is not None:
             assert b.terminate() == 0, b.log()[-3000:]
         assert worker.terminate() == 0, worker.log()[-3000:]
+
+
+def test_beyond_loopback_without_tokens_is_refused(settings: Settings, tmp_path: Path) -> None:
+    intake = IntakeProcess(settings, tmp_path / "intake.log", "--host", "0.0.0.0").start()
+    assert intake.wait_exit(60) == 2
+    assert "AGENTSTREAM_OTLP_TOKENS" in intake.log()

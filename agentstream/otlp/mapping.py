@@ -329,34 +329,27 @@ def _event_messages(span: Span, names: tuple[str, ...]) -> list[dict[str, Any]]:
     return out
 
 
+_INPUT_EVENTS = (
+    "gen_ai.system.message",
+    "gen_ai.user.message",
+    "gen_ai.assistant.message",
+    "gen_ai.tool.message",
+)
+
+
 def _messages(span: Span, output: bool) -> str | None:
     """Prompt (or response) text: a JSON array of messages, or the raw input/output value.
 
-    Tried in order: gen_ai.input.messages (kept as sent), the older gen_ai.prompt.N.*
+    Tried in order (the first found wins; the later ones are not even looked for):
+    gen_ai.input.messages (a JSON string kept as sent), the older gen_ai.prompt.N.*
     attributes, the older span events, OpenInference's llm.input_messages.N.*, and
     input.value (kept as sent). System instructions come first, as a "system" message.
     """
     a = span.attributes
-    if output:
-        structured = a.get("gen_ai.output.messages")
-        indexed = _indexed_messages(a, "gen_ai.completion.")
-        events = _event_messages(span, ("gen_ai.choice",))
-        oi = _indexed_messages(a, "llm.output_messages.")
-        raw = a.get("output.value")
-    else:
-        structured = a.get("gen_ai.input.messages")
-        indexed = _indexed_messages(a, "gen_ai.prompt.")
-        events = _event_messages(
-            span,
-            (
-                "gen_ai.system.message",
-                "gen_ai.user.message",
-                "gen_ai.assistant.message",
-                "gen_ai.tool.message",
-            ),
-        )
-        oi = _indexed_messages(a, "llm.input_messages.")
-        raw = a.get("input.value")
+    structured = a.get("gen_ai.output.messages" if output else "gen_ai.input.messages")
+    system = None if output else a.get("gen_ai.system_instructions")
+    if isinstance(structured, str) and system is None:
+        return _clean(structured)
     messages: list[Any] | None = None
     if structured is not None:
         if isinstance(structured, str):
@@ -365,21 +358,30 @@ def _messages(span: Span, output: bool) -> str | None:
             except ValueError:
                 return _clean(structured)
         messages = structured if isinstance(structured, list) else [structured]
+    elif output:
+        messages = (
+            _indexed_messages(a, "gen_ai.completion.")
+            or _event_messages(span, ("gen_ai.choice",))
+            or _indexed_messages(a, "llm.output_messages.")
+            or None
+        )
     else:
-        messages = indexed or events or oi or None
-    if not output:
-        system = a.get("gen_ai.system_instructions")
-        if system is not None:
-            if isinstance(system, str):
-                with contextlib.suppress(ValueError):
-                    system = json.loads(system)
-            messages = [{"role": "system", "parts": system}, *(messages or [])]
+        messages = (
+            _indexed_messages(a, "gen_ai.prompt.")
+            or _event_messages(span, _INPUT_EVENTS)
+            or _indexed_messages(a, "llm.input_messages.")
+            or None
+        )
+    if system is not None:
+        if isinstance(system, str):
+            with contextlib.suppress(ValueError):
+                system = json.loads(system)
+        messages = [{"role": "system", "parts": system}, *(messages or [])]
     if messages is not None:
         return _clean(json.dumps(messages, ensure_ascii=False, default=str))
-    if raw is None and not output:
-        raw = a.get("gen_ai.prompt")
-    if raw is None and output:
-        raw = a.get("gen_ai.completion")
+    raw = a.get("output.value" if output else "input.value")
+    if raw is None:
+        raw = a.get("gen_ai.completion" if output else "gen_ai.prompt")
     return _str(raw)
 
 
