@@ -335,3 +335,24 @@ def test_beyond_loopback_without_tokens_is_refused(settings: Settings, tmp_path:
     intake = IntakeProcess(settings, tmp_path / "intake.log", "--host", "0.0.0.0").start()
     assert intake.wait_exit(60) == 2
     assert "AGENTSTREAM_OTLP_TOKENS" in intake.log()
+
+
+async def test_kafka_slower_than_the_ack_timeout_gets_503_with_retry_after(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """No broker acknowledges within a microsecond: the request is answered 503 with
+    Retry-After and a google.rpc.Status (UNAVAILABLE), never 200, and the intake lives on."""
+    intake = IntakeProcess(
+        settings, tmp_path / "intake.log",
+        AGENTSTREAM_OTLP_KAFKA_TIMEOUT_S="0.000001", AGENTSTREAM_OTLP_RETRY_AFTER_S="7",
+    ).start()  # fmt: skip
+    try:
+        intake.wait_ready()
+        body = _json_request([_llm_span(uuid.uuid4().bytes, b"\x07" * 8)])
+        for _ in range(3):
+            code, answer, headers = await asyncio.to_thread(intake.post, body, JSON)
+            assert code == 503 and headers.get("Retry-After") == "7"
+            assert json.loads(answer)["code"] == 14
+        assert intake.alive and intake.get("/healthz")[0] == 200
+    finally:
+        assert intake.terminate() == 0, intake.log()[-3000:]

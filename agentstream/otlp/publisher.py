@@ -59,7 +59,6 @@ class Publisher:
             compression_type="zstd",
             max_request_size=8 * 1024 * 1024,
             linger_ms=2,
-            request_timeout_ms=int(settings.otlp_kafka_timeout_s * 1000),
             **settings.kafka_client_options(),
         )
         self._partitions: dict[str, int] = {}
@@ -68,17 +67,14 @@ class Publisher:
         self._topics = {entity: topic_for(entity, prefix) for entity in ENTITY_MODELS}
 
     async def start(self) -> None:
+        """Connect and learn every topic's partition count (publish() then waits for nothing
+        but the acknowledgements it bounds)."""
         await self._producer.start()
+        for topic in (*self._topics.values(), self.spans_topic):
+            self._partitions[topic] = len(await self._producer.partitions_for(topic))
 
     async def stop(self) -> None:
         await self._producer.stop()
-
-    async def _partition_count(self, topic: str) -> int:
-        count = self._partitions.get(topic)
-        if count is None:
-            found = await self._producer.partitions_for(topic)
-            count = self._partitions[topic] = len(found)
-        return count
 
     async def publish(
         self,
@@ -93,19 +89,16 @@ class Publisher:
         within ``timeout_s`` (default ``otlp_kafka_timeout_s``) or refuses one.
         """
         groups: dict[tuple[str, int], list[bytes]] = defaultdict(list)
-        try:
-            for record in records:
-                topic = self._topics[_ENTITY_OF[type(record)]]
-                key = str(record.id if type(record).__name__ == "Session" else record.session_id)  # type: ignore[attr-defined]
-                partition = _partition(key, await self._partition_count(topic))
-                groups[(topic, partition)].append(encode_record(record))
-            count = await self._partition_count(self.spans_topic) if span_items else 1
-            for trace, item in span_items:
-                item["t"] = trace
-                value = json.dumps(item, separators=(",", ":")).encode()
-                groups[(self.spans_topic, _trace_partition(trace, count))].append(value)
-        except Exception as exc:  # metadata not available: the broker is not reachable
-            raise KafkaNotAcknowledged(f"Kafka metadata: {exc!r}") from None
+        counts = self._partitions
+        for record in records:
+            topic = self._topics[_ENTITY_OF[type(record)]]
+            key = str(record.id if type(record).__name__ == "Session" else record.session_id)  # type: ignore[attr-defined]
+            groups[(topic, _partition(key, counts[topic]))].append(encode_record(record))
+        count = counts[self.spans_topic]
+        for trace, item in span_items:
+            item["t"] = trace
+            value = json.dumps(item, separators=(",", ":")).encode()
+            groups[(self.spans_topic, _trace_partition(trace, count))].append(value)
         timeout = self.settings.otlp_kafka_timeout_s if timeout_s is None else timeout_s
         futures: list[asyncio.Future[Any]] = []
 

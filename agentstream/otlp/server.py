@@ -43,6 +43,8 @@ PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 # google.rpc.Code values used in Status bodies.
 _INVALID_ARGUMENT, _UNAUTHENTICATED, _UNAVAILABLE, _RESOURCE_EXHAUSTED = 3, 16, 14, 8
+# Connecting (topics, metadata) is not bounded by the per-request ack timeout.
+_CONNECT_TIMEOUT_S = 30.0
 # At most this many refusal reasons are spelled out in one partial_success.error_message.
 _REASONS_SHOWN = 5
 
@@ -221,7 +223,7 @@ async def _connect(settings: Settings, intake: Intake, registry: CollectorRegist
     delay = 0.5
     while True:
         try:
-            await create_missing_topics(settings, names, timeout_s=settings.otlp_kafka_timeout_s)
+            await create_missing_topics(settings, names, timeout_s=_CONNECT_TIMEOUT_S)
             await intake.publisher.start()
             resolver = Resolver(settings, intake.publisher, registry)
             await resolver.start()
