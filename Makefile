@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help install services services-down migrate lint format test test-unit demo bench check-compose clean
+.PHONY: help install wheel services services-down migrate lint format test test-unit demo bench check-compose clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -17,6 +17,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q --disable-pip-version-check uv
 	$(BIN)/uv pip install -q --python $(BIN)/python -e '.[dev]'
 	touch $@
+
+wheel: install ## build the sdist and, from it, the wheel into dist/ (what `pip install` gets)
+	$(BIN)/python -m build --outdir dist .
+	rm -rf agentstream.egg-info
 
 services: ## start (or reuse) the local Kafka broker and PostgreSQL server
 	scripts/services.sh up

@@ -3,7 +3,10 @@
 Sessions (rows/100, starting over the 30 days before a fixed end time), two agents per
 session, LLM interactions and agent executions (rows/10) within the hour after their
 session's start, with a change_log line per row as the sink writes it. Session starts are
-a hash of the session number, so runs produce the same shape.
+a hash of the session number, so runs produce the same shape. Half the LLM interactions
+(by a hash of the id) have usage details (agentstream.llm_usage), consistent as the sink
+requires: cache reads on two thirds of them, cache writes on some Claude calls, reasoning
+tokens for the reasoning models, a time to first token, and batch/flex/priority tiers.
 """
 
 from __future__ import annotations
@@ -44,13 +47,29 @@ def _uuid7(t: str, seed: str) -> str:
     return f"({digits})::uuid"
 
 
-def _logged(entity: str, insert: str) -> str:
+def _logged(entity: str, insert: str, returning: str = "id", also: str = "") -> str:
     """``insert`` (an INSERT … SELECT into ``entity``) with a change_log line per row, in
-    the same statement: what the sink writes."""
+    the same statement: what the sink writes. ``also``: more CTEs over ``ins``."""
     return (
-        f"WITH ins AS ({insert} RETURNING id) "
+        f"WITH ins AS ({insert} RETURNING {returning}){also} "
         f"INSERT INTO agentstream.change_log (entity, id) SELECT '{entity}', id FROM ins"
     )
+
+
+# The usage details of half the inserted calls (``ins``), each count within its bound.
+_DETAILS = """, details AS (
+    INSERT INTO agentstream.llm_usage (id, cache_read_tokens, cache_write_tokens,
+        reasoning_tokens, time_to_first_token_ms, provider, service_tier)
+    SELECT id,
+           CASE WHEN h % 3 > 0 THEN prompt_tokens * (h % 90) / 100 ELSE 0 END,
+           CASE WHEN model LIKE 'claude%' AND h % 7 = 0 THEN prompt_tokens / 10 END,
+           CASE WHEN model IN ('claude-sonnet-4-5', 'gemini-2.5-pro')
+                THEN response_tokens * (h % 80) / 100 END,
+           latency_ms * (5 + h % 50) / 100,
+           split_part(model, '-', 1),
+           CASE h % 25 WHEN 0 THEN 'batch' WHEN 1 THEN 'flex' WHEN 2 THEN 'priority'
+                ELSE 'default' END
+    FROM (SELECT *, abs(hashtext(id::text)::bigint) AS h FROM ins) x WHERE h % 2 = 0)"""
 
 
 def generate(
@@ -141,6 +160,8 @@ def generate(
                      CASE WHEN i % 33 = 0 THEN 'rate limited' END,
                      {llm_at}
               FROM {llm_source}""",
+                "id, model, prompt_tokens, response_tokens, latency_ms",
+                _DETAILS,
             )
         )
         conn.execute("ANALYZE")

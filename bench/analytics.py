@@ -18,6 +18,7 @@ end unless --keep; --reuse keeps an existing one of the right size), then measur
   grouping sets over the facts with percentile_cont: a like-for-like reference;
 - ``rollup_incremental_s``: ``run_rollup()`` after 10k new LLM rows, 1k executions and their
   100 sessions and 200 agents, logged in change_log as the sink logs them;
+- ``usage_details_share``: the share of LLM interactions with usage details (about half);
 - ``export_rss_mb``: peak RSS of an export process over about half the rows and over all.
 
 Prints one JSON line. Uses the server at AGENTSTREAM_DATABASE_URL (its database is replaced).
@@ -130,10 +131,19 @@ def main() -> None:
         table_mb = conn.execute(
             "SELECT pg_total_relation_size('llm_interactions') / 1e6"
         ).fetchone()[0]  # type: ignore[index]
+        details_share = conn.execute(
+            "SELECT (SELECT count(*) FROM agentstream.llm_usage)::float8 / count(*)"
+            " FROM llm_interactions"
+        ).fetchone()[0]  # type: ignore[index]
 
     from agentstream.analytics.rollup import run_rollup
 
-    results: dict[str, object] = {"bench": "analytics", "rows": args.rows, "ids": args.ids}
+    results: dict[str, object] = {
+        "bench": "analytics",
+        "rows": args.rows,
+        "ids": args.ids,
+        "usage_details_share": round(details_share, 3),
+    }
 
     def copy_binary() -> None:
         query = "COPY (SELECT * FROM llm_interactions) TO STDOUT (FORMAT binary)"

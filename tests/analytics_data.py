@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 
@@ -45,7 +46,10 @@ def add_call(
     success: bool = True,
     prompt: str = "Say hello",
     response: str | None = "hello",
+    details: dict[str, Any] | None = None,
 ) -> uuid.UUID:
+    """``details``: the call's agentstream.llm_usage columns, written in the same
+    transaction as the sink does (None: no details row)."""
     lid = uuid.uuid4()
     conn.execute(
         "INSERT INTO llm_interactions (id, session_id, agent_id, prompt, response, model, "
@@ -66,6 +70,15 @@ def add_call(
             at,
         ),
     )
+    if details:
+        columns = ["id", *details]
+        conn.execute(
+            sql.SQL("INSERT INTO agentstream.llm_usage ({}) VALUES ({})").format(
+                sql.SQL(", ").join(map(sql.Identifier, columns)),
+                sql.SQL(", ").join(sql.Placeholder() * len(columns)),
+            ),
+            (lid, *details.values()),
+        )
     log_change(conn, "llm_interactions", lid)
     return lid
 

@@ -38,7 +38,10 @@ def populate(conninfo: str) -> None:
         a1 = add_agent(conn, s1, "planner", D1)
         add_execution(conn, s1, a1, D1)
         add_execution(conn, s1, a1, D2, status="running", duration_ms=None)
-        add_call(conn, s1, a1, "gpt-4o", D1, prompt='line one\nline "two",\ttab', response=None)
+        add_call(
+            conn, s1, a1, "gpt-4o", D1, prompt='line one\nline "two",\ttab', response=None,
+            details={"cache_read_tokens": 40, "time_to_first_token_ms": 120},
+        )  # fmt: skip
         add_call(conn, s2, None, "in-house", D2, success=False, prompt="∑ emoji 🚀")
         for i, (sid, at) in enumerate(((s1, D1), (s2, D2))):
             conn.execute(

@@ -8,6 +8,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psycopg
@@ -42,6 +43,8 @@ def populate(conninfo: str) -> tuple[uuid.UUID, uuid.UUID]:
                 response_tokens=200 + i,
                 latency_ms=100 + 37 * i,
                 success=i % 7 != 0,
+                # Every other call streamed: a time to first token, which costs nothing.
+                details={"time_to_first_token_ms": 40 + 11 * i} if i % 2 else None,
             )
         add_execution(conn, s1, a1, T0 + timedelta(minutes=1), duration_ms=1500)
         conn.execute(
@@ -206,3 +209,70 @@ def test_html_charts_are_drawn_in_a_headless_browser(database: str, tmp_path: Pa
     assert drawn(T0, T0 + timedelta(hours=1)) == (len(CHART_IDS), len(CHART_IDS))
     # A window without data: axes and "no data" notes, and the probe counts no chart drawn.
     assert drawn(T0 - timedelta(days=2), T0 - timedelta(days=1)) == (len(CHART_IDS), 0)
+
+
+def test_report_splits_cost_as_billed_with_cache_hit_ratio_and_ttft_by_model(
+    database: str, tmp_path: Path
+) -> None:
+    from agentstream.analytics.prices import load_prices, price_call
+
+    calls: list[tuple[str, datetime, int, int, dict[str, Any]]] = []
+    with psycopg.connect(database) as conn:
+        sid = add_session(conn, "alice", T0)
+        for i in range(24):
+            model = ["claude-sonnet-4-5", "gpt-4o"][i % 2]
+            details: dict[str, Any] = {
+                "cache_read_tokens": 300 + i,
+                "cache_write_tokens": 100 if model.startswith("claude") else 0,
+                "reasoning_tokens": 50 if model.startswith("claude") else None,
+                "time_to_first_token_ms": 100 + 13 * i,
+                "service_tier": ["batch", None, "priority", "flex"][i % 4],
+            }
+            details = {k: v for k, v in details.items() if v is not None}
+            at = T0 + timedelta(minutes=9 * i)
+            add_call(conn, sid, None, model, at, prompt_tokens=1000 + i, response_tokens=200,
+                     details=details)  # fmt: skip
+            calls.append((model, at, 1000 + i, 200, details))
+    report = build_report(database, T0, T0 + timedelta(days=1), "model", with_series=True)
+    prices = load_prices()
+    costs = []
+    for model, at, prompt, response, d in calls:
+        c = price_call(
+            prices, model, at, prompt, response, service_tier=d.get("service_tier"),
+            cache_read_tokens=d["cache_read_tokens"], cache_write_tokens=d["cache_write_tokens"],
+            reasoning_tokens=d.get("reasoning_tokens"),
+        )  # fmt: skip
+        assert c is not None
+        costs.append((model, c, d))
+    pico = Decimal(10**12)
+    t = report.totals
+    assert t["cost"] == sum(c.total_pico for _, c, _ in costs) / pico
+    assert (t["input_cost"], t["cached_input_cost"], t["cache_write_cost"]) == (
+        sum(c.input_pico for _, c, _ in costs) / pico,
+        sum(c.cached_input_pico for _, c, _ in costs) / pico,
+        sum(c.cache_write_pico for _, c, _ in costs) / pico,
+    )
+    assert (t["output_cost"], t["reasoning_cost"]) == (
+        sum(c.output_pico for _, c, _ in costs) / pico,
+        sum(c.reasoning_pico for _, c, _ in costs) / pico,
+    )
+    assert t["reasoning_cost"] > 0 and t["cache_write_cost"] > 0
+    # gpt-4o has no flex row: priced at its default rates, flagged.
+    assert t["tier_fallback_calls"] == sum(c.tier_fallback for _, c, _ in costs) > 0
+    reads = sum(d["cache_read_tokens"] for _, _, d in costs)
+    assert t["cache_hit_ratio"] == pytest.approx(reads / sum(c[2] for c in calls), rel=1e-12)
+    by_model = {r["key"]: r for r in report.rows}
+    for model in ("claude-sonnet-4-5", "gpt-4o"):
+        ttfts = [d["time_to_first_token_ms"] for m, _, d in costs if m == model]
+        got = [by_model[model][f"ttft_p{p}"] for p in (50, 95, 99)]
+        assert got == pytest.approx(list(np.percentile(ttfts, [50, 95, 99])), rel=1e-12)
+    header = render_csv(report).splitlines()[0].split(",")
+    assert {"input_cost", "cached_input_cost", "cache_write_cost", "output_cost"} <= set(header)
+    assert {"reasoning_cost", "cache_hit_ratio", "ttft_p50", "ttft_p95", "ttft_p99"} <= set(header)
+    assert json.loads(render_json(report))["totals"]["cached_input_cost"] == str(
+        t["cached_input_cost"]
+    )
+    table = render_table(report)
+    assert "cached$" in table and "ttft_p95" in table and "service tier with no price" in table
+    page = render_html(report)
+    assert 'id="price-flags"' in page and 'id="cache-hit-ratio"' in page

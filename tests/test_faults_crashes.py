@@ -18,7 +18,7 @@ from agentstream.contract.topics import ENTITIES, dlq_topic, topic_for
 from tests.support.kafka import create_topics
 from tests.support.reliability import Result, record
 from tests.support.traffic import ids_in, make_traffic, publish, row_count
-from tests.support.worker import WorkerProcess, wait_for
+from tests.support.worker import WorkerProcess, drain_and_stop, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -66,11 +66,7 @@ async def test_sigkill_four_times_during_ingest(settings: Settings, tmp_path: Pa
             kills += 1
             worker = WorkerProcess(settings, tmp_path / f"worker-{n}.log").start()
         await producing
-        landed = await asyncio.to_thread(
-            wait_for, lambda: row_count(conninfo, tables) >= expected, 180
-        )
-        assert landed, f"only {row_count(conninfo, tables)} of {expected}:\n{worker.log()[-3000:]}"
-        assert worker.terminate() == 0, worker.log()[-3000:]
+        await drain_and_stop(worker, conninfo, tables, expected)
     finally:
         worker.close()
         producing.cancel()

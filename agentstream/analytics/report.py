@@ -9,7 +9,13 @@ the same definition as the rollups. ``--by hour`` and ``--by day`` read rollup r
 are. Unless told otherwise, the rollup is brought up to date first.
 
 Cost is a sum over priced calls; calls of models with no price are counted in
-``unpriced_calls`` and listed in ``unpriced_models``, never costed at $0.
+``unpriced_calls`` and listed in ``unpriced_models``, never costed at $0. It is split as
+providers bill it: input (uncached prompt tokens), cached input (cache reads), cache write
+and output (reasoning included, and shown apart); the cache hit ratio is cache-read tokens
+over prompt tokens. Calls priced at the default tier's row because their service tier has
+no price (``tier_fallback_calls``) and calls whose cache tokens had no cache price
+(``cache_unpriced_calls``) are counted and flagged. Time to first token (TTFT) percentiles
+are over the calls that reported one (streamed calls).
 """
 
 from __future__ import annotations
@@ -28,7 +34,15 @@ from psycopg.rows import dict_row
 
 from agentstream.analytics.rollup import RollupResult, run_rollup
 
-__all__ = ["BY", "Report", "build_report", "render_csv", "render_json", "render_table"]
+__all__ = [
+    "BY",
+    "Report",
+    "build_report",
+    "price_flag_notes",
+    "render_csv",
+    "render_json",
+    "render_table",
+]
 
 BY = ("model", "agent", "agent_type", "user", "session", "hour", "day")
 _KEY = {
@@ -38,6 +52,18 @@ _KEY = {
     "user": "coalesce(user_id, '(none)')",
     "session": "session_id::text",
 }
+# Usage details, the cost as billed (input = uncached prompt tokens) and the calls costed
+# by a stand-in rate: summed over the hourly rollup rows.
+_DETAIL_TOKENS = ("cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
+_COST_PARTS = (
+    "input_cost",
+    "cached_input_cost",
+    "cache_write_cost",
+    "output_cost",
+    "reasoning_cost",
+)
+_FLAG_COUNTS = ("tier_fallback_calls", "cache_unpriced_calls")
+_SUMS = (*_DETAIL_TOKENS, *_COST_PARTS, *_FLAG_COUNTS)
 LLM_COLUMNS = (
     "calls",
     "errors",
@@ -52,6 +78,17 @@ LLM_COLUMNS = (
     "latency_p95",
     "latency_p99",
     "latency_max",
+    *_DETAIL_TOKENS,
+    "cache_hit_ratio",
+    *_COST_PARTS,
+    *_FLAG_COUNTS,
+    "ttft_p50",
+    "ttft_p95",
+    "ttft_p99",
+)
+# What the terminal table leaves out (CSV and JSON carry every column).
+_NOT_IN_TABLE = frozenset(
+    {"latency_mean", "latency_p90", "latency_max", "ttft_p99", *_DETAIL_TOKENS, *_FLAG_COUNTS}
 )
 EXEC_COLUMNS = ("executions", "success_rate", "duration_p50", "duration_p95")
 
@@ -73,6 +110,10 @@ class Report:
         label = ["name"] if self.by == "agent" else []
         return ["key", *label, *LLM_COLUMNS, *extra]
 
+    @property
+    def table_columns(self) -> list[str]:
+        return [c for c in self.columns if c not in _NOT_IN_TABLE]
+
 
 def _window(since: datetime, until: datetime, by: str) -> tuple[datetime, datetime]:
     unit = timedelta(days=1) if by == "day" else timedelta(hours=1)
@@ -84,6 +125,12 @@ def _window(since: datetime, until: datetime, by: str) -> tuple[datetime, dateti
 
 
 _PCT = "percentile_cont(ARRAY[0.5, 0.9, 0.95, 0.99]) WITHIN GROUP (ORDER BY {col})"
+# Over the calls that reported a time to first token (percentile_cont skips NULLs).
+_TTFT = "percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY ttft_ms)"
+_SUMMED = ", ".join(f"sum({c}) AS {c}" for c in _SUMS)
+_SUMMED_OUT = ", ".join(f"r.{c}" for c in _SUMS)
+_HIT_RATIO = "r.cache_read_tokens::float8 / nullif(r.prompt_tokens, 0) AS cache_hit_ratio"
+_TTFT_OUT = "p.t[1] AS ttft_p50, p.t[2] AS ttft_p95, p.t[3] AS ttft_p99"
 
 
 def _by_dimension(cur: psycopg.Cursor[Any], by: str, w: dict[str, Any]) -> list[dict[str, Any]]:
@@ -96,19 +143,19 @@ def _by_dimension(cur: psycopg.Cursor[Any], by: str, w: dict[str, Any]) -> list[
                    sum(response_tokens)::bigint AS response_tokens,
                    sum(cost) AS cost, sum(unpriced_calls)::bigint AS unpriced_calls,
                    sum(latency_mean * calls) / sum(calls) AS latency_mean,
-                   max(latency_max) AS latency_max
+                   max(latency_max) AS latency_max, {_SUMMED}
             FROM analytics.llm_rollup
             WHERE granularity = 'hour' AND dimension = %(dim)s
               AND bucket >= %(since)s AND bucket < %(until)s
             GROUP BY key),
         p AS (
-            SELECT {key} AS key, {_PCT.format(col="latency_ms")} AS q
+            SELECT {key} AS key, {_PCT.format(col="latency_ms")} AS q, {_TTFT} AS t
             FROM analytics.llm_facts WHERE hour >= %(since)s AND hour < %(until)s
             GROUP BY 1)
         SELECT r.key, r.calls, r.errors, r.errors::float8 / r.calls AS error_rate,
                r.prompt_tokens, r.response_tokens, r.cost, r.unpriced_calls, r.latency_mean,
                p.q[1] AS latency_p50, p.q[2] AS latency_p90, p.q[3] AS latency_p95,
-               p.q[4] AS latency_p99, r.latency_max
+               p.q[4] AS latency_p99, r.latency_max, {_SUMMED_OUT}, {_HIT_RATIO}, {_TTFT_OUT}
         FROM r LEFT JOIN p USING (key)
         ORDER BY r.cost DESC, r.calls DESC, r.key""",
         {**w, "dim": by},
@@ -154,11 +201,13 @@ def _by_dimension(cur: psycopg.Cursor[Any], by: str, w: dict[str, Any]) -> list[
 
 def _by_bucket(cur: psycopg.Cursor[Any], by: str, w: dict[str, Any]) -> list[dict[str, Any]]:
     return cur.execute(
-        """
+        f"""
         SELECT to_char(l.bucket AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI"Z"') AS key,
                l.calls, l.errors, l.error_rate, l.prompt_tokens, l.response_tokens, l.cost,
                l.unpriced_calls, l.latency_mean, l.latency_p50, l.latency_p90, l.latency_p95,
-               l.latency_p99, l.latency_max, coalesce(e.executions, 0) AS executions,
+               l.latency_p99, l.latency_max, {", ".join(f"l.{c}" for c in _SUMS)},
+               l.cache_hit_ratio, l.ttft_p50, l.ttft_p95, l.ttft_p99,
+               coalesce(e.executions, 0) AS executions,
                e.success_rate, e.duration_p50, e.duration_p95
         FROM analytics.llm_rollup l
         LEFT JOIN analytics.exec_rollup e ON e.granularity = l.granularity
@@ -173,7 +222,11 @@ def _by_bucket(cur: psycopg.Cursor[Any], by: str, w: dict[str, Any]) -> list[dic
 def _totals(cur: psycopg.Cursor[Any], w: dict[str, Any]) -> dict[str, Any]:
     row = cur.execute(
         f"""
-        SELECT coalesce(sum(calls), 0)::bigint AS calls, coalesce(sum(errors), 0)::bigint AS errors,
+        SELECT {", ".join(f"coalesce(sum({c}), 0) AS {c}" for c in _SUMS)},
+               sum(cache_read_tokens)::float8 / nullif(sum(prompt_tokens), 0) AS cache_hit_ratio,
+               (SELECT {_TTFT} FROM analytics.llm_facts
+                WHERE hour >= %(since)s AND hour < %(until)s) AS t,
+               coalesce(sum(calls), 0)::bigint AS calls, coalesce(sum(errors), 0)::bigint AS errors,
                coalesce(sum(errors)::float8 / nullif(sum(calls), 0), 0) AS error_rate,
                coalesce(sum(prompt_tokens), 0)::bigint AS prompt_tokens,
                coalesce(sum(response_tokens), 0)::bigint AS response_tokens,
@@ -194,6 +247,9 @@ def _totals(cur: psycopg.Cursor[Any], w: dict[str, Any]) -> dict[str, Any]:
         ("latency_p50", "latency_p90", "latency_p95", "latency_p99"), q, strict=True
     ):
         row[name] = value
+    t = row.pop("t") or [None] * 3
+    for name, value in zip(("ttft_p50", "ttft_p95", "ttft_p99"), t, strict=True):
+        row[name] = value
     return {"key": "TOTAL", **{c: row[c] for c in LLM_COLUMNS}}
 
 
@@ -211,9 +267,16 @@ def _series(cur: psycopg.Cursor[Any], w: dict[str, Any]) -> dict[str, list[dict[
              AND bucket >= %(since)s AND bucket < %(until)s ORDER BY bucket, key""",
         sw,
     ).fetchall()
+    out["ttft_by_model"] = cur.execute(
+        f"""SELECT model, {_TTFT} AS t FROM analytics.llm_facts
+            WHERE hour >= %(since)s AND hour < %(until)s AND ttft_ms IS NOT NULL
+            GROUP BY model ORDER BY model""",
+        w,
+    ).fetchall()
     out["overall"] = cur.execute(
         """SELECT bucket, calls, error_rate, latency_p50, latency_p90, latency_p95,
-                  latency_p99, cost FROM analytics.llm_rollup
+                  latency_p99, cost, input_cost, cached_input_cost, cache_write_cost,
+                  output_cost, reasoning_cost, cache_hit_ratio FROM analytics.llm_rollup
            WHERE granularity = %(g)s AND dimension = 'all'
              AND bucket >= %(since)s AND bucket < %(until)s ORDER BY bucket""",
         sw,
@@ -268,9 +331,9 @@ def build_report(
 def _fmt(col: str, value: Any) -> str:
     if value is None:
         return "-"
-    if col == "cost":
+    if col.endswith("cost"):
         return f"${Decimal(value):,.4f}"
-    if col in ("error_rate", "success_rate"):
+    if col in ("error_rate", "success_rate", "cache_hit_ratio"):
         return f"{float(value) * 100:.1f}%"
     if isinstance(value, float | Decimal):
         return f"{float(value):,.1f}"
@@ -293,11 +356,35 @@ _SHORT = {
     "success_rate": "exec_ok",
     "duration_p50": "dur_p50",
     "duration_p95": "dur_p95",
+    "cache_hit_ratio": "cache_hit",
+    "input_cost": "input$",
+    "cached_input_cost": "cached$",
+    "cache_write_cost": "write$",
+    "output_cost": "output$",
+    "reasoning_cost": "(reason$)",
+    "ttft_p50": "ttft_p50",
+    "ttft_p95": "ttft_p95",
 }
 
 
+def price_flag_notes(totals: dict[str, Any]) -> list[str]:
+    """What to say about the calls costed by a stand-in rate (analytics/prices.py)."""
+    notes = []
+    if totals.get("tier_fallback_calls"):
+        notes.append(
+            f"{totals['tier_fallback_calls']:,} calls of a service tier with no price row: "
+            "priced at the default tier's rates"
+        )
+    if totals.get("cache_unpriced_calls"):
+        notes.append(
+            f"{totals['cache_unpriced_calls']:,} calls with cache tokens and no cache price: "
+            "those tokens priced at the input rate"
+        )
+    return notes
+
+
 def render_table(report: Report) -> str:
-    cols = report.columns
+    cols = report.table_columns
     cells = [[_SHORT.get(c, c) for c in cols]]
     for row in [*report.rows, report.totals]:
         cells.append([_fmt(c, row.get(c)) if c in row else "" for c in cols])
@@ -311,6 +398,7 @@ def render_table(report: Report) -> str:
         listed = ", ".join(f"{u['model']} ({u['calls']:,} calls)" for u in report.unpriced_models)
         lines.append(f"!! UNPRICED models, not in cost: {listed}")
         lines.append("!! add them to your prices file (AGENTSTREAM_PRICES_FILE)")
+    lines.extend(f"!! {note}" for note in price_flag_notes(report.totals))
     for n, r in enumerate(cells):
         key = r[0] if len(r[0]) <= key_w else r[0][: key_w - 1] + "…"
         rest = "  ".join(v.rjust(widths[i + 1]) for i, v in enumerate(r[1:]))

@@ -3,7 +3,9 @@
 No script, font or stylesheet is fetched from anywhere, so the file opens offline and can be
 mailed. Every chart is an ``<figure class="chart" id="chart-...">`` holding an ``<svg>``,
 so a headless browser can check that each one is drawn. Charts: cost over time by model,
-latency percentiles over time, error rate over time, top sessions and top agents by cost.
+cost over time split as billed (input, cached input, cache write, output and the reasoning
+part of it), latency percentiles over time, time to first token by model, error rate over
+time, top sessions and top agents by cost.
 """
 
 from __future__ import annotations
@@ -16,13 +18,15 @@ from decimal import Decimal
 from itertools import pairwise
 from typing import Any
 
-from agentstream.analytics.report import Report, render_table
+from agentstream.analytics.report import Report, price_flag_notes, render_table
 
 __all__ = ["CHART_IDS", "render_html"]
 
 CHART_IDS = (
     "chart-cost-by-model",
+    "chart-cost-split",
     "chart-latency-percentiles",
+    "chart-ttft-by-model",
     "chart-error-rate",
     "chart-top-sessions",
     "chart-top-agents",
@@ -82,6 +86,21 @@ def _time_axis(fig: Any, ax: Any, buckets: list[datetime]) -> None:
     fig.autofmt_xdate()
 
 
+def _stacked(
+    fig: Any, ax: Any, buckets: list[datetime], layers: list[tuple[str, list[float]]], gid: str
+) -> None:
+    """Stacked bars over time, one layer per label: honest for one bucket as for a hundred
+    (a stacked area needs two)."""
+    width = _span(buckets) * 0.8
+    bottom = [0.0] * len(buckets)
+    for n, (label, heights) in enumerate(layers):
+        bars = ax.bar(buckets, heights, width=width, bottom=bottom, label=label, alpha=0.85)
+        _tag(bars, f"{gid}-{n}")
+        bottom = [a + b for a, b in zip(bottom, heights, strict=True)]
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+    _time_axis(fig, ax, buckets)
+
+
 def _cost_by_model(series: dict[str, list[dict[str, Any]]]) -> str:
     fig, ax = _figure("Cost over time by model (USD)")
     per_model: dict[str, dict[datetime, float]] = defaultdict(dict)
@@ -90,16 +109,55 @@ def _cost_by_model(series: dict[str, list[dict[str, Any]]]) -> str:
     buckets = sorted({r["bucket"] for r in series["by_model"]})
     if buckets:
         ranked = sorted(per_model, key=lambda m: -sum(per_model[m].values()))
-        width = _span(buckets) * 0.8
-        bottom = [0.0] * len(buckets)
-        # Stacked bars: honest for one bucket as for a hundred (a stacked area needs two).
-        for n, model in enumerate(ranked):
-            heights = [per_model[model].get(b, 0.0) for b in buckets]
-            bars = ax.bar(buckets, heights, width=width, bottom=bottom, label=model, alpha=0.85)
-            _tag(bars, f"data-cost-{n}")
-            bottom = [a + b for a, b in zip(bottom, heights, strict=True)]
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
-        _time_axis(fig, ax, buckets)
+        layers = [(m, [per_model[m].get(b, 0.0) for b in buckets]) for m in ranked]
+        _stacked(fig, ax, buckets, layers, "data-cost")
+    else:
+        _empty(ax)
+    return _svg(fig)
+
+
+# The parts of the cost, stacked: output without its reasoning part, then reasoning.
+_SPLIT = (
+    ("input", "input"),
+    ("cached input", "cached_input"),
+    ("cache write", "cache_write"),
+    ("output (answer)", None),
+    ("output (reasoning)", "reasoning"),
+)
+
+
+def _cost_split(series: dict[str, list[dict[str, Any]]]) -> str:
+    fig, ax = _figure("Cost over time as billed (USD)")
+    rows = series["overall"]
+    if rows:
+
+        def part(r: dict[str, Any], name: str | None) -> float:
+            if name is None:  # the output that is not reasoning
+                return float(r["output_cost"] - r["reasoning_cost"])
+            return float(r[f"{name}_cost"])
+
+        layers = [(label, [part(r, name) for r in rows]) for label, name in _SPLIT]
+        _stacked(fig, ax, [r["bucket"] for r in rows], layers, "data-split")
+    else:
+        _empty(ax)
+    return _svg(fig)
+
+
+def _ttft(series: dict[str, list[dict[str, Any]]]) -> str:
+    fig, ax = _figure("Time to first token by model (ms, streamed calls)")
+    rows = series["ttft_by_model"]
+    if rows:
+        positions = list(range(len(rows)))
+        for n, name in enumerate(("p50", "p95", "p99")):
+            bars = ax.bar(
+                [p + (n - 1) * 0.27 for p in positions],
+                [r["t"][n] for r in rows],
+                width=0.27,
+                label=name,
+            )
+            _tag(bars, f"data-ttft-{name}")
+        ax.set_xticks(positions, [r["model"] for r in rows], fontsize=7, rotation=20)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     else:
         _empty(ax)
     return _svg(fig)
@@ -156,11 +214,30 @@ def _money(value: Any) -> str:
     return f"${Decimal(value):,.4f}"
 
 
+def _percent(value: Any) -> str:
+    return "-" if value is None else f"{100 * float(value):.1f}%"
+
+
+def _ms(value: Any) -> str:
+    return "-" if value is None else f"{float(value):,.0f} ms"
+
+
+def _flags(totals: dict[str, Any]) -> str:
+    """The calls costed by a stand-in rate: said plainly, next to the figures."""
+    notes = price_flag_notes(totals)
+    if not notes:
+        return ""
+    items = "".join(f"<li>{html.escape(n)}.</li>" for n in notes)
+    return f'<section class="unpriced" id="price-flags"><ul>{items}</ul></section>'
+
+
 def render_html(report: Report) -> str:
     s = report.series
     charts = [
         ("chart-cost-by-model", _cost_by_model(s)),
+        ("chart-cost-split", _cost_split(s)),
         ("chart-latency-percentiles", _latency(s)),
+        ("chart-ttft-by-model", _ttft(s)),
         ("chart-error-rate", _errors(s)),
         ("chart-top-sessions", _top(s["top_sessions"], "Top sessions by cost (USD)")),
         ("chart-top-agents", _top(s["top_agents"], "Top agents by cost (USD)")),
@@ -199,7 +276,10 @@ pre {{ font-size: 11px; overflow-x: auto; background: #f6f6f6; padding: 1em; }}
 <div class="kpi"><b>{100 * float(t["error_rate"]):.2f}%</b>errors</div>
 <div class="kpi"><b>{t["latency_p95"] or 0:,.0f} ms</b>p95 latency</div>
 <div class="kpi"><b>{t["unpriced_calls"]:,}</b>unpriced calls</div>
+<div class="kpi" id="cache-hit-ratio"><b>{_percent(t["cache_hit_ratio"])}</b>cache hit ratio</div>
+<div class="kpi"><b>{_ms(t["ttft_p95"])}</b>p95 time to first token</div>
 </div>
+{_flags(t)}
 {unpriced}
 {figures}
 <h2>By {html.escape(report.by)}</h2>

@@ -13,7 +13,9 @@ Data flow, under an advisory lock so that two runs serialize:
    where the copy differs). Their facts
    (``analytics.llm_facts``, ``analytics.exec_facts``: one narrow row per seed row, indexed
    by hour) are upserted from the seed tables, with the cost of the price in force at
-   created_at; the hours those facts were in before and after go to
+   created_at, split as providers bill it (the call's usage details, agentstream.llm_usage,
+   are copied beside it; analytics/prices.py says how a call is costed: the SQL here and
+   ``price_call`` there compute the same); the hours those facts were in before and after go to
    ``analytics.dirty_hours``; the watermark advances to the last change_log seq before the
    first *young* gap: an identity value is taken before its transaction commits, so a
    missing seq may be a transaction still in flight. A gap older than ``GAP_GRACE`` is
@@ -43,6 +45,7 @@ are left out.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import threading
 import time
@@ -58,7 +61,7 @@ import pyarrow.csv as pcsv
 
 from agentstream.analytics.adbc import AdbcSession
 from agentstream.analytics.arrow_numpy import int64_array, int64_values
-from agentstream.analytics.prices import PriceRow, fingerprint, load_prices, resolve_model
+from agentstream.analytics.prices import PriceRow, fingerprint, load_prices, resolve_call
 
 __all__ = ["GAP_GRACE", "RollupResult", "run_rollup"]
 
@@ -89,14 +92,19 @@ class RollupResult:
     seconds: float
 
 
+# The parts of a call's cost the facts keep beside the total (cost_pico), and its flags.
+_SPLIT = ("cached_cost_pico", "cache_write_cost_pico", "output_cost_pico", "reasoning_cost_pico")
+_SPLIT_UPDATE = ", ".join(f"{c} = EXCLUDED.{c}" for c in (*_SPLIT, "price_flags"))
+
 _LLM_FACTS = """
 INSERT INTO analytics.llm_facts
 SELECT l.id, l.created_at, {hour}, l.model, l.agent_id,
        a.type, s.user_id, l.session_id, coalesce(l.prompt_tokens, 0),
        coalesce(l.response_tokens, 0), coalesce(l.latency_ms, 0), coalesce(l.success, false),
-       coalesce(l.prompt_tokens, 0) * pp.input_pico
-         + coalesce(l.response_tokens, 0) * pp.output_pico
+       {total}, u.service_tier, u.cache_read_tokens, u.cache_write_tokens, u.reasoning_tokens,
+       u.time_to_first_token_ms, {split}
 FROM llm_interactions l
+LEFT JOIN agentstream.llm_usage u ON u.id = l.id
 LEFT JOIN agents a ON a.id = l.agent_id
 LEFT JOIN sessions s ON s.id = l.session_id
 {priced}
@@ -104,12 +112,19 @@ WHERE l.created_at IS NOT NULL {where}
 {order}
 {conflict}
 """
-_LLM_UPDATE = """ON CONFLICT (hour, id) DO UPDATE SET created_at = EXCLUDED.created_at,
+_LLM_UPDATE = (
+    """ON CONFLICT (hour, id) DO UPDATE SET created_at = EXCLUDED.created_at,
     model = EXCLUDED.model, agent_id = EXCLUDED.agent_id,
     agent_type = EXCLUDED.agent_type, user_id = EXCLUDED.user_id,
     session_id = EXCLUDED.session_id, prompt_tokens = EXCLUDED.prompt_tokens,
     response_tokens = EXCLUDED.response_tokens, latency_ms = EXCLUDED.latency_ms,
-    success = EXCLUDED.success, cost_pico = EXCLUDED.cost_pico"""
+    success = EXCLUDED.success, cost_pico = EXCLUDED.cost_pico,
+    service_tier = EXCLUDED.service_tier, cache_read_tokens = EXCLUDED.cache_read_tokens,
+    cache_write_tokens = EXCLUDED.cache_write_tokens,
+    reasoning_tokens = EXCLUDED.reasoning_tokens, ttft_ms = EXCLUDED.ttft_ms,
+    """
+    + _SPLIT_UPDATE
+)
 
 _EXEC_FACTS = """
 INSERT INTO analytics.exec_facts
@@ -131,26 +146,75 @@ _EXEC_UPDATE = """ON CONFLICT (id) DO UPDATE SET started_at = EXCLUDED.started_a
 # The price periods with their prices in picodollars per token: USD per 1M tokens x 10^12 /
 # 10^6, an exact integer (prices have 6 decimals), so a call's cost is bigint arithmetic
 # (numeric arithmetic on every call was ~0.3 s of a full rebuild's 2M). Overflows only past
-# $9.2M for one call.
-_PRICED = """(SELECT model, valid_from, valid_to,
+# $9.2M for one call. A missing reasoning rate is the output rate; a missing cache rate
+# stays NULL here, so that the call can be flagged, and is the input rate in the cost.
+_PRICED = """(SELECT model, service_tier, valid_from, valid_to, above_prompt_tokens,
+                     up_to_prompt_tokens, tier_fallback,
                      (input_per_mtok * 1000000)::bigint AS input_pico,
-                     (output_per_mtok * 1000000)::bigint AS output_pico
+                     (output_per_mtok * 1000000)::bigint AS output_pico,
+                     (cached_input_per_mtok * 1000000)::bigint AS cached_pico,
+                     (cache_write_per_mtok * 1000000)::bigint AS write_pico,
+                     (coalesce(reasoning_per_mtok, output_per_mtok) * 1000000)::bigint
+                       AS reasoning_pico
               FROM analytics.price_periods)"""
 
 
-def _price_in_force(alias: str) -> str:
-    """The join of ``alias``'s calls (model, created_at) to the price period in force at
-    their time, as ``pp`` (NULLs where the model is unpriced then)."""
+def _price_in_force(alias: str, tier: str, prompt: str) -> str:
+    """The join of ``alias``'s calls (model, created_at, reported service tier ``tier``, prompt
+    tokens ``prompt``) to the price band in force at their time, as ``pp`` (NULLs where the
+    model is unpriced then). A band is (above, up_to]: the whole call is priced at it."""
     return f"""LEFT JOIN {_PRICED} pp
-       ON pp.model = {alias}.model AND pp.valid_from <= {alias}.created_at
-      AND (pp.valid_to IS NULL OR {alias}.created_at < pp.valid_to)"""
+       ON pp.model = {alias}.model AND pp.service_tier = coalesce({tier}, 'default')
+      AND pp.valid_from <= {alias}.created_at
+      AND (pp.valid_to IS NULL OR {alias}.created_at < pp.valid_to)
+      AND {prompt} > pp.above_prompt_tokens
+      AND (pp.up_to_prompt_tokens IS NULL OR {prompt} <= pp.up_to_prompt_tokens)"""
+
+
+def _cost_sql(prompt: str, response: str, read: str, write: str, thinking: str) -> dict[str, str]:
+    """A call's cost in picodollars from its counts (SQL expressions, never NULL) and the
+    band ``pp``: the total, its parts (NULL when 0: most calls have no cache or reasoning
+    tokens, and a NULL is not stored) and the price flags (analytics/prices.py's
+    ``price_call`` computes the same; tests/test_analytics_costs.py checks they agree)."""
+    return {
+        "total": f"""({prompt} - {read} - {write}) * pp.input_pico
+            + {read} * coalesce(pp.cached_pico, pp.input_pico)
+            + {write} * coalesce(pp.write_pico, pp.input_pico)
+            + ({response} - {thinking}) * pp.output_pico + {thinking} * pp.reasoning_pico""",
+        "cached_cost_pico": f"nullif({read} * coalesce(pp.cached_pico, pp.input_pico), 0)",
+        "cache_write_cost_pico": f"nullif({write} * coalesce(pp.write_pico, pp.input_pico), 0)",
+        "output_cost_pico": f"""({response} - {thinking}) * pp.output_pico
+            + {thinking} * pp.reasoning_pico""",
+        "reasoning_cost_pico": f"nullif({thinking} * pp.reasoning_pico, 0)",
+        "price_flags": f"""nullif(CASE WHEN pp.tier_fallback THEN 1 ELSE 0 END
+            + CASE WHEN pp.input_pico IS NOT NULL
+                    AND (({read} > 0 AND pp.cached_pico IS NULL)
+                         OR ({write} > 0 AND pp.write_pico IS NULL)) THEN 2 ELSE 0 END,
+            0)::smallint""",
+    }
+
+
+def _counts(tokens: str, details: str) -> tuple[str, str, str, str, str]:
+    """A call's prompt, response, cache read, cache write and reasoning tokens in SQL, from
+    the rows aliased ``tokens`` (prompt and response) and ``details`` (the others)."""
+    return (
+        f"coalesce({tokens}.prompt_tokens, 0)",
+        f"coalesce({tokens}.response_tokens, 0)",
+        f"coalesce({details}.cache_read_tokens, 0)",
+        f"coalesce({details}.cache_write_tokens, 0)",
+        f"coalesce({details}.reasoning_tokens, 0)",
+    )
 
 
 # The UTC hour of a time, by arithmetic: date_trunc('hour', t, 'UTC') goes through the time
 # zone's rules for every row (~0.45 s of a full rebuild's 2M facts; equal on all of them).
 _HOUR = "date_bin('1 hour', {}, '2000-01-01 00:00+00')"
-_LLM_FACTS = _LLM_FACTS.replace("{hour}", _HOUR.format("l.created_at")).replace(
-    "{priced}", _price_in_force("l")
+_FACT_COSTS = _cost_sql(*_counts("l", "u"))
+_LLM_FACTS = (
+    _LLM_FACTS.replace("{hour}", _HOUR.format("l.created_at"))
+    .replace("{priced}", _price_in_force("l", "u.service_tier", "coalesce(l.prompt_tokens, 0)"))
+    .replace("{total}", _FACT_COSTS["total"])
+    .replace("{split}", ", ".join(_FACT_COSTS[c] for c in (*_SPLIT, "price_flags")))
 )
 _EXEC_FACTS = _EXEC_FACTS.replace("{hour}", _HOUR.format("e.started_at"))
 
@@ -158,7 +222,9 @@ _EXEC_FACTS = _EXEC_FACTS.replace("{hour}", _HOUR.format("e.started_at"))
 # server time); the hour becomes epoch seconds once read (_epoch_seconds), so that DuckDB's
 # day is exact UTC.
 _LLM_READ = """SELECT hour, model, agent_id, agent_type, user_id, session_id, prompt_tokens,
-    response_tokens, latency_ms, success, cost_pico FROM analytics.llm_facts {where}"""
+    response_tokens, latency_ms, success, cost_pico, cache_read_tokens, cache_write_tokens,
+    reasoning_tokens, ttft_ms, cached_cost_pico, cache_write_cost_pico, output_cost_pico,
+    reasoning_cost_pico, price_flags FROM analytics.llm_facts {where}"""
 _LLM_COLUMNS = (
     "hour",
     "model",
@@ -171,6 +237,15 @@ _LLM_COLUMNS = (
     "latency_ms",
     "success",
     "cost",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "ttft_ms",
+    "cached_cost",
+    "cache_write_cost",
+    "output_cost",
+    "reasoning_cost",
+    "price_flags",
 )
 _EXEC_READ = """SELECT hour, agent_id, agent_type, user_id, session_id, status, duration_ms
     FROM analytics.exec_facts {where}"""
@@ -245,16 +320,25 @@ def _dimension_case(dimensions: tuple[str, ...]) -> str:
     )
 
 
-def _quantiles(column: str, prefix: str) -> str:
-    """All PERCENTILES of ``column`` as one DuckDB list: one sort per group, not four."""
-    return f"quantile_cont({column}, [{', '.join(map(str, PERCENTILES))}]) AS {prefix}_q"
+# Time to first token: what streaming users watch, at the percentiles the report shows.
+TTFT_PERCENTILES = (0.5, 0.95, 0.99)
 
 
-def _quantile_columns(prefix: str) -> str:
+def _quantiles(column: str, prefix: str, percentiles: tuple[float, ...] = PERCENTILES) -> str:
+    """All ``percentiles`` of ``column`` as one DuckDB list: one sort per group, not four."""
+    return f"quantile_cont({column}, [{', '.join(map(str, percentiles))}]) AS {prefix}_q"
+
+
+def _quantile_columns(prefix: str, percentiles: tuple[float, ...] = PERCENTILES) -> str:
     """That list spread over the rollup table's columns (latency_p50, latency_p90, ...)."""
     return ", ".join(
-        f"{prefix}_q[{i + 1}] AS {prefix}_p{round(q * 100)}" for i, q in enumerate(PERCENTILES)
+        f"{prefix}_q[{i + 1}] AS {prefix}_p{round(q * 100)}" for i, q in enumerate(percentiles)
     )
+
+
+def _money(column: str) -> str:
+    """Picodollars (a non-negative integer) as the exact decimal text of dollars."""
+    return f"printf('%d.%012d', ({column}) // 1000000000000, ({column}) % 1000000000000)"
 
 
 _LLM_AGG = f"""
@@ -270,7 +354,17 @@ SELECT @GRANULARITY@ AS granularity,
        count(*) FILTER (WHERE cost IS NULL) AS unpriced_calls,
        avg(latency_ms)::DOUBLE AS latency_mean,
        {_quantiles("latency_ms", "latency")},
-       max(latency_ms) AS latency_max
+       max(latency_ms) AS latency_max,
+       coalesce(sum(cache_read_tokens), 0)::BIGINT AS cache_read_tokens,
+       coalesce(sum(cache_write_tokens), 0)::BIGINT AS cache_write_tokens,
+       coalesce(sum(reasoning_tokens), 0)::BIGINT AS reasoning_tokens,
+       coalesce(sum(cached_cost), 0)::HUGEINT AS cached_cost,
+       coalesce(sum(cache_write_cost), 0)::HUGEINT AS cache_write_cost,
+       coalesce(sum(output_cost), 0)::HUGEINT AS output_cost,
+       coalesce(sum(reasoning_cost), 0)::HUGEINT AS reasoning_cost,
+       count(*) FILTER (WHERE price_flags & 1 = 1) AS tier_fallback_calls,
+       count(*) FILTER (WHERE price_flags & 2 = 2) AS cache_unpriced_calls,
+       {_quantiles("ttft_ms", "ttft", TTFT_PERCENTILES)}
 FROM (SELECT *, hour - hour % 86400 AS day, agent_id AS agent,
              agent_type AS agent_type_key,
              user_id AS user_key, session_id AS session
@@ -303,8 +397,16 @@ GROUP BY GROUPING SETS (@SETS@)
 _LLM_OUT = (
     "granularity, dimension, strftime(make_timestamp(bucket * 1000000), '%Y-%m-%d %H:%M:%S+00') "
     "AS bucket, key, calls, errors, error_rate, prompt_tokens, response_tokens, "
-    "printf('%d.%012d', cost // 1000000000000, cost % 1000000000000) AS cost, "
-    "unpriced_calls, latency_mean, " + _quantile_columns("latency") + ", latency_max"
+    f"{_money('cost')} AS cost, "
+    "unpriced_calls, latency_mean, " + _quantile_columns("latency") + ", latency_max, "
+    # The columns of migration 0011, in its order. Input cost: what the total leaves.
+    "cache_read_tokens, cache_write_tokens, reasoning_tokens, "
+    "cache_read_tokens / nullif(prompt_tokens, 0) AS cache_hit_ratio, "
+    f"{_money('cost - cached_cost - cache_write_cost - output_cost')} AS input_cost, "
+    f"{_money('cached_cost')} AS cached_input_cost, "
+    f"{_money('cache_write_cost')} AS cache_write_cost, {_money('output_cost')} AS output_cost, "
+    f"{_money('reasoning_cost')} AS reasoning_cost, tier_fallback_calls, cache_unpriced_calls, "
+    + _quantile_columns("ttft", TTFT_PERCENTILES)
 )
 _EXEC_OUT = (
     "granularity, dimension, strftime(make_timestamp(bucket * 1000000), '%Y-%m-%d %H:%M:%S+00') "
@@ -415,20 +517,32 @@ def _sync_prices(cur: psycopg.Cursor[Any], prices: list[PriceRow]) -> None:
     cur.execute("DELETE FROM analytics.prices")
     cur.execute("DELETE FROM analytics.resolved_models")  # cascades to price_periods
     with cur.copy(
-        "COPY analytics.prices (provider, model, is_pattern, effective_from, effective_to, "
-        "input_per_mtok, output_per_mtok, cached_input_per_mtok, checked, source) FROM STDIN"
+        "COPY analytics.prices (provider, model, is_pattern, service_tier, effective_from, "
+        "effective_to, input_per_mtok, output_per_mtok, cached_input_per_mtok, "
+        "cache_write_per_mtok, reasoning_per_mtok, tiers, checked, source) FROM STDIN"
     ) as copy:
         for r in prices:
+            tiers = [
+                {
+                    "above_prompt_tokens": low,
+                    **{k: str(v) for k, v in vars(rates).items() if v is not None},
+                }
+                for low, _, rates in r.bands()[1:]
+            ]
             copy.write_row(
                 (
                     r.provider,
                     r.model,
                     r.is_pattern,
+                    r.service_tier,
                     r.effective_from,
                     r.effective_to,
                     r.input_per_mtok,
                     r.output_per_mtok,
                     r.cached_input_per_mtok,
+                    r.cache_write_per_mtok,
+                    r.reasoning_per_mtok,
+                    json.dumps(tiers),
                     r.checked,
                     r.source,
                 )
@@ -436,27 +550,53 @@ def _sync_prices(cur: psycopg.Cursor[Any], prices: list[PriceRow]) -> None:
 
 
 def _resolve_new_models(cur: psycopg.Cursor[Any], prices: list[PriceRow], source: str) -> None:
-    """Resolve the price periods of models seen in ``source`` (SQL) and not yet resolved."""
+    """Resolve the price periods of the (model, service_tier) pairs seen in ``source`` (SQL;
+    service_tier as reported, NULL: not reported) and not yet resolved: one row per period
+    and band."""
     cur.execute(
-        f"SELECT DISTINCT model FROM ({source}) m "
-        "WHERE NOT EXISTS (SELECT 1 FROM analytics.resolved_models r WHERE r.model = m.model)"
+        f"SELECT DISTINCT model, coalesce(service_tier, 'default') FROM ({source}) m "
+        "WHERE NOT EXISTS (SELECT 1 FROM analytics.resolved_models r WHERE r.model = m.model "
+        "AND r.service_tier = coalesce(m.service_tier, 'default'))"
     )
-    models = [row[0] for row in cur.fetchall()]
-    for model in models:
-        cur.execute("INSERT INTO analytics.resolved_models (model) VALUES (%s)", (model,))
-        for p in resolve_model(model, prices):
-            cur.execute(
-                "INSERT INTO analytics.price_periods VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                (
-                    model,
-                    p.valid_from,
-                    p.valid_to,
-                    p.price.model,
-                    p.price.is_pattern,
-                    p.price.input_per_mtok,
-                    p.price.output_per_mtok,
-                ),
-            )
+    pairs = cur.fetchall()
+    for model, tier in pairs:
+        cur.execute(
+            "INSERT INTO analytics.resolved_models (model, service_tier) VALUES (%s, %s)",
+            (model, tier),
+        )
+        for p in resolve_call(model, tier, prices):
+            for above, up_to, rates in p.price.bands():
+                cur.execute(
+                    """INSERT INTO analytics.price_periods (model, service_tier, valid_from,
+                        valid_to, price_model, price_is_pattern, above_prompt_tokens,
+                        up_to_prompt_tokens, input_per_mtok, output_per_mtok,
+                        cached_input_per_mtok, cache_write_per_mtok, reasoning_per_mtok,
+                        tier_fallback)
+                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+                    (
+                        model,
+                        tier,
+                        p.valid_from,
+                        p.valid_to,
+                        p.price.model,
+                        p.price.is_pattern,
+                        above,
+                        up_to,
+                        rates.input,
+                        rates.output,
+                        rates.cached_input,
+                        rates.cache_write,
+                        rates.reasoning,
+                        p.fallback,
+                    ),
+                )
+
+
+# What the re-cost compares: a model whose rows here changed has its facts re-costed.
+_PERIODS = """SELECT model, service_tier, valid_from, valid_to, above_prompt_tokens,
+    up_to_prompt_tokens, input_per_mtok, output_per_mtok, cached_input_per_mtok,
+    cache_write_per_mtok, reasoning_per_mtok, tier_fallback FROM {}"""
+_RECOST_COSTS = _cost_sql(*_counts("f", "f"))
 
 
 def _recost(cur: psycopg.Cursor[Any], prices: list[PriceRow]) -> int:
@@ -465,32 +605,36 @@ def _recost(cur: psycopg.Cursor[Any], prices: list[PriceRow]) -> int:
     where a cost changed dirty. Returns how many models were re-costed. The same costs as a
     full rebuild would store (the same formula over the same periods), without rebuilding
     2M facts to change the cost of a few models' calls."""
-    periods = "SELECT model, valid_from, valid_to, input_per_mtok, output_per_mtok FROM {}"
     cur.execute(
         f"""CREATE TEMP TABLE old_periods ON COMMIT DROP AS
-            {periods.format("analytics.price_periods")};
+            {_PERIODS.format("analytics.price_periods")};
             CREATE TEMP TABLE old_models ON COMMIT DROP AS
-            SELECT model FROM analytics.resolved_models"""
+            SELECT model, service_tier FROM analytics.resolved_models"""
     )
     _sync_prices(cur, prices)
-    _resolve_new_models(cur, prices, "SELECT model FROM old_models")
-    old, new = periods.format("old_periods"), periods.format("analytics.price_periods")
+    _resolve_new_models(cur, prices, "SELECT model, service_tier FROM old_models")
+    old, new = _PERIODS.format("old_periods"), _PERIODS.format("analytics.price_periods")
     cur.execute(
         f"SELECT model FROM ({old} EXCEPT {new}) a UNION SELECT model FROM ({new} EXCEPT {old}) b"
     )
     models = [row[0] for row in cur.fetchall()]
     if models:
+        parts = (*_SPLIT, "price_flags")
         cur.execute(
             f"""WITH new AS (
                     SELECT f.hour, f.id, f.cost_pico AS old_cost,
-                           f.prompt_tokens * pp.input_pico
-                             + f.response_tokens * pp.output_pico AS cost
-                    FROM analytics.llm_facts f {_price_in_force("f")}
+                           {_RECOST_COSTS["total"]} AS cost,
+                           {", ".join(f"{_RECOST_COSTS[c]} AS {c}" for c in parts)}
+                    FROM analytics.llm_facts f
+                    {_price_in_force("f", "f.service_tier", "f.prompt_tokens")}
                     WHERE f.model = ANY(%s)),
                 recosted AS (
-                    UPDATE analytics.llm_facts f SET cost_pico = new.cost FROM new
+                    UPDATE analytics.llm_facts f SET cost_pico = new.cost,
+                        {", ".join(f"{c} = new.{c}" for c in parts)}
+                    FROM new
                     WHERE f.hour = new.hour AND f.id = new.id
-                      AND new.cost IS DISTINCT FROM new.old_cost
+                      AND (new.cost, {", ".join(f"new.{c}" for c in parts)})
+                          IS DISTINCT FROM (new.old_cost, {", ".join(f"f.{c}" for c in parts)})
                     RETURNING f.hour)
                 INSERT INTO analytics.dirty_hours (kind, hour)
                 SELECT DISTINCT 'llm', hour FROM recosted ON CONFLICT DO NOTHING""",
@@ -597,7 +741,12 @@ def _recompute(
 def _rebuild_facts(cur: psycopg.Cursor[Any], prices: list[PriceRow]) -> None:
     """Every fact, from the seed tables (the buckets are rebuilt after the commit)."""
     cur.execute("TRUNCATE analytics.llm_facts, analytics.exec_facts")
-    _resolve_new_models(cur, prices, "SELECT model FROM llm_interactions")
+    _resolve_new_models(
+        cur,
+        prices,
+        "SELECT l.model, u.service_tier FROM llm_interactions l"
+        " LEFT JOIN agentstream.llm_usage u ON u.id = l.id",
+    )
     # Loading without the indexes and building them after is 2x faster than maintaining
     # them row by row (measured on 2M rows: 8 s against 16 s).
     for table, indexes in _FACT_INDEXES.items():
@@ -691,11 +840,15 @@ def _fold_changes(cur: psycopg.Cursor[Any], prices: list[PriceRow]) -> None:
             # row's model beforehand cost as much as the rest of the statement's joins);
             # when there are any, they are resolved and the statement runs once more to
             # cost them.
-            cur.execute("CREATE TEMP TABLE new_models (model text) ON COMMIT DROP")
-            fold = f"""WITH new AS ({upsert} RETURNING hour, model),
+            cur.execute(
+                "CREATE TEMP TABLE new_models (model text, service_tier text) ON COMMIT DROP"
+            )
+            fold = f"""WITH new AS ({upsert} RETURNING hour, model, service_tier),
                 models AS (
-                    INSERT INTO new_models SELECT DISTINCT n.model FROM new n WHERE NOT EXISTS
-                    (SELECT 1 FROM analytics.resolved_models r WHERE r.model = n.model))
+                    INSERT INTO new_models SELECT DISTINCT n.model, n.service_tier FROM new n
+                    WHERE NOT EXISTS
+                    (SELECT 1 FROM analytics.resolved_models r WHERE r.model = n.model
+                     AND r.service_tier = coalesce(n.service_tier, 'default')))
                 INSERT INTO analytics.dirty_hours (kind, hour)
                 SELECT DISTINCT '{kind}', hour FROM new ON CONFLICT DO NOTHING"""
         else:
@@ -716,7 +869,7 @@ def _fold_changes(cur: psycopg.Cursor[Any], prices: list[PriceRow]) -> None:
                 ON CONFLICT DO NOTHING"""
         cur.execute(fold)
         if kind == "llm" and cur.execute("SELECT count(*) FROM new_models").fetchone() != (0,):
-            _resolve_new_models(cur, prices, "SELECT model FROM new_models")
+            _resolve_new_models(cur, prices, "SELECT model, service_tier FROM new_models")
             cur.execute(fold)
         if parents and parents[0]:
             _refresh_parent_copies(cur, kind)
@@ -797,7 +950,7 @@ def run_rollup(
         finally:
             reader.close()
         cur.execute(
-            """SELECT r.model FROM analytics.resolved_models r
+            """SELECT DISTINCT r.model FROM analytics.resolved_models r
                WHERE EXISTS (SELECT 1 FROM analytics.llm_rollup u WHERE u.granularity = 'day'
                  AND u.dimension = 'model' AND u.key = r.model AND u.unpriced_calls > 0)
                ORDER BY 1"""

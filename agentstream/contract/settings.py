@@ -33,7 +33,7 @@ class Settings(BaseSettings):
         env_prefix="AGENTSTREAM_", env_file=".env", extra="ignore", frozen=True
     )
 
-    # --- where things are (DESIGN.md contract) ---
+    # --- where things are (docs/design.md, Settings) ---
     kafka_bootstrap: str = "127.0.0.1:9092"
     database_url: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/agentstream")
     topic_prefix: str = "agentstream."

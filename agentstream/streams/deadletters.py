@@ -1,6 +1,6 @@
 """Publishing dead letters: acks=all, and the caller waits for delivery before acking sources.
 
-DESIGN.md: an offset is committed only once its dead letters are acknowledged by Kafka, so
+docs/design.md: an offset is committed only once its dead letters are acknowledged by Kafka, so
 ``publish`` returns only when every letter is durably in the dead-letter topic.
 """
 
