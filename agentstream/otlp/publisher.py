@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import zlib
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
+import pydantic_core
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 
@@ -97,7 +97,8 @@ class Publisher:
         count = counts[self.spans_topic]
         for trace, item in span_items:
             item["t"] = trace
-            value = json.dumps(item, separators=(",", ":")).encode()
+            # In Rust; a NaN attribute becomes null (JSON has no NaN).
+            value = pydantic_core.to_json(item)
             groups[(self.spans_topic, _trace_partition(trace, count))].append(value)
         timeout = self.settings.otlp_kafka_timeout_s if timeout_s is None else timeout_s
         futures: list[asyncio.Future[Any]] = []

@@ -18,12 +18,12 @@ mapped twice lands once.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import pydantic_core
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -131,7 +131,7 @@ class Resolver:
         self, traces: dict[str, _Trace], offset: int, value: bytes | None, now: float
     ) -> None:
         try:
-            items = json.loads(value or b"[]")
+            items = pydantic_core.from_json(value or b"[]")
         except ValueError:
             log.warning("resolver: skipping a message at offset %d that is not JSON", offset)
             return
