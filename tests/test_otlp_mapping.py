@@ -234,3 +234,36 @@ def test_values_past_varchar_limits_are_truncated_with_a_marker() -> None:
     mapped = map_spans(spans_of(decode_request(body, json_body=False)), keep_other=False)
     (llm,) = [r for r in mapped.records if isinstance(r, LLMInteraction)]
     assert llm.model == "m" * 99 + "…" and llm.provider == "p" * 99 + "…"
+
+
+def test_a_span_whose_parent_is_remote_waits_for_no_ancestor() -> None:
+    """A server span continuing a caller's trace (its parent is in another process, which
+    exports elsewhere): the GenAI spans under it are mapped at once, not after the wait."""
+    from opentelemetry import trace as api
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+    memory = InMemorySpanExporter()
+    tp = TracerProvider()
+    tp.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = tp.get_tracer("t")
+    caller = SpanContext(
+        trace_id=0x5B8EFFF798038103D269B633813FC60C, span_id=0xEEE19B7EC3C1B174,
+        is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED),
+    )  # fmt: skip
+    with (
+        tracer.start_as_current_span(
+            "POST /chat", context=api.set_span_in_context(NonRecordingSpan(caller))
+        ),
+        tracer.start_as_current_span(
+            "invoke_agent a", attributes={"gen_ai.operation.name": "invoke_agent"}
+        ),
+        tracer.start_as_current_span("chat m", attributes={"gen_ai.operation.name": "chat"}),
+    ):
+        pass
+    mapped = map_spans(
+        spans_of(decode_request(_request(list(memory.get_finished_spans())), json_body=False)),
+        keep_other=False,
+    )
+    assert mapped.pending == 0
+    (llm,) = [r for r in mapped.records if isinstance(r, LLMInteraction)]
+    assert llm.agent_id is not None

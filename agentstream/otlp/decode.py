@@ -23,6 +23,8 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 __all__ = ["BodyError", "Span", "SpanEvent", "decode_request", "gunzip", "spans_of"]
 
 STATUS_ERROR = 2  # Status.StatusCode.STATUS_CODE_ERROR
+# Span.flags: bit 8 says whether bit 9 (the parent is in another process) is known.
+_HAS_IS_REMOTE, _IS_REMOTE = 0x100, 0x200
 # A span id is 8 bytes, a trace id 16 (OTLP); any other length is refused span by span.
 TRACE_ID_BYTES, SPAN_ID_BYTES = 16, 8
 # JSON keys holding ids, in both spellings protobuf's JSON parser accepts.
@@ -58,6 +60,9 @@ class Span:
     attributes: dict[str, Any]
     resource: dict[str, Any]
     events: list[SpanEvent] = field(default_factory=list)
+    # The parent is another process's span (a remote caller's): this span is its process's
+    # root, so its ancestors' spans need not be waited for (they go to another backend).
+    parent_remote: bool = False
 
     @property
     def trace_hex(self) -> str:
@@ -198,6 +203,8 @@ def spans_of(request: ExportTraceServiceRequest) -> list[Span]:
                             SpanEvent(e.name, e.time_unix_nano, _attributes(e.attributes))
                             for e in s.events
                         ],
+                        parent_remote=s.flags & (_HAS_IS_REMOTE | _IS_REMOTE)
+                        == (_HAS_IS_REMOTE | _IS_REMOTE),
                     )
                 )
     return spans

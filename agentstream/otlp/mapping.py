@@ -193,7 +193,8 @@ def facts_of(span: Span, kind: SpanKind) -> Facts:
         agent_id = _str(span.attributes.get("gen_ai.agent.id"))
         agent = f"id:{agent_id}" if agent_id else f"name:{agent_name(span)}"
     return Facts(
-        parent=span.parent_hex,
+        # A span whose parent is remote is where its process's part of the trace begins.
+        parent=None if span.parent_remote else span.parent_hex,
         session=_str(span.get(*SESSION_KEYS)),
         user=_str(span.get(*USER_KEYS)),
         agent=agent,

@@ -76,6 +76,7 @@ def span_to_json(span: Span) -> dict[str, Any]:
         "a": span.attributes,
         "r": span.resource,
         "ev": [[e.name, e.time_ns, e.attributes] for e in span.events],
+        "rp": span.parent_remote,
     }
 
 
@@ -92,6 +93,7 @@ def span_from_json(d: dict[str, Any]) -> Span:
         attributes=d["a"],
         resource=d["r"],
         events=[SpanEvent(n, t, a) for n, t, a in d["ev"]],
+        parent_remote=bool(d.get("rp")),
     )
 
 
