@@ -267,3 +267,10 @@ def test_a_span_whose_parent_is_remote_waits_for_no_ancestor() -> None:
     assert mapped.pending == 0
     (llm,) = [r for r in mapped.records if isinstance(r, LLMInteraction)]
     assert llm.agent_id is not None
+
+
+def test_a_span_too_large_for_a_kafka_message_is_refused_not_retried() -> None:
+    body = _one_llm_span(**{"gen_ai.input.messages": "x" * (2 * 1024 * 1024)})
+    mapped = map_spans(spans_of(decode_request(body, json_body=False)), keep_other=False)
+    assert [label for label, _ in mapped.rejected] == ["too_large"]
+    assert not mapped.records and not mapped.span_items

@@ -97,6 +97,19 @@ def span_from_json(d: dict[str, Any]) -> Span:
     )
 
 
+# A span's records (or, while it waits, the span itself) travel as one Kafka message, which
+# the broker takes up to 10 MiB of; text may take up to 4 bytes a character in UTF-8 and the
+# prompt and response hold it again as JSON: past this, the span is refused, not retried.
+MAX_SPAN_TEXT = 1024 * 1024
+
+
+def _text_size(span: Span) -> int:
+    size = sum(len(v) for v in span.attributes.values() if isinstance(v, str))
+    for event in span.events:
+        size += sum(len(v) for v in event.attributes.values() if isinstance(v, str))
+    return size
+
+
 def map_spans(spans: Iterable[Span], *, keep_other: bool) -> Mapped:
     out = Mapped()
     valid: list[tuple[Span, SpanKind, Facts]] = []
@@ -105,6 +118,13 @@ def map_spans(spans: Iterable[Span], *, keep_other: bool) -> Mapped:
         problem = span.id_problem()
         if problem is not None:
             out.rejected.append(("invalid_ids", f"span {span.span_id.hex() or '?'}: {problem}"))
+            continue
+        size = _text_size(span)
+        if size > MAX_SPAN_TEXT:
+            reason = (
+                f"{size} characters of text attributes exceed the {MAX_SPAN_TEXT} a span may carry"
+            )
+            out.rejected.append(("too_large", f"span {span.span_hex}: {reason}"))
             continue
         kind = kind_of(span)
         facts = facts_of(span, kind)
