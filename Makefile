@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help install services services-down migrate lint format test test-unit demo bench check-compose clean
+.PHONY: help install wheel services services-down migrate lint format test test-unit demo bench check-compose clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -17,6 +17,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q --disable-pip-version-check uv
 	$(BIN)/uv pip install -q --python $(BIN)/python -e '.[dev]'
 	touch $@
+
+wheel: install ## build the sdist and, from it, the wheel into dist/ (what `pip install` gets)
+	$(BIN)/python -m build --outdir dist .
+	rm -rf agentstream.egg-info
 
 services: ## start (or reuse) the local Kafka broker and PostgreSQL server
 	scripts/services.sh up
@@ -46,7 +50,7 @@ demo: install services ## the whole pipeline on synthetic traffic, with a report
 	scripts/demo.sh
 
 bench: install services migrate ## run the benchmarks in bench/ (minutes; see BENCHMARKS.md)
-	for b in bench/produce.py bench/ingest.py bench/analytics.py bench/alerts.py; do [ -f $$b ] && $(BIN)/python $$b; done
+	for b in bench/produce.py bench/ingest.py bench/peer.py bench/analytics.py bench/otlp.py bench/alerts.py; do [ -f $$b ] && $(BIN)/python $$b; done
 
 check-compose: ## validate docker-compose.yml with `docker compose config` (builds the plugin once)
 	scripts/check-compose.sh

@@ -1,7 +1,7 @@
 """Create agentstream's topics with the configured partitions and replication factor, and
 delete topics by name (the demo, the benchmarks and the tests clean up after themselves).
 
-Shared by the SDK (``producers.ensure_topics``, used by ``agentstream produce``) and the
+Shared by the SDK (``agentstream.ensure_topics``, used by ``agentstream produce``) and the
 worker (``streams/runner.py``, before it joins its group): topics created by either get
 ``topic_partitions`` partitions rather than whatever the broker's auto-creation would pick,
 and both wait until every partition has a leader, so that the first sends and fetches are

@@ -27,6 +27,8 @@
 set -euo pipefail
 
 SCRIPT_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
+# shellcheck source=scripts/_log.sh
+source "$SCRIPT_DIR/_log.sh"
 ROOT="$(cd -- "$SCRIPT_DIR/.." && pwd -P)"
 KDIR="$ROOT/.services/kafka"
 DATA_DIR="$KDIR/data"
@@ -490,17 +492,7 @@ cmd_status() {
 }
 
 cmd_logs() {
-    local follow=() n=100
-    while (($#)); do
-        case "$1" in
-            -f|--follow) follow=(-F) ;;
-            -n) n="$2"; shift ;;
-            *) die "logs: unknown option $1" ;;
-        esac
-        shift
-    done
-    [[ -f "$LOG_FILE" ]] || die "no log yet at $LOG_FILE"
-    tail -n "$n" "${follow[@]}" "$LOG_FILE"
+    tail_log "$LOG_FILE" "$@"
 }
 
 # `classpath`: fetch the jars if needed (progress on stderr) and print the classpath, for

@@ -20,6 +20,8 @@
 set -euo pipefail
 
 SCRIPT_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
+# shellcheck source=scripts/_log.sh
+source "$SCRIPT_DIR/_log.sh"
 ROOT="$(cd -- "$SCRIPT_DIR/.." && pwd -P)"
 SERVICES="$ROOT/.services"
 REPO_HASH="$(printf '%s' "$ROOT" | sha256sum | cut -c1-10)"
@@ -322,18 +324,8 @@ cmd_status() {
 }
 
 cmd_logs() {
-    local follow=() n=100
-    while (($#)); do
-        case "$1" in
-            -f|--follow) follow=(-F) ;;
-            -n) n="$2"; shift ;;
-            *) die "logs: unknown option $1" ;;
-        esac
-        shift
-    done
     resolve_home
-    [[ -f "$LOG_FILE" ]] || die "no log yet at $LOG_FILE"
-    tail -n "$n" "${follow[@]}" "$LOG_FILE"
+    tail_log "$LOG_FILE" "$@"
 }
 
 case "${1:-}" in

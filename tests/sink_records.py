@@ -78,5 +78,20 @@ def event(
     )
 
 
+def sdk_event(
+    sid: uuid.UUID, i: int, *, event_type: str = "e", payload: dict[str, Any] | None = None
+) -> Event:
+    """An event as an agent hands it to the SDK: no id and no created_at (the SDK gives it a
+    uuid7, the worker the Kafka time), ``i`` as its timestamp_ms."""
+    return Event(
+        event_type=event_type,
+        trace_id=sid,
+        session_id=sid,
+        user_id="u",
+        timestamp_ms=i,
+        payload={} if payload is None else payload,
+    )
+
+
 def document(did: uuid.UUID, sid: uuid.UUID, aid: uuid.UUID | None = None) -> Document:
     return Document(id=did, session_id=sid, agent_id=aid, title="t", content="c", created_at=at(4))

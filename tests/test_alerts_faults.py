@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -87,7 +87,7 @@ def _counted(settings: Settings) -> int:
     return sum(int(s["n"]) for (r, _, _), s in states.items() if r == "calls-all")
 
 
-async def _check(settings: Settings, traffic: Traffic, procs: list[WorkerProcess]) -> None:
+async def _check(settings: Settings, traffic: Traffic, procs: Sequence[WorkerProcess]) -> None:
     spend, expected = _expected(traffic)
     calls = len(traffic.calls)
 

@@ -4,6 +4,10 @@ the rollup's (spend to the picodollar; percentiles within the sketch's stated er
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -185,6 +189,17 @@ async def test_alerts_fire_once_and_windows_equal_the_rollup(
     published = await published_alerts(settings)
     repeats = Counter((a["rule"], a["group_key"], a["window_start"], a["level"]) for a in published)
     assert max(repeats.values()) == 1 and len(published) == len(rows)
+    # `agentstream alerts list` shows them all, oldest first.
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "agentstream", "alerts", "list", "--json", "--since", "1d"],
+        env={**os.environ, "AGENTSTREAM_DATABASE_URL": conninfo},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    listed = done.stdout.splitlines()
+    assert sorted(json.loads(line)["id"] for line in listed) == sorted(a["id"] for a in published)
     # Every user crossed half its hourly budget in some hour; each alert's value is at or
     # past its threshold.
     fired: dict[str, set[str]] = defaultdict(set)

@@ -19,13 +19,13 @@ import psycopg
 import pytest
 
 from agentstream.contract.settings import Settings
-from agentstream.contract.topics import ENTITIES, dlq_topic, topic_for
+from agentstream.contract.topics import ENTITIES
 from tests.support import control
-from tests.support.kafka import create_topics
+from tests.support.kafka import create_pipeline_topics
 from tests.support.reliability import Result, record
 from tests.support.services import docker_engine_answers
 from tests.support.traffic import ids_in, make_traffic, publish, row_count
-from tests.support.worker import WorkerProcess, wait_for, worker_env
+from tests.support.worker import WorkerProcess, drain_and_stop, wait_for, worker_env
 
 pytestmark = [
     pytest.mark.integration,
@@ -44,12 +44,7 @@ def local_services_only() -> None:
 
 
 async def _topics(settings: Settings) -> None:
-    await create_topics(
-        settings.kafka_bootstrap,
-        [topic_for(e, settings.topic_prefix) for e in ENTITIES]
-        + [dlq_topic(settings.topic_prefix)],
-        partitions=4,
-    )
+    await create_pipeline_topics(settings, partitions=4)
 
 
 def _exactly_once(conninfo: str, records: dict[str, list[dict[str, object]]]) -> tuple[int, int]:
@@ -91,11 +86,7 @@ async def test_postgres_stopped_and_started_mid_ingest(settings: Settings, tmp_p
         control.start_postgres()
         worker = WorkerProcess(settings, tmp_path / "worker-b.log").start()
         await producing
-        landed = await asyncio.to_thread(
-            wait_for, lambda: row_count(conninfo, tables) >= expected, 180
-        )
-        assert landed, f"{row_count(conninfo, tables)} of {expected}:\n{worker.log()[-3000:]}"
-        assert worker.terminate() == 0, worker.log()[-3000:]
+        await drain_and_stop(worker, conninfo, tables, expected)
     finally:
         worker.close()
         producing.cancel()

@@ -38,6 +38,7 @@ from agentstream.producers import (
     ensure_topics,
     uuid7,
 )
+from tests.sink_records import sdk_event
 from tests.support.services import Services
 
 pytestmark = pytest.mark.integration
@@ -200,16 +201,7 @@ async def test_a_sessions_records_arrive_in_publish_order(kafka_settings: Settin
     async with AgentStream(settings) as stream:
         for seq in range(per_session):
             for sid in sessions:
-                await stream.publish(
-                    Event(
-                        event_type="step",
-                        trace_id=sid,
-                        session_id=sid,
-                        user_id="u",
-                        timestamp_ms=seq,
-                        payload={"seq": seq},
-                    )
-                )
+                await stream.publish(sdk_event(sid, seq, event_type="step", payload={"seq": seq}))
     assert stream.stats.delivered_batches > 20
     got = await read_records(settings, "events", len(sessions) * per_session)
     assert len(got) == len(sessions) * per_session
@@ -294,16 +286,7 @@ async def test_delivery_failures_surface_in_callback_flush_and_close(
     await stream.start()
     sid = uuid7()
     for i in range(40):
-        await stream.publish(
-            Event(
-                event_type="e",
-                trace_id=sid,
-                session_id=sid,
-                user_id="u",
-                timestamp_ms=i,
-                payload={},
-            )
-        )
+        await stream.publish(sdk_event(sid, i))
     with pytest.raises(DeliveryError, match="40 record") as info:
         await stream.flush()
     assert info.value.undelivered == 40 and info.value.undelivered_by_topic() == {topic: 40}
@@ -311,16 +294,7 @@ async def test_delivery_failures_surface_in_callback_flush_and_close(
     assert decode("events", info.value.failures[0].value).invalid == []  # re-publishable bytes
     # More of the same, never flushed: close() reports them.
     for i in range(5):
-        await stream.publish(
-            Event(
-                event_type="e",
-                trace_id=sid,
-                session_id=sid,
-                user_id="u",
-                timestamp_ms=i,
-                payload={},
-            )
-        )
+        await stream.publish(sdk_event(sid, i))
     with pytest.raises(DeliveryError, match="5 record"):
         await stream.close()
     assert stream.stats.failed_records == 45 and stream.stats.delivered_records == 0

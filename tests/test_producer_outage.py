@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from aiokafka.protocol import metadata as metadata_protocol
 
-from agentstream.contract import Event
 from agentstream.contract.settings import Settings
 from agentstream.producers import AgentStream, DeliveryError, PublishTimeout, ensure_topics, uuid7
+from tests.sink_records import sdk_event
 from tests.support.services import Services
 
 pytestmark = pytest.mark.integration
@@ -103,17 +103,6 @@ class FreezableKafkaProxy:
         return encoded
 
 
-def event(session: object, i: int) -> Event:
-    return Event(
-        event_type="e",
-        trace_id=session,
-        session_id=session,
-        user_id="u",
-        timestamp_ms=i,
-        payload={},
-    )
-
-
 async def test_buffer_full_while_broker_hangs_raises_then_close_reports(
     services: Services, topic_prefix: str
 ) -> None:
@@ -132,7 +121,7 @@ async def test_buffer_full_while_broker_hangs_raises_then_close_reports(
         await asyncio.wait_for(stream.start(), 30)
         sid = uuid7()
         for i in range(20):
-            await stream.publish(event(sid, i))
+            await stream.publish(sdk_event(sid, i))
         await stream.flush()  # through the proxy: the broker is reachable
         assert stream.stats.delivered_records == 20
 
@@ -143,7 +132,7 @@ async def test_buffer_full_while_broker_hangs_raises_then_close_reports(
             nonlocal accepted
             for i in range(10_000):
                 try:
-                    await stream.publish(event(sid, i))
+                    await stream.publish(sdk_event(sid, i))
                 except PublishTimeout as exc:
                     return exc
                 accepted += 1

@@ -39,6 +39,13 @@ def login_as(database: str) -> Iterator[Connect]:
             admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
 
 
+def assert_refused(conn: psycopg.Connection[Any], *statements: str) -> None:
+    """Each statement fails for want of a privilege (autocommit: one failure aborts nothing)."""
+    for statement in statements:
+        with pytest.raises(errors.InsufficientPrivilege):
+            conn.execute(statement.encode())
+
+
 def test_writer_inserts_and_upserts_but_cannot_delete_or_alter(login_as: Connect) -> None:
     with login_as("agentstream_writer") as conn:
         sid = uuid.uuid4()
@@ -52,14 +59,13 @@ def test_writer_inserts_and_upserts_but_cannot_delete_or_alter(login_as: Connect
             "INSERT INTO agentstream.change_log (entity, id) VALUES ('sessions', %s)", (sid,)
         )
         conn.execute("CREATE TEMP TABLE staging (LIKE events)")
-        with pytest.raises(errors.InsufficientPrivilege):
-            conn.execute("DELETE FROM sessions")
-        with pytest.raises(errors.InsufficientPrivilege):
-            conn.execute("TRUNCATE events")
-        with pytest.raises(errors.InsufficientPrivilege):
-            conn.execute("ALTER TABLE sessions ADD COLUMN x int")
-        with pytest.raises(errors.InsufficientPrivilege):
-            conn.execute("SELECT * FROM analytics.prices")
+        assert_refused(
+            conn,
+            "DELETE FROM sessions",
+            "TRUNCATE events",
+            "ALTER TABLE sessions ADD COLUMN x int",
+            "SELECT * FROM analytics.prices",
+        )
 
 
 def test_analyst_reads_and_cannot_write(login_as: Connect) -> None:
@@ -67,12 +73,12 @@ def test_analyst_reads_and_cannot_write(login_as: Connect) -> None:
         conn.execute("SELECT count(*) FROM llm_interactions").fetchone()
         conn.execute("SELECT count(*) FROM analytics.prices").fetchone()
         conn.execute("SELECT count(*) FROM analytics.llm_facts").fetchone()  # owned by rollup
-        with pytest.raises(errors.InsufficientPrivilege):
-            conn.execute("INSERT INTO sessions (user_id) VALUES ('a')")
-        with pytest.raises(errors.InsufficientPrivilege):
-            conn.execute("UPDATE sessions SET user_id = 'x'")
-        with pytest.raises(errors.InsufficientPrivilege):
-            conn.execute("DELETE FROM analytics.prices")
+        assert_refused(
+            conn,
+            "INSERT INTO sessions (user_id) VALUES ('a')",
+            "UPDATE sessions SET user_id = 'x'",
+            "DELETE FROM analytics.prices",
+        )
 
 
 def test_rollup_role_rebuilds_and_folds_and_cannot_write_the_seed(

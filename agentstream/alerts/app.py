@@ -53,14 +53,13 @@ from agentstream.alerts.costing import Coster
 from agentstream.alerts.metrics import AlertMetrics
 from agentstream.alerts.observe import Context, Observer, Tally, decode_key
 from agentstream.alerts.rules import Level, Rule
+from agentstream.alerts.transport import broker_credentials, broker_url
 from agentstream.alerts.windows import Contribution, WindowState, display_value
 from agentstream.contract.alerts import Alert, alert_id
 from agentstream.contract.codec import decode
 from agentstream.contract.entities import Agent, AgentExecution, LLMInteraction, Record, Session
 from agentstream.contract.settings import Settings
 from agentstream.contract.topics import alert_observations_topic, alerts_topic, topic_for
-from agentstream.streams import transport
-from agentstream.streams.app import broker_credentials
 
 __all__ = ["EXPIRY_GRACE_S", "FLUSH_EVERY_S", "AlertsApp"]
 
@@ -123,12 +122,10 @@ class AlertsApp:
         self.partitions = settings.topic_partitions  # of the observations topic
         prefix = settings.topic_prefix
         self.entity_of = {topic_for(e, prefix): e for e in _INPUTS}
-        hosts = ";".join(settings.kafka_bootstrap.split(","))
         app = self.app = faust.App(
             settings.alert_group,
-            # faust's aiokafka transport with the idle fetch wait capped (streams/transport.py):
-            # with faust's 1 s wait, a record could sit unread for a second per stage.
-            broker=f"{transport.SCHEME}://{hosts}",
+            # faust's aiokafka transport with the idle fetch wait capped (alerts/transport.py)
+            broker=broker_url(settings),
             broker_credentials=broker_credentials(settings),
             store="memory://",
             datadir=str(settings.alert_data_dir),

@@ -14,7 +14,12 @@ from psycopg.rows import dict_row
 
 from agentstream.contract.settings import Settings
 
-__all__ = ["list_alerts", "parse_since"]
+__all__ = ["ListingError", "list_alerts", "parse_since"]
+
+
+class ListingError(Exception):
+    """A bad argument or an unreachable database; the message says what to fix."""
+
 
 FOLLOW_POLL_S = 1.0
 _AGO = re.compile(r"^(\d+)([smhd])$")
@@ -60,12 +65,10 @@ def _line(row: dict[str, Any], as_json: bool) -> str:
 
 
 def list_alerts(settings: Settings, *, since: str | None, follow: bool, as_json: bool) -> int:
-    from agentstream.cli.main import CommandError
-
     try:
         start = parse_since(since)
     except ValueError:
-        raise CommandError(f"--since {since!r}: an ISO 8601 time or a time ago (30m, 1d)") from None
+        raise ListingError(f"--since {since!r}: an ISO 8601 time or a time ago (30m, 1d)") from None
     query = sql.SQL(
         "SELECT {cols} FROM agentstream.alerts WHERE (stored_at, id) > (%s, %s) "
         "AND fired_at >= %s ORDER BY stored_at, id"
@@ -73,7 +76,7 @@ def list_alerts(settings: Settings, *, since: str | None, follow: bool, as_json:
     try:
         conn = psycopg.connect(settings.database_conninfo(), autocommit=True, row_factory=dict_row)
     except psycopg.OperationalError as exc:
-        raise CommandError(
+        raise ListingError(
             f"PostgreSQL at {settings.database_url_redacted()} is not reachable: {exc}"
         ) from None
     last: tuple[datetime, Any] = (

@@ -337,8 +337,13 @@ def _quantile_columns(prefix: str, percentiles: tuple[float, ...] = PERCENTILES)
 
 
 def _money(column: str) -> str:
-    """Picodollars (a non-negative integer) as the exact decimal text of dollars."""
-    return f"printf('%d.%012d', ({column}) // 1000000000000, ({column}) % 1000000000000)"
+    """Picodollars (a non-negative integer) as the exact decimal text of dollars. The sums
+    are HUGEINTs, which printf formats ~3x slower than BIGINTs (an incremental run's 5.5k
+    rows x 6 amounts: 0.13 s against 0.04 s): dollars and picodollars each fit a BIGINT."""
+    return (
+        f"printf('%d.%012d', (({column}) // 1000000000000)::BIGINT,"
+        f" (({column}) % 1000000000000)::BIGINT)"
+    )
 
 
 _LLM_AGG = f"""

@@ -71,6 +71,9 @@ def run(args: argparse.Namespace) -> int:
             return start_alerts(settings, rules, metrics_port=args.metrics_port)
         except AlertsStartupError as exc:
             raise CommandError(str(exc)) from None
-    from agentstream.alerts.listing import list_alerts
+    from agentstream.alerts.listing import ListingError, list_alerts
 
-    return list_alerts(settings, since=args.since, follow=args.follow, as_json=args.json)
+    try:
+        return list_alerts(settings, since=args.since, follow=args.follow, as_json=args.json)
+    except ListingError as exc:
+        raise CommandError(str(exc)) from None

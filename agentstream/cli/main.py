@@ -22,6 +22,7 @@ __all__ = ["CommandError", "main", "missing_extra"]
 COMMANDS = (
     "migrate",
     "worker",
+    "otlp",
     "produce",
     "rollup",
     "report",
@@ -36,27 +37,34 @@ COMMANDS = (
 
 # The modules each extra brings (pyproject.toml), so that a command run without its extra
 # says what to install instead of a bare ModuleNotFoundError.
-_EXTRA_OF_MODULE = {
-    "faust": "worker",
-    "mode": "worker",
-    "psycopg": "worker",
-    "psycopg_pool": "worker",
-    "prometheus_client": "worker",
-    "pandas": "analytics",
-    "pyarrow": "analytics",
-    "numpy": "analytics",
-    "tqdm": "analytics",
-    "matplotlib": "analytics",
-    "duckdb": "analytics",
-    "adbc_driver_postgresql": "analytics",
-    "adbc_driver_manager": "analytics",
+_MODULES_OF_EXTRA = {
+    "worker": ("faust", "mode", "psycopg", "psycopg_pool", "prometheus_client"),
+    "analytics": (
+        "psycopg",
+        "pandas",
+        "pyarrow",
+        "numpy",
+        "tqdm",
+        "matplotlib",
+        "duckdb",
+        "adbc_driver_postgresql",
+        "adbc_driver_manager",
+    ),
+    "otlp": ("aiohttp", "opentelemetry", "google", "prometheus_client"),
 }
+# Both extras bring psycopg: the analytics commands name theirs, the others the worker's.
+_EXTRA_OF_COMMAND = dict.fromkeys(("rollup", "report", "export", "session"), "analytics")
+_EXTRA_OF_COMMAND["otlp"] = "otlp"  # it needs prometheus_client too, as the worker does
 
 
-def missing_extra(exc: ModuleNotFoundError) -> str | None:
+def missing_extra(exc: ModuleNotFoundError, command: str | None = None) -> str | None:
     """The extra that would install the module ``exc`` did not find, if it is one of ours."""
     root = (exc.name or "").partition(".")[0]
-    return _EXTRA_OF_MODULE.get(root)
+    preferred = _EXTRA_OF_COMMAND.get(command or "", "worker")
+    for extra in (preferred, *_MODULES_OF_EXTRA):
+        if root in _MODULES_OF_EXTRA[extra]:
+            return extra
+    return None
 
 
 class CommandError(Exception):
@@ -105,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"agentstream {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as exc:
-        extra = missing_extra(exc)
+        extra = missing_extra(exc, args.command)
         if extra is None:
             raise
         print(

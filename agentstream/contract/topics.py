@@ -12,6 +12,7 @@ __all__ = [
     "alerts_topic",
     "dlq_topic",
     "entity_of_topic",
+    "otlp_spans_topic",
     "topic_for",
 ]
 
@@ -48,3 +49,8 @@ def entity_of_topic(topic: str, prefix: str) -> str | None:
         return None
     name = topic[len(prefix) :]
     return name if name in ENTITY_MODELS else None
+
+
+def otlp_spans_topic(prefix: str) -> str:
+    """The OpenTelemetry intake's spans, keyed by trace: facts and spans awaiting ancestors."""
+    return f"{prefix}otlp.spans"

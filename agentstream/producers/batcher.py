@@ -1,7 +1,7 @@
 """Per-(topic, partition) accumulators that turn serialized records into batch messages.
 
 Pure logic, no I/O: the client feeds it one record at a time and sends what it seals. A
-batch message is DESIGN.md's wire format, a JSON array of one topic's records (``[r1,r2]``).
+batch message is docs/design.md's wire format, a JSON array of one topic's records (``[r1,r2]``).
 A batch is sealed when the next record would push it past ``max_bytes``, when it holds
 ``max_records``, or when its first record has waited ``linger_s`` (the client asks
 :meth:`Batcher.due` on a timer). A record larger than ``max_bytes`` on its own goes alone.

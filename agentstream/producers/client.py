@@ -9,7 +9,7 @@ What happens to a record, in order:
    (``producer_buffer_records``) for at most ``producer_send_timeout_s`` before raising
    :class:`PublishTimeout`.
 2. The :class:`Batcher` packs it with its partition's other records into a batch message
-   (a JSON array, DESIGN.md's wire format) bounded by ``producer_batch_bytes``, a record
+   (a JSON array, docs/design.md's wire format) bounded by ``producer_batch_bytes``, a record
    count, and ``producer_linger_ms``.
 3. One sender task hands sealed batches to aiokafka in order, with ``acks="all"``,
    idempotence and compression: per partition the broker keeps them in order and without
@@ -68,7 +68,7 @@ log = logging.getLogger(__name__)
 # Kafka's own default message.max.bytes (1 MiB). Our local broker allows 10 MiB; pass
 # max_message_bytes= to use more against a broker configured for it.
 DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
-# The worker handles ~175k records/s at 100 records a message (DESIGN.md) and more with
+# The worker handles ~175k records/s at 100 records a message (docs/design.md) and more with
 # larger ones; past a few thousand records a message, the byte bound decides anyway.
 DEFAULT_BATCH_RECORDS = 10_000
 # zstd (via cramjam) compresses our JSON ~5-8x at hundreds of MB/s; gzip, aiokafka's only
@@ -325,7 +325,7 @@ class AgentStream:
             raise BrokerUnavailable(
                 f"no metadata for topic {topic!r} from Kafka at {self.bootstrap} within "
                 f"{self._timeout_s:g}s ({type(exc).__name__}). Does the topic exist? Create "
-                "it (`agentstream produce` does; or producers.ensure_topics) or check the broker."
+                "it (`agentstream produce` does; or agentstream.ensure_topics) or check the broker."
             ) from exc
         if not found:
             raise BrokerUnavailable(f"topic {topic!r} has no partitions at {self.bootstrap}")

@@ -92,6 +92,12 @@ async def read_dead_letters(
     letter but before committing its source offset publishes it again on restart. A letter
     is identified by its source coordinates, so with ``unique`` each is returned once.
     """
+    letters = await _read_snapshot(settings, wait_s)
+    return _first_of_each(letters) if unique else letters
+
+
+async def _read_snapshot(settings: Settings, wait_s: float) -> list[LetterAt]:
+    """The letters up to the end offsets seen at the start, oldest first per partition."""
     topic = dlq_topic(settings.topic_prefix)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
@@ -121,16 +127,19 @@ async def read_dead_letters(
                     remaining.discard(tp)
     finally:
         await consumer.stop()
-    if unique:
-        seen: set[tuple[str, int, int, int | None]] = set()
-        kept = []
-        for item in letters:
-            key = item.letter.source_key
-            if key not in seen:
-                seen.add(key)
-                kept.append(item)
-        letters = kept
     return letters
+
+
+def _first_of_each(letters: Iterable[LetterAt]) -> list[LetterAt]:
+    """The first letter of each source record (a letter published again counts once)."""
+    seen: set[tuple[str, int, int, int | None]] = set()
+    kept = []
+    for item in letters:
+        key = item.letter.source_key
+        if key not in seen:
+            seen.add(key)
+            kept.append(item)
+    return kept
 
 
 async def _partitions_of(settings: Settings, topic: str, wait_s: float) -> list[int]:
@@ -181,6 +190,19 @@ async def replay(
 ) -> ReplayOutcome:
     """Re-publish letters to their source topic; skip those still invalid unless ``force``."""
     outcome = ReplayOutcome()
+    to_send = _check(letters, force, outcome)
+    if dry_run or not to_send:
+        outcome.replayed = [item for item, _ in to_send]
+        return outcome
+    await _publish(settings, to_send, outcome, on_progress)
+    return outcome
+
+
+def _check(
+    letters: Iterable[LetterAt], force: bool, outcome: ReplayOutcome
+) -> list[tuple[LetterAt, bytes]]:
+    """The letters to send, each with its value; one still invalid is listed in ``outcome``
+    and left out, unless ``force``."""
     to_send: list[tuple[LetterAt, bytes]] = []
     for item in letters:
         value = _with_original_id(item)
@@ -191,9 +213,16 @@ async def replay(
                 outcome.still_invalid.append((item, reason))
                 continue
         to_send.append((item, value))
-    if dry_run or not to_send:
-        outcome.replayed = [item for item, _ in to_send]
-        return outcome
+    return to_send
+
+
+async def _publish(
+    settings: Settings,
+    to_send: list[tuple[LetterAt, bytes]],
+    outcome: ReplayOutcome,
+    on_progress: Callable[[LetterAt], None],
+) -> None:
+    """Send each value to its source topic, marked as a replay of its letter, in order."""
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap,
         acks="all",
@@ -212,4 +241,3 @@ async def replay(
             on_progress(item)
     finally:
         await producer.stop()
-    return outcome

@@ -36,12 +36,13 @@ def alert_settings(settings: Settings, lateness_s: int = 86400) -> Settings:
 class AlertsProcess(WorkerProcess):
     """``agentstream alerts run --rules FILE`` as a real process."""
 
-    command = ("alerts", "run")
+    command = "alerts"
 
     def __init__(self, settings: Settings, log_path: Path, rules: Path, **extra_env: str):
         super().__init__(
             settings,
             log_path,
+            "run",
             "--rules",
             str(rules),
             **{

@@ -6,6 +6,7 @@ testcontainers (a Docker engine) these tests are skipped, never faked.
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -33,7 +34,10 @@ def owns_local_services() -> bool:
         timeout=60,
         check=False,
     )
-    return done.returncode == 0 and done.stdout.count("this checkout's") >= 2
+    # Both lines must say running: "this checkout's cluster: not running" (another
+    # checkout's services answer) means stopping them is not ours to do.
+    running = re.findall(r"this checkout's (?:broker|cluster): running", done.stdout)
+    return done.returncode == 0 and len(running) >= 2
 
 
 def stop_postgres() -> None:

@@ -9,13 +9,15 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Self
 
 import psycopg
 
 from agentstream.contract.settings import Settings
 from agentstream.streams.lag import group_lag
+from tests.support.traffic import row_count
 
 
 def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
@@ -50,7 +52,7 @@ def catches(pid: int, sig: signal.Signals) -> bool:
 class WorkerProcess:
     """One worker process (``agentstream worker *args``); its output goes to ``log_path``."""
 
-    command: tuple[str, ...] = ("worker",)  # the agentstream command run
+    command = "worker"
 
     def __init__(self, settings: Settings, log_path: Path, *args: str, **extra_env: str) -> None:
         self.settings = settings
@@ -59,12 +61,14 @@ class WorkerProcess:
         self.env = worker_env(settings, **extra_env)
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> WorkerProcess:
+    def start(self, python: Path | str = sys.executable, cwd: Path | None = None) -> Self:
+        """Start it with ``python`` (another virtualenv's, say) from ``cwd`` (default: here)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agentstream", *self.command, *self.args],
+            [str(python), "-m", "agentstream", self.command, *self.args],
             env=self.env,
+            cwd=cwd,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -126,6 +130,18 @@ def wait_for(predicate: Callable[[], bool], wait_s: float, interval: float = 0.2
             return True
         time.sleep(interval)
     return bool(predicate())
+
+
+async def drain_and_stop(
+    worker: WorkerProcess, conninfo: str, tables: Iterable[str], expected: int, wait_s: float = 180
+) -> None:
+    """Wait until ``tables`` hold ``expected`` rows, then SIGTERM ``worker``: it must exit 0."""
+    tables = list(tables)
+    landed = await asyncio.to_thread(
+        wait_for, lambda: row_count(conninfo, tables) >= expected, wait_s
+    )
+    assert landed, f"only {row_count(conninfo, tables)} of {expected}:\n{worker.log()[-3000:]}"
+    assert worker.terminate() == 0, worker.log()[-3000:]
 
 
 async def wait_committed(settings: Settings, timeout_s: float = 90) -> None:

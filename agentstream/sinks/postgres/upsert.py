@@ -1,6 +1,6 @@
 """Set-based writes from a staging table: latest-state-wins upserts and first-write-wins inserts.
 
-The rules (DESIGN.md), each written so that a replay changes nothing (strict comparisons):
+The rules (docs/design.md), each written so that a replay changes nothing (strict comparisons):
 
 * sessions, agents: the incoming row wins if its ``updated_at`` is strictly later, or if the
   stored row is an inferred member (then it wins whatever the timestamps, and the row leaves
