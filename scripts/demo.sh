@@ -48,6 +48,30 @@ for i in $(seq 1 "$DEMO_WORKERS"); do
     echo "  worker $i: pid ${pids[-1]}, metrics http://127.0.0.1:$port/metrics"
 done
 
+say "streaming alerts: a daily spend budget the demo's traffic crosses (docs/alerts.md)"
+cat >"$OUT/alerts.toml" <<'TOML'
+[[rule]]
+name = "demo-daily-spend"
+metric = "cost_usd"
+window = "1d"
+budget = "5"
+levels = [0.5, 1.0]
+
+[[rule]]
+name = "demo-p95-by-model"
+metric = "latency_p95_ms"
+group_by = "model"
+window = "1h"
+thresholds = [15000]
+min_count = 50
+TOML
+# The simulated day is published in about a minute, its sessions interleaved: two hours of
+# allowed lateness keep every record in its window.
+AGENTSTREAM_ALERT_LATENESS_S=7200 $BIN/agentstream alerts run --rules "$OUT/alerts.toml" \
+    >"$LOGS/alerts.log" 2>&1 &
+pids+=($!)
+echo "  alerts: pid ${pids[-1]}, rules $OUT/alerts.toml, log $LOGS/alerts.log"
+
 say "producing ${DEMO_SECONDS}s of agent traffic at ~${DEMO_RATE} records/s (a simulated day)"
 $BIN/agentstream produce --duration "$DEMO_SECONDS" --rate "$DEMO_RATE" --seed 7 --progress \
     --start "$start" --session-gap 60
@@ -98,6 +122,13 @@ PY
 say "waiting for the workers to drain what was published"
 $BIN/agentstream status --wait-drained --timeout 300
 
+say "alerts fired while the traffic flowed (agentstream alerts list)"
+for _ in $(seq 1 60); do
+    [[ -n "$($BIN/agentstream alerts list | head -n 1)" ]] && break
+    sleep 1
+done
+$BIN/agentstream alerts list | head -n 20
+
 stop_workers
 
 say "dead letters: each malformed record with its reason and where it came from"
@@ -131,7 +162,7 @@ say "done"
 cat <<MSG
   HTML report:     $OUT/report.html
   Parquet files:   $OUT/parquet/  (read them with pandas, pyarrow, DuckDB or Spark)
-  Worker logs:     $LOGS/
+  Worker logs:     $LOGS/  (alerts.log: the alerts process)
   Demo settings:   $OUT/demo.env  (database agentstream_demo, topics $AGENTSTREAM_TOPIC_PREFIX*)
 Try next, in this shell after: set -a; . $OUT/demo.env; set +a
   .venv/bin/agentstream report --by user --format csv

@@ -134,5 +134,10 @@ class WindowState:
 
 
 def display_value(rule: Rule, value: Decimal) -> Decimal:
-    """A value in the metric's display unit (USD for cost, which is kept in picodollars)."""
-    return value / PICO_PER_USD if rule.metric == "cost_usd" else value
+    """A value in the metric's display unit (USD for cost, which is kept in picodollars;
+    percentiles to the hundredth of a millisecond, not a float's last digits)."""
+    if rule.metric == "cost_usd":
+        return value / PICO_PER_USD
+    if rule.metric in QUANTILES:
+        return value.quantize(Decimal("0.01"))
+    return value
