@@ -276,3 +276,23 @@ def test_report_splits_cost_as_billed_with_cache_hit_ratio_and_ttft_by_model(
     assert "cached$" in table and "ttft_p95" in table and "service tier with no price" in table
     page = render_html(report)
     assert 'id="price-flags"' in page and 'id="cache-hit-ratio"' in page
+
+
+def test_html_report_lists_the_alerts_of_its_window(database: str) -> None:
+    populate(database)
+    inside, outside = T0 + timedelta(hours=1), T0 + timedelta(days=2)
+    with psycopg.connect(database) as conn:
+        for rule, start in (("spend-in", inside), ("spend-out", outside)):
+            conn.execute(
+                "INSERT INTO agentstream.alerts (id, rule, metric, group_by, group_key, "
+                "window_start, window_end, level, threshold, value, record_count, fired_at) "
+                "VALUES (gen_random_uuid(), %s, 'cost_usd', 'user_id', 'u<1>', %s, %s, '0.8', "
+                "8, 8.5, 12, %s)",
+                (rule, start, start + timedelta(hours=1), start),
+            )
+    report = build_report(database, T0, T0 + timedelta(hours=6), "model", with_series=True)
+    page = render_html(report)
+    section = re.search(r'<section id="alerts">(.*?)</section>', page, re.S)
+    assert section is not None
+    assert "spend-in" in section.group(1) and "user_id=u&lt;1&gt;" in section.group(1)
+    assert "spend-out" not in page

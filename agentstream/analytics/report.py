@@ -103,6 +103,9 @@ class Report:
     unpriced_models: list[dict[str, Any]]
     rollup: RollupResult | None = None
     series: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # The streaming alerts (agentstream.alerts, docs/alerts.md) whose window overlaps the
+    # report's; read with the series (the HTML report lists them).
+    alerts: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def columns(self) -> list[str]:
@@ -325,7 +328,23 @@ def build_report(
             w,
         ).fetchall()
         series = _series(cur, w) if with_series else {}
-    return Report(start, end, by, rows, totals, unpriced, rollup, series)
+        alerts = _alerts(cur, w) if with_series else []
+    return Report(start, end, by, rows, totals, unpriced, rollup, series, alerts)
+
+
+# The most an HTML report lists (the newest first): a page, not a dump of the table.
+ALERTS_SHOWN = 200
+
+
+def _alerts(cur: psycopg.Cursor[dict[str, Any]], w: dict[str, datetime]) -> list[dict[str, Any]]:
+    return cur.execute(
+        """SELECT rule, metric, group_by, group_key, window_start, window_end, level,
+                  threshold, value, record_count, fired_at
+           FROM agentstream.alerts
+           WHERE window_start < %(until)s AND window_end > %(since)s
+           ORDER BY fired_at DESC, rule, group_key, level LIMIT %(limit)s""",
+        {**w, "limit": ALERTS_SHOWN},
+    ).fetchall()
 
 
 def _fmt(col: str, value: Any) -> str:

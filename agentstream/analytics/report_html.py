@@ -231,6 +231,25 @@ def _flags(totals: dict[str, Any]) -> str:
     return f'<section class="unpriced" id="price-flags"><ul>{items}</ul></section>'
 
 
+def _alerts(alerts: list[dict[str, Any]]) -> str:
+    """The streaming alerts of the report's window, newest first."""
+    if not alerts:
+        return '<section id="alerts"><h2>Alerts</h2><p>No alert fired in this window.</p></section>'
+    head = "".join(
+        f"<th>{h}</th>" for h in ("fired (UTC)", "rule", "group", "window", "level", "value")
+    )
+    rows = "".join(
+        "<tr>"
+        f"<td>{a['fired_at']:%Y-%m-%d %H:%M:%S}</td><td>{html.escape(a['rule'])}</td>"
+        f"<td>{html.escape(a['group_by'])}={html.escape(a['group_key'])}</td>"
+        f"<td>{a['window_start']:%Y-%m-%d %H:%M}..{a['window_end']:%Y-%m-%d %H:%M}</td>"
+        f"<td>{html.escape(a['level'])}</td><td>{html.escape(str(a['value']))}</td>"
+        "</tr>"
+        for a in alerts
+    )
+    return f'<section id="alerts"><h2>Alerts</h2><table><tr>{head}</tr>{rows}</table></section>'
+
+
 def render_html(report: Report) -> str:
     s = report.series
     charts = [
@@ -281,6 +300,7 @@ pre {{ font-size: 11px; overflow-x: auto; background: #f6f6f6; padding: 1em; }}
 </div>
 {_flags(t)}
 {unpriced}
+{_alerts(report.alerts)}
 {figures}
 <h2>By {html.escape(report.by)}</h2>
 <pre id="report-table">{html.escape(render_table(report))}</pre>
