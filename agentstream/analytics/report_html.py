@@ -231,6 +231,12 @@ def _flags(totals: dict[str, Any]) -> str:
     return f'<section class="unpriced" id="price-flags"><ul>{items}</ul></section>'
 
 
+def _group(alert: dict[str, Any]) -> str:
+    if alert["group_by"] == "none":
+        return "all"
+    return f"{html.escape(alert['group_by'])}={html.escape(alert['group_key'])}"
+
+
 def _alerts(alerts: list[dict[str, Any]]) -> str:
     """The streaming alerts of the report's window, newest first."""
     if not alerts:
@@ -241,7 +247,7 @@ def _alerts(alerts: list[dict[str, Any]]) -> str:
     rows = "".join(
         "<tr>"
         f"<td>{a['fired_at']:%Y-%m-%d %H:%M:%S}</td><td>{html.escape(a['rule'])}</td>"
-        f"<td>{html.escape(a['group_by'])}={html.escape(a['group_key'])}</td>"
+        f"<td>{_group(a)}</td>"
         f"<td>{a['window_start']:%Y-%m-%d %H:%M}..{a['window_end']:%Y-%m-%d %H:%M}</td>"
         f"<td>{html.escape(a['level'])}</td><td>{html.escape(str(a['value']))}</td>"
         "</tr>"
