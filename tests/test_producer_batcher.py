@@ -1,11 +1,14 @@
-"""The batcher (producers/batcher.py): byte, record and linger bounds; order; wire format."""
+"""The batcher (producers/batcher.py): byte, record and linger bounds; order; wire format
+(both shapes of AGENTSTREAM_PRODUCER_WIRE)."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+from pydantic import ValidationError
 
+from agentstream.contract.settings import Settings
 from agentstream.producers.batcher import Batch, Batcher
 
 
@@ -100,3 +103,52 @@ def test_rejects_nonsense_bounds() -> None:
         Batcher(max_bytes=2, max_records=1, linger_s=0)
     with pytest.raises(ValueError):
         Batcher(max_bytes=100, max_records=0, linger_s=0)
+
+
+# --- AGENTSTREAM_PRODUCER_WIRE: the two message shapes -------------------------------------
+
+
+def test_batch_wire_sends_arrays_without_a_key() -> None:
+    b = Batcher(max_bytes=1000, max_records=2, linger_s=1.0, wire="batch")
+    assert b.add("t", 1, rec(1), b"session-a") == ()
+    (batch,) = b.add("t", 1, rec(2), b"session-a")
+    assert isinstance(json.loads(batch.value), list)
+    assert (batch.records, batch.key) == (2, None)
+
+
+def test_record_wire_seals_each_record_as_its_own_keyed_json_object() -> None:
+    clock = FakeClock()
+    b = Batcher(max_bytes=1000, max_records=100, linger_s=1.0, wire="record", clock=clock)
+    out: list[Batch] = []
+    for i in range(5):
+        sealed = b.add("t", i % 2, rec(i), f"session-{i % 2}".encode())
+        assert len(sealed) == 1  # nothing waits in the batcher: aiokafka's linger batches
+        out.extend(sealed)
+    assert [json.loads(m.value) for m in out] == [json.loads(rec(i)) for i in range(5)]
+    assert [m.value for m in out] == [rec(i) for i in range(5)]  # the bytes given, unwrapped
+    assert [(m.topic, m.partition, m.records, m.key) for m in out] == [
+        ("t", i % 2, 1, f"session-{i % 2}".encode()) for i in range(5)
+    ]
+    assert (len(b), b.buffered_records, b.next_deadline()) == (0, 0, None)
+    clock.now = 10.0
+    assert b.due() == [] and b.drain() == []
+
+
+def test_record_wire_ignores_the_batch_bounds() -> None:
+    # A record over max_bytes or past max_records is still one message of its own: the
+    # client's max_record_bytes, not the batch bound, limits a record's size.
+    b = Batcher(max_bytes=50, max_records=1, linger_s=0.0, wire="record")
+    (big,) = b.add("t", 0, rec(1, pad=200), b"k")
+    assert big.value == rec(1, pad=200) and big.records == 1
+
+
+def test_the_wire_setting_reads_the_environment_and_refuses_other_shapes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("AGENTSTREAM_PRODUCER_WIRE", raising=False)
+    assert Settings(_env_file=None).producer_wire == "batch"
+    monkeypatch.setenv("AGENTSTREAM_PRODUCER_WIRE", "record")
+    assert Settings().producer_wire == "record"
+    monkeypatch.setenv("AGENTSTREAM_PRODUCER_WIRE", "records")
+    with pytest.raises(ValidationError, match="'record' or 'batch'"):
+        Settings()

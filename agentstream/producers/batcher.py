@@ -8,6 +8,10 @@ A batch is sealed when the next record would push it past ``max_bytes``, when it
 
 All records of one partition pass through one accumulator in arrival order, and sealed
 batches come out in that order, so a session's records (all on one partition) keep theirs.
+
+With ``wire="record"`` (``AGENTSTREAM_PRODUCER_WIRE``) every record is sealed at once as its
+own message, the JSON object itself with its key (Kafka's convention); the Kafka client's
+own batching (its linger) then groups such messages into Kafka record batches.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from agentstream.contract.settings import ProducerWire
 
 __all__ = ["Batch", "Batcher", "batch_overhead"]
 
@@ -28,12 +34,13 @@ def batch_overhead(records: int) -> int:
 
 @dataclass(slots=True)
 class Batch:
-    """A sealed batch message for one (topic, partition)."""
+    """A sealed message for one (topic, partition): a batch, or one record (``records == 1``)."""
 
     topic: str
     partition: int
     records: int
     value: bytes
+    key: bytes | None = None  # one-record messages only; batch messages have no key
 
 
 @dataclass(slots=True)
@@ -55,6 +62,7 @@ class Batcher:
         max_bytes: int,
         max_records: int,
         linger_s: float,
+        wire: ProducerWire = "batch",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if max_bytes < 3:
@@ -64,6 +72,7 @@ class Batcher:
         self.max_bytes = max_bytes
         self.max_records = max_records
         self.linger_s = linger_s
+        self.wire = wire
         self._clock = clock
         self._open: dict[tuple[str, int], _Open] = {}
         self.buffered_records = 0
@@ -72,10 +81,15 @@ class Batcher:
         """Number of open (unsealed) accumulators."""
         return len(self._open)
 
-    def add(self, topic: str, partition: int, value: bytes) -> tuple[Batch, ...]:
-        """Append one serialized record; return the batches this sealed (usually none)."""
-        key = (topic, partition)
-        acc = self._open.get(key)
+    def add(
+        self, topic: str, partition: int, value: bytes, key: bytes | None = None
+    ) -> tuple[Batch, ...]:
+        """Append one serialized record; return the messages this sealed (usually none in
+        batch mode; in record mode the record's own message, carrying ``key``)."""
+        if self.wire == "record":
+            return (Batch(topic, partition, 1, value, key),)
+        slot = (topic, partition)
+        acc = self._open.get(slot)
         sealed: tuple[Batch, ...] = _NO_BATCHES
         if acc is not None and acc.size + 1 + len(value) > self.max_bytes:
             # The record does not fit: the batch so far goes out, the record starts the next.
@@ -84,14 +98,14 @@ class Batcher:
             acc = None
         if acc is None:
             acc = _Open(opened=self._clock())
-            self._open[key] = acc
+            self._open[slot] = acc
             acc.size += len(value)
         else:
             acc.size += 1 + len(value)
         acc.values.append(value)
         self.buffered_records += 1
         if len(acc.values) >= self.max_records or acc.size >= self.max_bytes:
-            del self._open[key]
+            del self._open[slot]
             self.buffered_records -= len(acc.values)
             sealed = (*sealed, acc.seal(topic, partition))
         return sealed

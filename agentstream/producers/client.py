@@ -10,7 +10,9 @@ What happens to a record, in order:
    :class:`PublishTimeout`.
 2. The :class:`Batcher` packs it with its partition's other records into a batch message
    (a JSON array, docs/design.md's wire format) bounded by ``producer_batch_bytes``, a record
-   count, and ``producer_linger_ms``.
+   count, and ``producer_linger_ms``. With ``producer_wire="record"`` it becomes a message
+   of its own instead (the JSON object, keyed by session id: Kafka's convention), and
+   aiokafka groups those messages into Kafka record batches under the same two bounds.
 3. One sender task hands sealed batches to aiokafka in order, with ``acks="all"``,
    idempotence and compression: per partition the broker keeps them in order and without
    duplicates, so a session's records of one entity arrive in the order they were published.
@@ -145,10 +147,12 @@ class AgentStream:
             max_bytes=min(s.producer_batch_bytes, max_message_bytes - _KAFKA_FRAMING_BYTES),
             max_records=batch_records,
             linger_s=s.producer_linger_ms / 1000,
+            wire=s.producer_wire,
         )
         self._topics = {entity: topic_for(entity, s.topic_prefix) for entity in ENTITY_MODELS}
         self._partitions: dict[str, int] = {}
-        self._hashes: dict[uuid.UUID, int] = {}
+        # Session id -> (murmur2 hash, the canonical string's bytes: the one-record key).
+        self._keys: dict[uuid.UUID, tuple[int, bytes]] = {}
         self._producer: AIOKafkaProducer | None = None
         self._sender: asyncio.Task[None] | None = None
         self._ready: deque[Batch] = deque()
@@ -173,14 +177,16 @@ class AgentStream:
         if self._closed:
             raise StreamClosed("this AgentStream was closed; create a new one")
         s = self.settings
+        one_record = self._batcher.wire == "record"
         producer = AIOKafkaProducer(
             bootstrap_servers=s.kafka_bootstrap,
             client_id=self._client_id,
             acks="all",
             enable_idempotence=True,
             compression_type=self.compression,
-            # Our batches are already whole messages: aiokafka need not wait for more.
-            linger_ms=0,
+            # Our batches are already whole messages: aiokafka need not wait for more. One-record
+            # messages are batched by aiokafka instead, under the same linger and byte bound.
+            linger_ms=s.producer_linger_ms if one_record else 0,
             max_batch_size=self._batcher.max_bytes + _KAFKA_FRAMING_BYTES,
             max_request_size=self.max_message_bytes,
             # A batch Kafka has not acknowledged within the send timeout fails (and is
@@ -261,11 +267,13 @@ class AgentStream:
         partitions = self._partitions.get(topic)
         if partitions is None:
             partitions = await self._load_partitions(topic)
-        hashed = self._hashes.get(key)
-        if hashed is None:
-            if len(self._hashes) >= _HASH_CACHE_MAX:
-                self._hashes.clear()
-            hashed = self._hashes[key] = murmur2(str(key).encode()) & 0x7FFFFFFF
+        known = self._keys.get(key)
+        if known is None:
+            if len(self._keys) >= _HASH_CACHE_MAX:
+                self._keys.clear()
+            key_bytes = str(key).encode()
+            known = self._keys[key] = (murmur2(key_bytes) & 0x7FFFFFFF, key_bytes)
+        hashed, key_bytes = known
         value: bytes = type(record).__pydantic_serializer__.to_json(record, exclude_unset=True)
         if len(value) > self.max_record_bytes:
             raise RecordTooLarge(
@@ -282,7 +290,7 @@ class AgentStream:
         stats = self.stats
         stats.published[entity] += 1
         stats.bytes_published += len(value)
-        sealed = self._batcher.add(topic, hashed % partitions, value)
+        sealed = self._batcher.add(topic, hashed % partitions, value, key_bytes)
         if sealed:
             self._ready.extend(sealed)
             self._wake.set()
@@ -401,7 +409,7 @@ class AgentStream:
                 batch = self._ready.popleft()
                 try:
                     future = await producer.send(
-                        batch.topic, batch.value, partition=batch.partition
+                        batch.topic, batch.value, key=batch.key, partition=batch.partition
                     )
                 except asyncio.CancelledError:
                     self._ready.appendleft(batch)
