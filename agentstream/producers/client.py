@@ -10,9 +10,9 @@ What happens to a record, in order:
    :class:`PublishTimeout`.
 2. The :class:`Batcher` packs it with its partition's other records into a batch message
    (a JSON array, docs/design.md's wire format) bounded by ``producer_batch_bytes``, a record
-   count, and ``producer_linger_ms``. With ``producer_wire="record"`` it becomes a message
-   of its own instead (the JSON object, keyed by session id: Kafka's convention), and
-   aiokafka groups those messages into Kafka record batches under the same two bounds.
+   count, and ``producer_linger_ms``. With ``producer_wire="record"`` the same bounds group
+   it into one Kafka record batch of one-record messages instead, each the JSON object
+   keyed by the session id's canonical string (Kafka's convention).
 3. One sender task hands sealed batches to aiokafka in order, with ``acks="all"``,
    idempotence and compression: per partition the broker keeps them in order and without
    duplicates, so a session's records of one entity arrive in the order they were published.
@@ -177,16 +177,15 @@ class AgentStream:
         if self._closed:
             raise StreamClosed("this AgentStream was closed; create a new one")
         s = self.settings
-        one_record = self._batcher.wire == "record"
         producer = AIOKafkaProducer(
             bootstrap_servers=s.kafka_bootstrap,
             client_id=self._client_id,
             acks="all",
             enable_idempotence=True,
             compression_type=self.compression,
-            # Our batches are already whole messages: aiokafka need not wait for more. One-record
-            # messages are batched by aiokafka instead, under the same linger and byte bound.
-            linger_ms=s.producer_linger_ms if one_record else 0,
+            # Our batches are already whole messages (or whole Kafka record batches, in the
+            # record shape): aiokafka need not wait for more.
+            linger_ms=0,
             max_batch_size=self._batcher.max_bytes + _KAFKA_FRAMING_BYTES,
             max_request_size=self.max_message_bytes,
             # A batch Kafka has not acknowledged within the send timeout fails (and is
@@ -408,9 +407,16 @@ class AgentStream:
             while self._ready:
                 batch = self._ready.popleft()
                 try:
-                    future = await producer.send(
-                        batch.topic, batch.value, key=batch.key, partition=batch.partition
-                    )
+                    if batch.messages:
+                        future = await producer.send_batch(
+                            self._record_batch(producer, batch),
+                            batch.topic,
+                            partition=batch.partition,
+                        )
+                    else:
+                        future = await producer.send(
+                            batch.topic, batch.value, partition=batch.partition
+                        )
                 except asyncio.CancelledError:
                     self._ready.appendleft(batch)
                     raise
@@ -419,6 +425,19 @@ class AgentStream:
                     continue
                 self._in_flight_batches[id(batch)] = batch
                 future.add_done_callback(lambda f, b=batch: self._on_sent(b, f))
+
+    @staticmethod
+    def _record_batch(producer: AIOKafkaProducer, batch: Batch) -> Any:
+        """The record shape's batch as one Kafka record batch of one-record messages."""
+        builder = producer.create_batch()
+        for key, value in batch.messages:
+            # The Batcher's bound counts each message's worst-case framing, and aiokafka's
+            # batch size is that bound plus _KAFKA_FRAMING_BYTES: every message fits.
+            if builder.append(timestamp=None, key=key, value=value) is None:
+                raise RuntimeError(
+                    f"a sealed batch of {batch.records} records did not fit one Kafka batch"
+                )
+        return builder
 
     def _on_sent(self, batch: Batch, future: asyncio.Future[Any]) -> None:
         if self._in_flight_batches.pop(id(batch), None) is None:
@@ -433,14 +452,15 @@ class AgentStream:
         if error is None:
             stats.delivered_records += batch.records
             stats.delivered_batches += 1
-            stats.delivered_bytes += len(batch.value)
+            stats.delivered_bytes += batch.size
         else:
             failure = DeliveryFailure(
                 topic=batch.topic,
                 partition=batch.partition,
                 records=batch.records,
                 error=error,
-                value=batch.value,
+                value=batch.as_array(),
+                messages=batch.messages,
             )
             stats.failed_records += batch.records
             stats.failed_batches += 1
