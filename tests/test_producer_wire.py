@@ -10,10 +10,13 @@ import psycopg
 import pytest
 from aiokafka.partitioner import murmur2
 
+from agentstream.contract.codec import decode
 from agentstream.contract.settings import Settings
 from agentstream.contract.topics import topic_for
-from agentstream.producers import AgentStream, ensure_topics
-from tests.support.kafka import read_all
+from agentstream.producers import AgentStream, DeliveryError, ensure_topics, uuid7
+from tests.sink_records import sdk_event
+from tests.support.kafka import create_topics, read_all
+from tests.support.services import Services
 from tests.support.worker import WorkerProcess, wait_committed, wait_rows
 
 pytestmark = pytest.mark.integration
@@ -75,3 +78,33 @@ async def test_one_record_messages_from_the_sdk_land_through_the_worker(
             assert m.key == key  # keyed as Kafka's default partitioner expects...
             # ... and on the partition that partitioner would pick for that key.
             assert m.partition == (murmur2(key) & 0x7FFFFFFF) % settings.topic_partitions
+
+
+async def test_a_refused_record_shape_batch_reports_its_messages(
+    services: Services, topic_prefix: str
+) -> None:
+    settings = Settings(
+        kafka_bootstrap=services.kafka_bootstrap,
+        topic_prefix=topic_prefix,
+        producer_send_timeout_s=15,
+        producer_wire="record",
+    )
+    # The broker refuses every Kafka batch over 1000 bytes: 20 events make a larger one.
+    topic = topic_for("events", topic_prefix)
+    await create_topics(services.kafka_bootstrap, [topic], 1, {"max.message.bytes": "1000"})
+    stream = AgentStream(settings, compression=None)
+    await stream.start()
+    sid = uuid7()
+    for i in range(20):
+        await stream.publish(sdk_event(sid, i))
+    with pytest.raises(DeliveryError, match="20 record") as info:
+        await stream.close()
+    failures = info.value.failures
+    messages = [m for f in failures for m in f.messages]
+    # As they were to be sent: one keyed JSON object per message, in order...
+    assert [k for k, _ in messages] == [str(sid).encode()] * 20
+    assert [json.loads(v)["timestamp_ms"] for _, v in messages] == list(range(20))
+    # ... and, as the value, the same records as one batch message, re-publishable as is.
+    for f in failures:
+        decoded = decode("events", f.value)
+        assert decoded.invalid == [] and len(decoded.records) == f.records == len(f.messages)
