@@ -125,3 +125,10 @@ def test_analytics_bench(services: Services, ids: str) -> None:
     ):
         assert out[key] > 0
     assert out["rollup_incremental_changes"] == 11300  # with the new sessions and agents
+
+
+def test_otlp_bench(services: Services) -> None:
+    out = run_bench(services, "otlp.py", "--spans", "1200", "--seconds", "2", "--rate", "300")
+    assert out["spans"] == 1200 and out["llm_calls"] == out["llm_rows_seen"] > 0
+    for key in ("a_intake_spans_per_s", "b_sdk_prebuilt_spans_per_s", "c_export_to_row_p99_s"):
+        assert out[key] > 0

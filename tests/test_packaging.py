@@ -127,7 +127,7 @@ def test_the_base_install_is_enough_for_the_sdk_and_names_the_missing_extras(
     done = run(bin_dir, "python", "-c", script, cwd=tmp_path, env=env)
     assert done.stdout.split() == ["agentstream.producers.client", "7"]
     assert "worker" in run(bin_dir, "agentstream", "--help", cwd=tmp_path, env=env).stdout
-    for command, extra in (("worker", "worker"), ("rollup", "analytics")):
+    for command, extra in (("worker", "worker"), ("rollup", "analytics"), ("otlp", "otlp")):
         done = run(bin_dir, "agentstream", command, cwd=tmp_path, env=env, status=2)
         assert f"pip install 'agentstream[{extra}]'" in done.stderr, done.stderr[-3000:]
 
