@@ -7,7 +7,11 @@
 (c) aiokafka ``send`` per record with pre-serialized bytes, then ``flush``.
 All three use acks="all" with idempotence and key records by session id.
 
-Prints one JSON line. Usage: ``.venv/bin/python bench/produce.py [--records N]``.
+``--wire`` picks the SDK's message shape (AGENTSTREAM_PRODUCER_WIRE): ``batch`` (the default:
+(a) as above), ``record`` (one keyed JSON object per message: ``a_record``), or ``both`` in
+the same run, so that the two shapes are compared on the same machine load.
+
+Prints one JSON line. Usage: ``.venv/bin/python bench/produce.py [--records N] [--wire W]``.
 """
 
 from __future__ import annotations
@@ -139,14 +143,33 @@ async def main() -> None:
         default=DEFAULT_COMPRESSION,
         help=f"the SDK's codec: zstd, lz4, gzip or none (default {DEFAULT_COMPRESSION})",
     )
+    parser.add_argument(
+        "--wire",
+        choices=("batch", "record", "both"),
+        default="batch",
+        help="the SDK's message shape (AGENTSTREAM_PRODUCER_WIRE), or both in one run",
+    )
     args = parser.parse_args()
     compression = None if args.compression == "none" else args.compression
 
     base = get_settings()
     run = uuid.uuid4().hex[:8]
+    # The SDK's variants per shape: "a"/"a_build" in batch shape, "a_record"/... in record.
+    shapes = {"batch": "a", "record": "a_record"}
+    wires = list(shapes) if args.wire == "both" else [args.wire]
+    sdk_names = {
+        name: wire
+        for wire in wires
+        for name in (shapes[wire], shapes[wire].replace("a", "a_build", 1))
+    }
     variants = {
-        name: base.model_copy(update={"topic_prefix": f"bench.produce.{run}.{name}."})
-        for name in ("a", "a_build", "b", "c")
+        name: base.model_copy(
+            update={
+                "topic_prefix": f"bench.produce.{run}.{name}.",
+                "producer_wire": sdk_names.get(name, base.producer_wire),
+            }
+        )
+        for name in (*sdk_names, "b", "c")
     }
     for settings in variants.values():
         await ensure_topics(settings, ["events"])
@@ -157,8 +180,12 @@ async def main() -> None:
     sample = payloads[: args.naive_records]
 
     c_s = await bench_send(variants["c"], payloads)
-    a_s = await bench_sdk(variants["a"], events, compression)
-    a_build_s = await bench_sdk_build(variants["a_build"], rows, compression)
+    sdk_s: dict[str, float] = {}
+    for wire in wires:
+        name = shapes[wire]
+        build = name.replace("a", "a_build", 1)
+        sdk_s[name] = await bench_sdk(variants[name], events, compression)
+        sdk_s[build] = await bench_sdk_build(variants[build], rows, compression)
     b_s = await bench_send_and_wait(variants["b"], sample)
 
     # The bench's own topics only: ~70 MB per run need not stay on a shared broker.
@@ -166,8 +193,18 @@ async def main() -> None:
     await delete_topics(base, own.__contains__)
 
     n = len(events)
-    a_rps, c_rps = n / a_s, n / c_s
+    c_rps = n / c_s
     b_rps = len(sample) / b_s
+    figures: dict[str, Any] = {}
+    for name, seconds in sdk_s.items():
+        rps = n / seconds
+        figures[f"{name}_sdk_rps"] = round(rps)
+        if not name.startswith("a_build"):
+            figures[f"ratio_{name}_b"] = round(rps / b_rps, 1)
+            figures[f"ratio_{name}_c"] = round(rps / c_rps, 2)
+            figures[f"{name}_seconds"] = round(seconds, 3)
+    if len(wires) == 2:
+        figures["ratio_a_record_a"] = round(sdk_s["a"] / sdk_s["a_record"], 2)
     print(
         json.dumps(
             {
@@ -175,21 +212,19 @@ async def main() -> None:
                 "records": n,
                 "naive_records": len(sample),
                 "bytes_per_record": round(sum(len(v) for _, v in payloads) / n, 1),
-                "a_sdk_rps": round(a_rps),
-                "a_build_sdk_rps": round(n / a_build_s),
+                **figures,
                 "b_send_and_wait_rps": round(b_rps),
                 "c_send_bytes_rps": round(c_rps),
-                "ratio_a_b": round(a_rps / b_rps, 1),
-                "ratio_a_c": round(a_rps / c_rps, 2),
-                "a_seconds": round(a_s, 3),
                 "c_seconds": round(c_s, 3),
                 "b_seconds": round(b_s, 3),
                 "sdk": {
+                    "wire": args.wire,
                     "compression": args.compression,
                     "batch_bytes": base.producer_batch_bytes,
                     "linger_ms": base.producer_linger_ms,
                     "validate": base.producer_validate,
                 },
+                "load_average": [round(x, 2) for x in os.getloadavg()],
                 "bootstrap": base.kafka_bootstrap,
                 "date": datetime.now(UTC).isoformat(timespec="seconds"),
                 "machine": machine(),

@@ -52,6 +52,17 @@ def test_produce_bench(services: Services) -> None:
         assert out[key] > 0
 
 
+def test_produce_bench_compares_both_wire_shapes(services: Services) -> None:
+    out = run_bench(
+        services,
+        "produce.py",
+        *("--records", "3000", "--naive-records", "100", "--sessions", "5", "--wire", "both"),
+    )
+    assert out["sdk"]["wire"] == "both"
+    for key in ("a_sdk_rps", "a_record_sdk_rps", "a_build_record_sdk_rps", "ratio_a_record_a"):
+        assert out[key] > 0
+
+
 def test_ingest_bench(services: Services) -> None:
     out = run_bench(
         services,

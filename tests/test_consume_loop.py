@@ -267,10 +267,10 @@ class FailingSink:
     def __init__(self) -> None:
         self.attempts = 0
 
-    def prepare(self, items: Sequence[Any]) -> Any:
+    def encode_batch(self, items: Sequence[Any]) -> Any:
         return SimpleNamespace(groups=[])
 
-    def write_prepared(self, prepared: Any) -> Any:
+    def write_encoded(self, encoded: Any) -> Any:
         self.attempts += 1
         raise TransientSinkError("connection refused")
 

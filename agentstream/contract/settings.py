@@ -14,11 +14,18 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "get_settings", "redact_url"]
+__all__ = ["ProducerWire", "Settings", "get_settings", "redact_url"]
 
 _PASSWORD_IN_URL = re.compile(r"(?P<head>://[^:/@]+:)[^@]*(?P<tail>@)")
 # libpq's keyword form and URL query parameters: password=secret, password = 'a b', ?password=x
 _PASSWORD_PARAM = re.compile(r"(?P<head>\bpassword\s*=\s*)(?:'(?:[^'\\]|\\.)*'|[^\s&]+)")
+
+
+# The SDK's message shape: "batch" sends a JSON array of a partition's records per message
+# (fewer, larger messages: cheaper for the broker and the producer); "record" sends one JSON
+# object per message, keyed by session id, Kafka's convention, for teams whose other
+# consumers expect it. The worker reads both (docs/design.md, Wire format).
+ProducerWire = Literal["record", "batch"]
 
 
 def redact_url(url: str) -> str:
@@ -64,6 +71,7 @@ class Settings(BaseSettings):
     producer_buffer_records: int = Field(default=100_000, ge=1)
     producer_send_timeout_s: float = Field(default=30.0, gt=0)
     producer_validate: bool = True
+    producer_wire: ProducerWire = "batch"
 
     # --- alerts (agentstream/alerts/, docs/alerts.md) ---
     alert_rules: Path | None = None  # the rules file (TOML)

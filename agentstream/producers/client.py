@@ -10,7 +10,9 @@ What happens to a record, in order:
    :class:`PublishTimeout`.
 2. The :class:`Batcher` packs it with its partition's other records into a batch message
    (a JSON array, docs/design.md's wire format) bounded by ``producer_batch_bytes``, a record
-   count, and ``producer_linger_ms``.
+   count, and ``producer_linger_ms``. With ``producer_wire="record"`` the same bounds group
+   it into one Kafka record batch of one-record messages instead, each the JSON object
+   keyed by the session id's canonical string (Kafka's convention).
 3. One sender task hands sealed batches to aiokafka in order, with ``acks="all"``,
    idempotence and compression: per partition the broker keeps them in order and without
    duplicates, so a session's records of one entity arrive in the order they were published.
@@ -145,10 +147,12 @@ class AgentStream:
             max_bytes=min(s.producer_batch_bytes, max_message_bytes - _KAFKA_FRAMING_BYTES),
             max_records=batch_records,
             linger_s=s.producer_linger_ms / 1000,
+            wire=s.producer_wire,
         )
         self._topics = {entity: topic_for(entity, s.topic_prefix) for entity in ENTITY_MODELS}
         self._partitions: dict[str, int] = {}
-        self._hashes: dict[uuid.UUID, int] = {}
+        # Session id -> (murmur2 hash, the canonical string's bytes: the one-record key).
+        self._keys: dict[uuid.UUID, tuple[int, bytes]] = {}
         self._producer: AIOKafkaProducer | None = None
         self._sender: asyncio.Task[None] | None = None
         self._ready: deque[Batch] = deque()
@@ -179,7 +183,8 @@ class AgentStream:
             acks="all",
             enable_idempotence=True,
             compression_type=self.compression,
-            # Our batches are already whole messages: aiokafka need not wait for more.
+            # Our batches are already whole messages (or whole Kafka record batches, in the
+            # record shape): aiokafka need not wait for more.
             linger_ms=0,
             max_batch_size=self._batcher.max_bytes + _KAFKA_FRAMING_BYTES,
             max_request_size=self.max_message_bytes,
@@ -261,11 +266,13 @@ class AgentStream:
         partitions = self._partitions.get(topic)
         if partitions is None:
             partitions = await self._load_partitions(topic)
-        hashed = self._hashes.get(key)
-        if hashed is None:
-            if len(self._hashes) >= _HASH_CACHE_MAX:
-                self._hashes.clear()
-            hashed = self._hashes[key] = murmur2(str(key).encode()) & 0x7FFFFFFF
+        known = self._keys.get(key)
+        if known is None:
+            if len(self._keys) >= _HASH_CACHE_MAX:
+                self._keys.clear()
+            key_bytes = str(key).encode()
+            known = self._keys[key] = (murmur2(key_bytes) & 0x7FFFFFFF, key_bytes)
+        hashed, key_bytes = known
         value: bytes = type(record).__pydantic_serializer__.to_json(record, exclude_unset=True)
         if len(value) > self.max_record_bytes:
             raise RecordTooLarge(
@@ -282,7 +289,7 @@ class AgentStream:
         stats = self.stats
         stats.published[entity] += 1
         stats.bytes_published += len(value)
-        sealed = self._batcher.add(topic, hashed % partitions, value)
+        sealed = self._batcher.add(topic, hashed % partitions, value, key_bytes)
         if sealed:
             self._ready.extend(sealed)
             self._wake.set()
@@ -400,9 +407,16 @@ class AgentStream:
             while self._ready:
                 batch = self._ready.popleft()
                 try:
-                    future = await producer.send(
-                        batch.topic, batch.value, partition=batch.partition
-                    )
+                    if batch.messages:
+                        future = await producer.send_batch(
+                            self._record_batch(producer, batch),
+                            batch.topic,
+                            partition=batch.partition,
+                        )
+                    else:
+                        future = await producer.send(
+                            batch.topic, batch.value, partition=batch.partition
+                        )
                 except asyncio.CancelledError:
                     self._ready.appendleft(batch)
                     raise
@@ -411,6 +425,19 @@ class AgentStream:
                     continue
                 self._in_flight_batches[id(batch)] = batch
                 future.add_done_callback(lambda f, b=batch: self._on_sent(b, f))
+
+    @staticmethod
+    def _record_batch(producer: AIOKafkaProducer, batch: Batch) -> Any:
+        """The record shape's batch as one Kafka record batch of one-record messages."""
+        builder = producer.create_batch()
+        for key, value in batch.messages:
+            # The Batcher's bound counts each message's worst-case framing, and aiokafka's
+            # batch size is that bound plus _KAFKA_FRAMING_BYTES: every message fits.
+            if builder.append(timestamp=None, key=key, value=value) is None:
+                raise RuntimeError(
+                    f"a sealed batch of {batch.records} records did not fit one Kafka batch"
+                )
+        return builder
 
     def _on_sent(self, batch: Batch, future: asyncio.Future[Any]) -> None:
         if self._in_flight_batches.pop(id(batch), None) is None:
@@ -425,14 +452,15 @@ class AgentStream:
         if error is None:
             stats.delivered_records += batch.records
             stats.delivered_batches += 1
-            stats.delivered_bytes += len(batch.value)
+            stats.delivered_bytes += batch.size
         else:
             failure = DeliveryFailure(
                 topic=batch.topic,
                 partition=batch.partition,
                 records=batch.records,
                 error=error,
-                value=batch.value,
+                value=batch.as_array(),
+                messages=batch.messages,
             )
             stats.failed_records += batch.records
             stats.failed_batches += 1

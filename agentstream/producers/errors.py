@@ -60,8 +60,10 @@ class DeliveryFailure:
     records: int
     error: BaseException
     # The message value as it would have been sent: re-publishable as is. Kept out of repr:
-    # it can be a megabyte of prompts.
+    # it can be a megabyte of prompts. In the record shape (AGENTSTREAM_PRODUCER_WIRE=record)
+    # it is the same records as one array; ``messages`` holds them as sent, (key, value) each.
     value: bytes = field(repr=False)
+    messages: tuple[tuple[bytes | None, bytes], ...] = field(default=(), repr=False)
 
     def describe(self) -> str:
         cause = f"{type(self.error).__name__}: {self.error}".rstrip(": ")

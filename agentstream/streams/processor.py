@@ -8,8 +8,8 @@ For each batch of messages (batched and committed by consume.py):
    done here so that the flush thread only streams bytes), invalid ones become dead
    letters with their coordinates;
 2. the records are grouped by table, deduplicated and joined into one COPY stream per
-   table on the event loop (``PostgresSink.prepare``), then written in one transaction
-   (``write_prepared``) in a thread (``write_batch``), so that the event loop keeps
+   table on the event loop (``PostgresSink.encode_batch``), then written in one transaction
+   (``write_encoded``) in a thread (``write_batch``), so that the event loop keeps
    heartbeats and fetches flowing and the flush thread holds the GIL only to issue a few
    statements; transient errors are retried with capped exponential backoff (``_write``);
 3. records PostgreSQL refused become dead letters too; all dead letters are published and
@@ -36,8 +36,8 @@ from agentstream.contract.deadletter import DeadLetter, ErrorKind
 from agentstream.contract.settings import Settings
 from agentstream.contract.topics import ENTITIES, topic_for
 from agentstream.sinks.postgres import (
+    EncodedBatch,
     PostgresSink,
-    PreparedWrite,
     SinkItem,
     Source,
     TransientSinkError,
@@ -153,7 +153,7 @@ class Processor:
         started = time.perf_counter()
         # Grouped, deduplicated and joined into COPY data here, on the event loop: the
         # flush thread then holds the GIL only for a few statements (see sinks.postgres).
-        result = await self._write(self._sink.prepare(items))
+        result = await self._write(self._sink.encode_batch(items))
         flush_s = time.perf_counter() - started
         self._metrics.flush_seconds.observe(flush_s)
         self._metrics.batch_records.observe(len(items))
@@ -201,12 +201,12 @@ class Processor:
             if high is not None:
                 m.consumer_lag.labels(topic, str(partition)).set(max(0, high - offset - 1))
 
-    async def _write(self, prepared: PreparedWrite) -> Any:
+    async def _write(self, encoded: EncodedBatch) -> Any:
         delay = RETRY_FIRST_S
         first_failure: float | None = None
         while True:
             try:
-                result = await asyncio.to_thread(self._sink.write_prepared, prepared)
+                result = await asyncio.to_thread(self._sink.write_encoded, encoded)
             except TransientSinkError as exc:
                 now = time.monotonic()
                 first_failure = first_failure or now
@@ -221,7 +221,7 @@ class Processor:
                     ) from exc
                 log.warning(
                     "event=flush_retry records=%d retry_in_s=%.1f error=%r",
-                    sum(len(g.items) for g in prepared.groups),
+                    sum(len(g.items) for g in encoded.groups),
                     delay,
                     str(exc),
                 )

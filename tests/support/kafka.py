@@ -15,11 +15,19 @@ from agentstream.contract.settings import Settings
 from agentstream.contract.topics import ENTITIES, dlq_topic, topic_for
 
 
-async def create_topics(bootstrap: str, topics: Iterable[str], partitions: int = 4) -> None:
+async def create_topics(
+    bootstrap: str,
+    topics: Iterable[str],
+    partitions: int = 4,
+    configs: dict[str, str] | None = None,
+) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        new = [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in topics]
+        new = [
+            NewTopic(t, num_partitions=partitions, replication_factor=1, topic_configs=configs)
+            for t in topics
+        ]
         with contextlib.suppress(TopicAlreadyExistsError):
             await admin.create_topics(new)
     finally:

@@ -7,11 +7,11 @@ from agentstream.sinks.postgres.errors import (
     classify,
 )
 from agentstream.sinks.postgres.items import Rejected, SinkItem, Source, WriteResult
-from agentstream.sinks.postgres.writer import PostgresSink, PreparedWrite
+from agentstream.sinks.postgres.writer import EncodedBatch, PostgresSink
 
 __all__ = [
+    "EncodedBatch",
     "PostgresSink",
-    "PreparedWrite",
     "Rejected",
     "SinkError",
     "SinkItem",

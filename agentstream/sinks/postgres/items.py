@@ -34,7 +34,7 @@ class SinkItem:
     # The record as a binary COPY row (copy.RowEncoder), encoded ahead of the flush; the
     # sink encodes the items that come without it.
     row: bytes | None = None
-    # Its details table's row (Table.details), when the record has details; set by prepare.
+    # Its details table's row (Table.details), when the record has details; set by encode_batch.
     detail_row: bytes | None = None
 
     def original_bytes(self) -> bytes:

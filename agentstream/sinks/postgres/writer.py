@@ -1,7 +1,7 @@
 """The PostgreSQL sink: one flush = one transaction writing every entity, parents first.
 
 ``PostgresSink.write(items)`` is blocking (call it from a thread in async code); it is
-``prepare`` (pure Python: the worker runs it on its event loop) then ``write_prepared`` (the
+``encode_batch`` (pure Python: the worker runs it on its event loop) then ``write_encoded`` (the
 database work: the worker's flush thread). Per entity, in the order sessions, agents,
 agent_executions, llm_interactions, events, documents:
 
@@ -55,7 +55,7 @@ from agentstream.sinks.postgres.items import Rejected, SinkItem, WriteResult
 from agentstream.sinks.postgres.tables import Table, load_tables
 from agentstream.sinks.postgres.upsert import CHANGE_LOGGED, dedupe, write_statement
 
-__all__ = ["PostgresSink", "PreparedWrite"]
+__all__ = ["EncodedBatch", "PostgresSink"]
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class PostgresSink:
         self._conn: psycopg.Connection[Any] | None = None
         self._tables: dict[str, Table] = {}
         self._adapters = sink_adapters()
-        # The worker's decoding encodes with these (encoder()); prepare() encodes what came
+        # The worker's decoding encodes with these (encoder()); encode_batch() encodes what came
         # without a row with encoders of its own, as its caller may be on another thread: a
         # psycopg Transformer is not meant to be shared between threads.
         self._encoders: dict[str, RowEncoder] = {}
@@ -167,13 +167,13 @@ class PostgresSink:
         """Write ``items`` in one transaction; returns what was accepted and what was refused."""
         if self._conn is None or self._conn.closed:
             self.connect()
-        return self.write_prepared(self.prepare(items))
+        return self.write_encoded(self.encode_batch(items))
 
-    def prepare(self, items: Sequence[SinkItem]) -> PreparedWrite:
+    def encode_batch(self, items: Sequence[SinkItem]) -> EncodedBatch:
         """Group ``items`` by table, one per record id, with their COPY data built.
 
         Pure Python and no database: the worker runs it on its event-loop thread, so that
-        the flush thread (:meth:`write_prepared`) holds the GIL as little as possible while
+        the flush thread (:meth:`write_encoded`) holds the GIL as little as possible while
         decoding goes on. Needs the tables, i.e. one :meth:`connect` before.
         """
         by_entity: dict[str, list[SinkItem]] = defaultdict(list)
@@ -194,7 +194,7 @@ class PostgresSink:
                 if self._tables[entity].details is not None:
                     self._encode_details(entity, unique)
                 groups.append(_group(entity, unique, len(group)))
-        return PreparedWrite(groups, rejected)
+        return EncodedBatch(groups, rejected)
 
     def _encode_details(self, entity: str, items: list[SinkItem]) -> None:
         """Set the details row of the items whose records have details (on the caller's
@@ -208,11 +208,11 @@ class PostgresSink:
                     encoder = RowEncoder(details, self._adapters)
                 item.detail_row = encoder(item.record)
 
-    def write_prepared(self, prepared: PreparedWrite) -> WriteResult:
-        """Write a batch made by :meth:`prepare` in one transaction, parents first. Can be called
-        again with the same batch after a TransientSinkError (nothing was committed)."""
-        result = WriteResult(rejected=list(prepared.rejected))
-        if not prepared.groups:
+    def write_encoded(self, encoded: EncodedBatch) -> WriteResult:
+        """Write a batch made by :meth:`encode_batch` in one transaction, parents first. Can be
+        called again with the same batch after a TransientSinkError (nothing was committed)."""
+        result = WriteResult(rejected=list(encoded.rejected))
+        if not encoded.groups:
             return result
         if self._conn is None or self._conn.closed:
             self.connect()
@@ -220,7 +220,7 @@ class PostgresSink:
         assert conn is not None
         try:
             with conn.transaction(), conn.cursor() as cur:
-                for group in prepared.groups:
+                for group in encoded.groups:
                     before = len(result.rejected)
                     self._write_isolating(cur, group, result)
                     result.accepted[group.entity] = group.received - (len(result.rejected) - before)
@@ -318,8 +318,9 @@ class _Group:
 
 
 @dataclass(slots=True)
-class PreparedWrite:
-    """A batch ready for :meth:`PostgresSink.write_prepared` (see :meth:`PostgresSink.prepare`)."""
+class EncodedBatch:
+    """Records grouped by table with their COPY data, made by :meth:`PostgresSink.encode_batch`
+    and written by :meth:`PostgresSink.write_encoded`."""
 
     groups: list[_Group]
     rejected: list[Rejected]  # items whose values cannot be encoded
@@ -329,7 +330,7 @@ def _group(entity: str, items: list[SinkItem], received: int) -> _Group:
     """``items`` (encoded, one per id) with their COPY data: a table's part of a flush, or
     a half of one being bisected."""
     rows = [i.row for i in items if i.row is not None]
-    assert len(rows) == len(items), "prepare() encodes every item first"
+    assert len(rows) == len(items), "encode_batch() encodes every item first"
     log_rows = None
     if entity in CHANGE_LOGGED:
         ids = (i.record.id for i in items if i.record.id is not None)
