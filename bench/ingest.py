@@ -5,8 +5,12 @@ One run, the same generated records (events with their sessions, plus LLM intera
   (a) raw COPY of the rows straight into the seed schema (binary COPY, one transaction);
   (b) a naive consumer: one INSERT and one commit per record, on a sample;
   (c) `agentstream worker` draining the records from Kafka, published beforehand as batch
-      messages: rows/s from the first row committed to the last;
-  latency: at a steady 2,000 records/s, produce time -> row visible (committed), p50/p99;
+      messages of 200 records: rows/s from the first row committed to the last, and the
+      worker's CPU time per record over that span (process user + system seconds / records);
+  (d) the same records sent one per message (Kafka's convention: one JSON object each),
+      drained the same way; d/c compares the two message shapes;
+  latency: at a steady 2,000 records/s, produce time -> row visible (committed), p50/p99,
+      for array messages and for one-record messages;
   memory: the worker's RSS while draining (c) and while draining a backlog `--memory-factor`
       times larger.
 
@@ -31,6 +35,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -280,11 +285,18 @@ def naive(conninfo: str, rows: dict[str, list[tuple[Any, ...]]], sample: int) ->
 
 
 def batches(records: list[dict[str, Any]], size: int) -> Iterator[bytes]:
+    """Message values: arrays of ``size`` records, or one JSON object each when ``size`` is 0."""
+    if size == 0:
+        for record in records:
+            yield json.dumps(record, separators=(",", ":")).encode()
+        return
     for i in range(0, len(records), size):
         yield json.dumps(records[i : i + size], separators=(",", ":")).encode()
 
 
-async def publish_all(settings: Settings, data: dict[str, list[dict[str, Any]]]) -> int:
+async def publish_all(
+    settings: Settings, data: dict[str, list[dict[str, Any]]], per_message: int
+) -> int:
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap,
         acks="all",
@@ -298,10 +310,10 @@ async def publish_all(settings: Settings, data: dict[str, list[dict[str, Any]]])
         pending = []
         for entity in ("sessions", "llm_interactions", "events"):
             topic = topic_for(entity, settings.topic_prefix)
-            for value in batches(data[entity], RECORDS_PER_MESSAGE):
+            for value in batches(data[entity], per_message):
                 pending.append(await producer.send(topic, value))
                 n += 1
-                if len(pending) >= 500:
+                if len(pending) >= 5000:
                     await asyncio.gather(*pending)
                     pending.clear()
         await asyncio.gather(*pending)
@@ -328,6 +340,13 @@ def start_worker(
     )
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (/proc/PID/stat, in clock ticks)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -336,9 +355,18 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class Drained:
+    """rows/s from the first committed row to the last; the workers' CPU over that span."""
+
+    rate: float
+    rss: list[float]
+    cpu_us_per_record: float
+
+
 def drain(
     settings: Settings, conninfo: str, total: int, log: Path, *, group: str, workers: int = 1
-) -> tuple[float, list[float]]:
+) -> Drained:
     """Start workers on a published backlog; rows/s from first committed row to the last."""
     tables = ("sessions", "events", "llm_interactions")
     procs = [
@@ -346,7 +374,7 @@ def drain(
         for i in range(workers)
     ]
     rss: list[float] = []
-    first_t, first_n = 0.0, 0
+    first_t, first_n, first_cpu = 0.0, 0, 0.0
     try:
         deadline = time.monotonic() + 3600
         n, stats, stats_changed = 0, -1, time.monotonic()
@@ -365,25 +393,30 @@ def drain(
             rss.append(sum(rss_mb(p.pid) for p in procs))
             if n > 0 and not first_t:
                 first_t, first_n = now, n
+                first_cpu = sum(cpu_s(p.pid) for p in procs)
             if n >= total:
                 break
             if any(p.poll() is not None for p in procs):
                 raise RuntimeError(f"a worker exited early; see {log.parent}")
             time.sleep(0.1)
         rate = (total - first_n) / (time.perf_counter() - first_t)
+        cpu = sum(cpu_s(p.pid) for p in procs) - first_cpu
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)
         for p in procs:
             p.wait(90)
-    return rate, rss
+    return Drained(rate, rss, 1e6 * cpu / max(1, total - first_n))
 
 
 # --- latency at a steady rate ----------------------------------------------------------------
 
 
-async def steady(settings: Settings, conninfo: str, rate: int, seconds: float) -> list[float]:
-    """Produce `rate` events/s (messages of rate/20 records every 50 ms); time to visibility."""
+async def steady(
+    settings: Settings, conninfo: str, rate: int, seconds: float, *, single: bool = False
+) -> list[float]:
+    """Produce `rate` events/s (every 50 ms rate/20 records: one array message, or with
+    `single` one message each); time from produce to visibility."""
     sid = str(uuid.uuid4())
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
     await producer.start()
@@ -437,7 +470,11 @@ async def steady(settings: Settings, conninfo: str, rate: int, seconds: float) -
                     "payload": {},
                 }
             )
-        await producer.send(topic, json.dumps(records).encode())
+        if single:
+            for r in records:
+                await producer.send(topic, json.dumps(r).encode())
+        else:
+            await producer.send(topic, json.dumps(records).encode())
         sent += per_tick
     await producer.flush()
     await producer.stop()
@@ -467,6 +504,12 @@ def main() -> None:
         help="workers log every flush (records, messages, seconds) into the logs kept in /tmp",
     )
     parser.add_argument("--no-two-workers", dest="two_workers", action="store_false")
+    parser.add_argument(
+        "--no-single",
+        dest="single",
+        action="store_false",
+        help="skip (d): the same records drained as one-record messages",
+    )
     parser.add_argument(
         "--batch-records", type=int, default=None, help="worker_batch_records (default: settings)"
     )
@@ -504,39 +547,51 @@ def main() -> None:
         from agentstream.streams.runner import ensure_topics
 
         asyncio.run(ensure_topics(settings))
-        out["messages"] = asyncio.run(publish_all(settings, data))
-        rate, rss = drain(settings, conninfo, total, workdir / "worker-c.log", group="c")
-        out["c_worker_rows_s"] = round(rate)
+        out["messages"] = asyncio.run(publish_all(settings, data, RECORDS_PER_MESSAGE))
+        c = drain(settings, conninfo, total, workdir / "worker-c.log", group="c")
+        out["c_worker_rows_s"] = round(c.rate)
         out["c_over_a"] = round(out["c_worker_rows_s"] / out["a_raw_copy_rows_s"], 3)
         out["c_over_b"] = round(out["c_worker_rows_s"] / out["b_naive_rows_s"], 1)
+        out["c_worker_cpu_us_per_record"] = round(c.cpu_us_per_record, 2)
         out["worker_rss_mb_c"] = {
-            "start": round(rss[0]),
-            "peak": round(max(rss)),
-            "end": round(rss[-1]),
+            "start": round(c.rss[0]),
+            "peak": round(max(c.rss)),
+            "end": round(c.rss[-1]),
         }
+        if args.single:
+            # Kafka's convention: the same records, one JSON object per message, on topics
+            # of their own (published before the worker starts, like c).
+            single = base.model_copy(update={"topic_prefix": scratch.prefix()})
+            asyncio.run(ensure_topics(single))
+            out["d_messages"] = asyncio.run(publish_all(single, data, 0))
+            d = drain(single, scratch.database(), total, workdir / "worker-d.log", group="d")
+            out["d_single_rows_s"] = round(d.rate)
+            out["d_over_c"] = round(d.rate / c.rate, 3)
+            out["d_worker_cpu_us_per_record"] = round(d.cpu_us_per_record, 2)
         if args.two_workers:
             # Scale-out on the same box: two workers in one group, same records (the same
             # topics read again under a new group), a fresh database.
             conninfo = scratch.database()
-            rate2, _ = drain(
-                settings, conninfo, total, workdir / "worker-c2.log", group="c2", workers=2
-            )
-            out["c2_two_workers_rows_s"] = round(rate2)
-            out["c2_over_a"] = round(rate2 / out["a_raw_copy_rows_s"], 3)
+            c2 = drain(settings, conninfo, total, workdir / "worker-c2.log", group="c2", workers=2)
+            out["c2_two_workers_rows_s"] = round(c2.rate)
+            out["c2_over_a"] = round(c2.rate / out["a_raw_copy_rows_s"], 3)
 
         # Latency: a worker on the drained topics, records produced at a steady rate.
         # (the group that drained into `conninfo`: it starts at the end of the backlog)
         group = "c2" if args.two_workers else "c"
         worker = start_worker(settings, conninfo, workdir / "worker-lat.log", group)
         time.sleep(8)  # join the group and reach the end of the backlog before timing
-        lat = asyncio.run(steady(settings, conninfo, args.latency_rate, args.latency_seconds))
-        out["latency_s"] = {
-            "rate": args.latency_rate,
-            "n": len(lat),
-            "p50": round(percentile(lat, 50), 3),
-            "p99": round(percentile(lat, 99), 3),
-            "max": round(max(lat), 3) if lat else None,
-        }
+        for key, single in (("latency_s", False), ("latency_single_s", True)):
+            lat = asyncio.run(
+                steady(settings, conninfo, args.latency_rate, args.latency_seconds, single=single)
+            )
+            out[key] = {
+                "rate": args.latency_rate,
+                "n": len(lat),
+                "p50": round(percentile(lat, 50), 3),
+                "p99": round(percentile(lat, 99), 3),
+                "max": round(max(lat), 3) if lat else None,
+            }
         worker.send_signal(signal.SIGTERM)
         out["worker_exit_code"] = worker.wait(60)
         del data
@@ -548,13 +603,12 @@ def main() -> None:
             settings = base.model_copy(update={"topic_prefix": prefix})
             conninfo = scratch.database()
             asyncio.run(ensure_topics(settings))
-            asyncio.run(publish_all(settings, big))
+            asyncio.run(publish_all(settings, big, RECORDS_PER_MESSAGE))
             del big
-            big_rate, big_rss = drain(
-                settings, conninfo, big_total, workdir / "worker-m.log", group="m"
-            )
+            m = drain(settings, conninfo, big_total, workdir / "worker-m.log", group="m")
+            big_rss = m.rss
             out["memory_backlog_records"] = big_total
-            out["memory_backlog_rows_s"] = round(big_rate)
+            out["memory_backlog_rows_s"] = round(m.rate)
             quarter = max(1, len(big_rss) // 4)
             out["worker_rss_mb_10x"] = {
                 "first_quarter_peak": round(max(big_rss[:quarter])),

@@ -52,6 +52,20 @@ say "producing ${DEMO_SECONDS}s of agent traffic at ~${DEMO_RATE} records/s (a s
 $BIN/agentstream produce --duration "$DEMO_SECONDS" --rate "$DEMO_RATE" --seed 7 --progress \
     --start "$start" --session-gap 60
 
+say "an agent already on OpenTelemetry: one env var points its exporter at \`agentstream otlp\`"
+otlp_port="${DEMO_OTLP_PORT:-4318}"
+$BIN/agentstream otlp --port "$otlp_port" >"$LOGS/otlp.log" 2>&1 &
+otlp_pid=$!
+for _ in $(seq 1 100); do
+    curl -fs "http://127.0.0.1:$otlp_port/healthz" >/dev/null 2>&1 && break
+    sleep 0.2
+done
+OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$otlp_port" $BIN/python scripts/demo_otel.py 60
+sleep 2  # the intake's resolver maps the calls whose agent span came in a later batch
+curl -fs "http://127.0.0.1:$otlp_port/metrics" | grep -E '^otlp_spans_(received|mapped|dropped|rejected)_total' || true
+kill -TERM "$otlp_pid"
+wait "$otlp_pid" || true
+
 say "publishing 4 malformed messages the way a buggy producer would (plain Kafka, no SDK)"
 $BIN/python - <<'PY'
 import asyncio, json, uuid

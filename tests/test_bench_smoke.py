@@ -69,9 +69,22 @@ def test_ingest_bench(services: Services) -> None:
         "100",
     )
     assert out["records"] == {"sessions": 500, "events": 15000, "llm_interactions": 3000}
-    for key in ("a_raw_copy_rows_s", "b_naive_rows_s", "c_worker_rows_s"):
+    for key in ("a_raw_copy_rows_s", "b_naive_rows_s", "c_worker_rows_s", "d_single_rows_s"):
         assert out[key] > 0
-    assert out["latency_s"]["n"] > 0 and out["worker_exit_code"] == 0
+    assert out["d_messages"] == 18500  # one message per record
+    assert out["c_worker_cpu_us_per_record"] > 0 and out["d_worker_cpu_us_per_record"] > 0
+    assert out["latency_s"]["n"] > 0 and out["latency_single_s"]["n"] > 0
+    assert out["worker_exit_code"] == 0
+
+
+def test_peer_bench_worker_side(services: Services) -> None:
+    # The agentstream side only: the peer's side needs Maven Central and a JVM (make bench).
+    out = run_bench(services, "peer.py", "--scale", "0.02", "--only", "worker")
+    assert out["records"] == {"llm_interactions": 1200, "events": 6000}
+    side = out["agentstream"]
+    assert side["rows"] == side["messages"] == 7200  # one message per record, every row landed
+    assert side["rows_s"][0] > 0 and side["cpu_us_per_record"][0] > 0
+    assert side["exit_code"] == 0 and "peer" not in out
 
 
 @pytest.mark.parametrize("ids", ["random", "uuid7"])
@@ -101,3 +114,10 @@ def test_analytics_bench(services: Services, ids: str) -> None:
     ):
         assert out[key] > 0
     assert out["rollup_incremental_changes"] == 11300  # with the new sessions and agents
+
+
+def test_otlp_bench(services: Services) -> None:
+    out = run_bench(services, "otlp.py", "--spans", "1200", "--seconds", "2", "--rate", "300")
+    assert out["spans"] == 1200 and out["llm_calls"] == out["llm_rows_seen"] > 0
+    for key in ("a_intake_spans_per_s", "b_sdk_prebuilt_spans_per_s", "c_export_to_row_p99_s"):
+        assert out[key] > 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agentstream.contract import decode
+from agentstream.contract import ErrorKind, decode
 from tests.support.corpus import Case, build_corpus
 
 CORPUS = build_corpus()
@@ -33,3 +33,14 @@ def test_prescanned_and_fully_checked_messages_agree() -> None:
     nul_key = b'{"user_id": "u", "metadata": {"a\\u0000": 1}}'
     [bad] = decode("sessions", nul_key).invalid
     assert "metadata" in bad.reason and "NUL" in bad.reason
+
+
+def test_every_rejection_carries_its_kind_from_the_codec() -> None:
+    kinds: set[ErrorKind] = set()
+    for case in CORPUS:
+        for bad in decode(case.entity, case.value).invalid:
+            assert isinstance(bad.kind, ErrorKind)
+            # The wording follows the kind, not the other way round (nothing parses reasons).
+            assert (bad.kind is ErrorKind.VALIDATION) == bad.reason.startswith("invalid record")
+            kinds.add(bad.kind)
+    assert kinds == {ErrorKind.DECODE, ErrorKind.VALIDATION}

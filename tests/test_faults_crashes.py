@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 
 from agentstream.contract.settings import Settings
-from agentstream.contract.topics import ENTITIES, dlq_topic, topic_for
-from tests.support.kafka import create_topics
+from tests.support.kafka import create_pipeline_topics
 from tests.support.reliability import Result, record
 from tests.support.traffic import ids_in, make_traffic, publish, row_count
 from tests.support.worker import WorkerProcess, drain_and_stop, wait_for
@@ -27,12 +26,7 @@ KILLS = 4
 
 async def test_sigkill_four_times_during_ingest(settings: Settings, tmp_path: Path) -> None:
     settings = settings.model_copy(update={"worker_batch_records": 2000})
-    await create_topics(
-        settings.kafka_bootstrap,
-        [topic_for(e, settings.topic_prefix) for e in ENTITIES]
-        + [dlq_topic(settings.topic_prefix)],
-        partitions=4,
-    )
+    await create_pipeline_topics(settings, partitions=4)
     traffic = make_traffic(sessions=300, events_per_session=60, llm_per_session=8, seed=7)
     expected = traffic.count()
     tables = list(traffic.records)

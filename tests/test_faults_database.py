@@ -21,8 +21,8 @@ from psycopg.conninfo import make_conninfo
 from pydantic import SecretStr
 
 from agentstream.contract.settings import Settings
-from agentstream.contract.topics import ENTITIES, dlq_topic, topic_for
-from tests.support.kafka import create_topics
+from agentstream.contract.topics import topic_for
+from tests.support.kafka import create_pipeline_topics
 from tests.support.reliability import Result, record
 from tests.support.traffic import Traffic, ids_in, make_traffic, publish, row_count
 from tests.support.worker import WorkerProcess, wait_for
@@ -66,12 +66,7 @@ async def run_fault(
     log_words: tuple[str, ...],
     traffic: Traffic,
 ) -> None:
-    await create_topics(
-        settings.kafka_bootstrap,
-        [topic_for(e, settings.topic_prefix) for e in ENTITIES]
-        + [dlq_topic(settings.topic_prefix)],
-        partitions=2,
-    )
+    await create_pipeline_topics(settings, partitions=2)
     admin_conninfo = settings.database_conninfo()
     as_writer = settings.model_copy(
         update={"database_url": SecretStr(make_conninfo(admin_conninfo, user=login))}

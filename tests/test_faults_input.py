@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from agentstream.contract.settings import Settings
-from agentstream.contract.topics import ENTITIES, dlq_topic, topic_for
+from agentstream.contract.topics import ENTITIES
 from agentstream.streams.dlq_admin import read_dead_letters
 from tests.support.corpus import build_corpus
-from tests.support.kafka import create_topics
+from tests.support.kafka import create_pipeline_topics
 from tests.support.reliability import CaseResult, Result, record, record_case
 from tests.support.traffic import ids_in, make_traffic, publish, row_count
 from tests.support.worker import WorkerProcess, wait_for
@@ -25,12 +25,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 async def test_hostile_corpus_mixed_into_valid_traffic(settings: Settings, tmp_path: Path) -> None:
-    await create_topics(
-        settings.kafka_bootstrap,
-        [topic_for(e, settings.topic_prefix) for e in ENTITIES]
-        + [dlq_topic(settings.topic_prefix)],
-        partitions=2,
-    )
+    await create_pipeline_topics(settings, partitions=2)
     corpus = build_corpus()
     traffic = make_traffic(sessions=40, events_per_session=25, llm_per_session=5, seed=11)
     valid_messages = traffic.messages(per_message=50)

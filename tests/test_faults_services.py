@@ -19,9 +19,9 @@ import psycopg
 import pytest
 
 from agentstream.contract.settings import Settings
-from agentstream.contract.topics import ENTITIES, dlq_topic, topic_for
+from agentstream.contract.topics import ENTITIES
 from tests.support import control
-from tests.support.kafka import create_topics
+from tests.support.kafka import create_pipeline_topics
 from tests.support.reliability import Result, record
 from tests.support.services import docker_engine_answers
 from tests.support.traffic import ids_in, make_traffic, publish, row_count
@@ -44,12 +44,7 @@ def local_services_only() -> None:
 
 
 async def _topics(settings: Settings) -> None:
-    await create_topics(
-        settings.kafka_bootstrap,
-        [topic_for(e, settings.topic_prefix) for e in ENTITIES]
-        + [dlq_topic(settings.topic_prefix)],
-        partitions=4,
-    )
+    await create_pipeline_topics(settings, partitions=4)
 
 
 def _exactly_once(conninfo: str, records: dict[str, list[dict[str, object]]]) -> tuple[int, int]:

@@ -23,6 +23,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "sinks": frozenset({"contract"}),
     "streams": frozenset({"contract", "sinks", "topic_admin"}),
     "analytics": frozenset({"contract"}),
+    "otlp": frozenset({"contract", "topic_admin"}),
 }
 # The CLI may import every layer, but at module level only itself and the package's facade.
 CLI_TOP_LEVEL = frozenset({"cli", ""})

@@ -127,7 +127,7 @@ def test_the_base_install_is_enough_for_the_sdk_and_names_the_missing_extras(
     done = run(bin_dir, "python", "-c", script, cwd=tmp_path, env=env)
     assert done.stdout.split() == ["agentstream.producers.client", "7"]
     assert "worker" in run(bin_dir, "agentstream", "--help", cwd=tmp_path, env=env).stdout
-    for command, extra in (("worker", "worker"), ("rollup", "analytics")):
+    for command, extra in (("worker", "worker"), ("rollup", "analytics"), ("otlp", "otlp")):
         done = run(bin_dir, "agentstream", command, cwd=tmp_path, env=env, status=2)
         assert f"pip install 'agentstream[{extra}]'" in done.stderr, done.stderr[-3000:]
 
@@ -250,12 +250,12 @@ def test_importing_the_sdk_loads_neither_the_worker_nor_the_analytics() -> None:
 
 @pytest.mark.parametrize(
     ("command", "hidden", "extra"),
-    [("worker", "faust", "worker"), ("report", "psycopg", "analytics")],
+    [("worker", "prometheus_client", "worker"), ("report", "psycopg", "analytics")],
 )
 def test_a_command_without_its_extra_says_which_to_install(
     command: str, hidden: str, extra: str
 ) -> None:
-    # A None in sys.modules makes `import faust` raise ModuleNotFoundError, as if the
+    # A None in sys.modules makes `import prometheus_client` raise ModuleNotFoundError, as if the
     # extra were not installed.
     script = (
         "import sys\n"

@@ -59,6 +59,7 @@ def two_databases(services: Services) -> Iterator[tuple[str, str]]:
         drop_database(services, name)
 
 
+@pytest.mark.integration
 def test_migrated_catalog_equals_the_seed_catalog(two_databases: tuple[str, str]) -> None:
     from_seed, from_migrate = two_databases
     with psycopg.connect(from_seed, autocommit=True) as conn:
@@ -73,6 +74,7 @@ def test_migrated_catalog_equals_the_seed_catalog(two_databases: tuple[str, str]
         assert not missing and not extra, f"{part}: missing {missing}, extra {extra}"
 
 
+@pytest.mark.integration
 def test_migrate_twice_changes_nothing(database: str) -> None:
     before = catalog(database)
     assert apply_migrations(database) == []

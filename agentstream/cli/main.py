@@ -22,6 +22,7 @@ __all__ = ["CommandError", "main", "missing_extra"]
 COMMANDS = (
     "migrate",
     "worker",
+    "otlp",
     "produce",
     "rollup",
     "report",
@@ -48,9 +49,11 @@ _MODULES_OF_EXTRA = {
         "adbc_driver_postgresql",
         "adbc_driver_manager",
     ),
+    "otlp": ("aiohttp", "opentelemetry", "google", "prometheus_client"),
 }
 # Both extras bring psycopg: the analytics commands name theirs, the others the worker's.
 _EXTRA_OF_COMMAND = dict.fromkeys(("rollup", "report", "export", "session"), "analytics")
+_EXTRA_OF_COMMAND["otlp"] = "otlp"  # it needs prometheus_client too, as the worker does
 
 
 def missing_extra(exc: ModuleNotFoundError, command: str | None = None) -> str | None:

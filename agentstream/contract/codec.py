@@ -18,6 +18,7 @@ from typing import Any
 import pydantic_core
 from pydantic import TypeAdapter, ValidationError
 
+from agentstream.contract.deadletter import ErrorKind
 from agentstream.contract.entities import ENTITY_MODELS, PRESCANNED, Record
 
 __all__ = [
@@ -42,6 +43,7 @@ class InvalidRecord:
     index: int | None
     reason: str
     raw: bytes
+    kind: ErrorKind = ErrorKind.DECODE  # VALIDATION: JSON records that break the contract
 
 
 @dataclass(slots=True)
@@ -143,15 +145,20 @@ def decode(entity: str, value: bytes | None) -> Decoded:
     try:
         out.records.append((0, model.model_validate_json(value, context=context)))
     except ValidationError as exc:
-        out.invalid.append(InvalidRecord(None, _reason(exc), value))
+        reason, kind = _reason(exc)
+        out.invalid.append(InvalidRecord(None, reason, value, kind))
     return out
 
 
-def _reason(exc: ValidationError, *, skip_index: bool = False) -> str:
+def _reason(exc: ValidationError, *, skip_index: bool = False) -> tuple[str, ErrorKind]:
+    """Why, in words, and the kind of problem: JSON that does not parse, or a broken rule."""
     errors = exc.errors(include_url=False, include_input=False)
     if errors and errors[0]["type"] == "json_invalid":
-        return f"not valid JSON: {errors[0]['msg'].removeprefix('Invalid JSON: ')}"
-    return f"invalid record: {describe_error(exc, skip_index=skip_index)}"
+        return (
+            f"not valid JSON: {errors[0]['msg'].removeprefix('Invalid JSON: ')}",
+            ErrorKind.DECODE,
+        )
+    return f"invalid record: {describe_error(exc, skip_index=skip_index)}", ErrorKind.VALIDATION
 
 
 def _decode_batch_slowly(
@@ -176,7 +183,8 @@ def _decode_batch_slowly(
             # rules of a single-record message (JSON mode, not Python-object mode).
             out.records.append((index, model.model_validate_json(raw, context=context)))
         except ValidationError as exc:
-            out.invalid.append(InvalidRecord(index, _reason(exc), raw))
+            reason, kind = _reason(exc)
+            out.invalid.append(InvalidRecord(index, reason, raw, kind))
 
 
 def _json_type(value: Any) -> str:

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from enum import StrEnum
 
 __all__ = ["HEADER_PREFIX", "DeadLetter", "ErrorKind"]
 
 HEADER_PREFIX = "agentstream."
 
 
-class ErrorKind:
-    """Why a record was dead-lettered: the first word of the story."""
+class ErrorKind(StrEnum):
+    """Why a record was dead-lettered: the first word of the story.
+
+    Set where the problem is found (the codec, the sink), never guessed from a reason's text.
+    """
 
     DECODE = "decode"  # not JSON, wrong top-level type, too large, empty
     VALIDATION = "validation"  # JSON that breaks the entity contract

@@ -65,6 +65,22 @@ class Settings(BaseSettings):
     producer_send_timeout_s: float = Field(default=30.0, gt=0)
     producer_validate: bool = True
 
+    # --- OpenTelemetry intake (`agentstream otlp`, docs/otel.md) ---
+    otlp_host: str = "127.0.0.1"
+    otlp_port: int = Field(default=4318, ge=0, le=65535)
+    # Bearer tokens, comma-separated; required on every request when set. Secrets: never logged.
+    otlp_tokens: SecretStr | None = None
+    otlp_max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    # How long a request waits for Kafka's acknowledgements before answering 503.
+    otlp_kafka_timeout_s: float = Field(default=10.0, gt=0)
+    otlp_retry_after_s: int = Field(default=5, ge=1)
+    # Keep spans with no GenAI meaning as events (event_type otel.span) instead of dropping them.
+    otlp_keep_other_spans: bool = False
+    # The resolver (spans waiting for an ancestor): its consumer group, and how long a span
+    # waits for its ancestors before it is mapped with what is known.
+    otlp_resolver_group: str = "agentstream-otlp-resolver"
+    otlp_resolve_wait_s: float = Field(default=60.0, gt=0)
+
     # --- analytics ---
     prices_file: Path | None = None  # user price overrides, merged over the shipped table
     output_dir: Path = Path("out")
@@ -79,6 +95,13 @@ class Settings(BaseSettings):
                 " (AGENTSTREAM_KAFKA_SSL_*); an authentication failure is logged above"
             )
         return advice
+
+    def otlp_token_list(self) -> frozenset[str]:
+        if self.otlp_tokens is None:
+            return frozenset()
+        return frozenset(
+            t.strip() for t in self.otlp_tokens.get_secret_value().split(",") if t.strip()
+        )
 
     def database_conninfo(self) -> str:
         return self.database_url.get_secret_value()

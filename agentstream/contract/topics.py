@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from agentstream.contract.entities import ENTITY_MODELS
 
-__all__ = ["DLQ_SUFFIX", "ENTITIES", "dlq_topic", "entity_of_topic", "topic_for"]
+__all__ = [
+    "DLQ_SUFFIX",
+    "ENTITIES",
+    "dlq_topic",
+    "entity_of_topic",
+    "otlp_spans_topic",
+    "topic_for",
+]
 
 # Parents before children (sessions first): the order a flush writes tables in.
 ENTITIES: tuple[str, ...] = tuple(ENTITY_MODELS)
@@ -28,3 +35,8 @@ def entity_of_topic(topic: str, prefix: str) -> str | None:
         return None
     name = topic[len(prefix) :]
     return name if name in ENTITY_MODELS else None
+
+
+def otlp_spans_topic(prefix: str) -> str:
+    """The OpenTelemetry intake's spans, keyed by trace: facts and spans awaiting ancestors."""
+    return f"{prefix}otlp.spans"

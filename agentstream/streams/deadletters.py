@@ -76,26 +76,41 @@ class DeadLetterPublisher:
             self._producer = None
 
     async def publish(self, letters: Sequence[DeadLetter]) -> None:
-        """Send every letter and wait until Kafka has them all (retrying a few times)."""
+        """Send every letter and wait until Kafka has them all (retrying a few times).
+
+        A retry sends again only the letters Kafka has not acknowledged: an acknowledged
+        letter sent twice would be a duplicate in the dead-letter topic.
+        """
         if not letters:
             return
         producer = await self.start()
-        letters = [fit_for_topic(d) for d in letters]
+        pending = [fit_for_topic(d) for d in letters]
         for attempt in range(1, _ATTEMPTS + 1):
-            try:
-                futures = [
-                    await producer.send(self._topic, value=d.value, headers=d.headers())
-                    for d in letters
-                ]
-                await asyncio.gather(*futures)
+            futures = []
+            error: BaseException | None = None
+            for letter in pending:
+                try:
+                    futures.append(
+                        await producer.send(
+                            self._topic, value=letter.value, headers=letter.headers()
+                        )
+                    )
+                except Exception as exc:  # aiokafka raises KafkaError subclasses and timeouts
+                    error = exc
+                    break
+            results = await asyncio.gather(*futures, return_exceptions=True)
+            acknowledged = {i for i, r in enumerate(results) if not isinstance(r, BaseException)}
+            error = error or next((r for r in results if isinstance(r, BaseException)), None)
+            pending = [d for i, d in enumerate(pending) if i not in acknowledged]
+            if not pending:
                 return
-            except Exception as exc:  # aiokafka raises KafkaError subclasses and timeouts
-                if attempt == _ATTEMPTS:
-                    raise
-                log.warning(
-                    "event=dlq_publish_retry attempt=%d letters=%d error=%r",
-                    attempt,
-                    len(letters),
-                    exc,
-                )
-                await asyncio.sleep(0.5 * 2**attempt)
+            if attempt == _ATTEMPTS:
+                assert error is not None
+                raise error
+            log.warning(
+                "event=dlq_publish_retry attempt=%d letters=%d error=%r",
+                attempt,
+                len(pending),
+                error,
+            )
+            await asyncio.sleep(0.5 * 2**attempt)

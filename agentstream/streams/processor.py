@@ -1,21 +1,21 @@
-"""The processing loop: decode, validate, batch, write, dead-letter, then ack.
+"""What the worker does with messages: decode and validate them, write batches, dead-letter.
 
-For each batch of messages (see take.py):
+For each batch of messages (batched and committed by consume.py):
 
-1. every message was decoded and validated as it arrived (``prepare``): valid records get
+1. every message was decoded and validated as it arrived (``decode_message``): valid records get
    their ingest defaults (an id derived from topic/partition/offset/index, the Kafka
    timestamp for NOW() columns) and are encoded as binary COPY rows (sinks.postgres.copy:
    done here so that the flush thread only streams bytes), invalid ones become dead
    letters with their coordinates;
 2. the records are grouped by table, deduplicated and joined into one COPY stream per
    table on the event loop (``PostgresSink.prepare``), then written in one transaction
-   (``write_prepared``) in a thread, so that the event loop keeps heartbeats and fetches
-   flowing and the flush thread holds the GIL only to issue a few statements; transient
-   errors are retried with capped exponential backoff (see ``_write``);
+   (``write_prepared``) in a thread (``write_batch``), so that the event loop keeps
+   heartbeats and fetches flowing and the flush thread holds the GIL only to issue a few
+   statements; transient errors are retried with capped exponential backoff (``_write``);
 3. records PostgreSQL refused become dead letters too; all dead letters are published and
    acknowledged by Kafka;
-4. only then are the messages acked, so faust commits their offsets after the rows are
-   durable. A crash anywhere before that redelivers the batch; the writes are idempotent.
+4. only then does ``write_batch`` return, and the consume loop commits the batch's offsets.
+   A crash anywhere before that redelivers the batch; the writes are idempotent.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from aiokafka import TopicPartition
 
 from agentstream.contract.codec import decode
 from agentstream.contract.deadletter import DeadLetter, ErrorKind
@@ -51,9 +53,9 @@ log = logging.getLogger(__name__)
 # Backoff between attempts of a failing flush: doubles from the first value to the cap.
 RETRY_FIRST_S = 0.5
 RETRY_CAP_S = 10.0
-# While a rebalance waits on this worker (faust waits for unacked messages before handing
-# partitions over), a flush that has failed for this long is given up: the worker stops
-# without committing, so the group can move on and the batch is redelivered elsewhere.
+# While a rebalance waits on this worker (the consume loop finishes the write in flight
+# before handing partitions over), a flush that has failed for this long is given up: the
+# worker stops without committing, so the group can move on and the batch is redelivered elsewhere.
 RETRY_BUDGET_DURING_REBALANCE_S = 30.0
 
 
@@ -65,19 +67,12 @@ class WorkerStopped(Exception):
 class Prepared:
     """One message, decoded: what to write and what to dead-letter."""
 
-    event: Any
     items: list[SinkItem]
     dead: list[DeadLetter]
     topic: str
     partition: int
     offset: int
     size: int = field(default=0)
-
-
-def _kind(reason: str) -> str:
-    # The codec words every contract violation "invalid record: ..."; anything else is a
-    # message that could not be read as records at all.
-    return ErrorKind.VALIDATION if reason.startswith("invalid record") else ErrorKind.DECODE
 
 
 class Processor:
@@ -99,20 +94,23 @@ class Processor:
         self._highwater = highwater
         self._rebalancing = rebalancing
         self._entity_of = {topic_for(e, settings.topic_prefix): e for e in ENTITIES}
-        self.idle = asyncio.Event()
-        self.idle.set()
+        self._records_in = {t: metrics.records_in.labels(t) for t in self._entity_of}
 
-    # --- step 1: runs in faust's stream processor, per message --------------------------
+    # --- step 1: runs on the consume loop, per message ----------------------------------
 
-    def prepare(self, event: Any) -> Prepared:
-        msg = event.message
+    def decode_message(self, msg: Any) -> Prepared:
+        """One ``aiokafka.ConsumerRecord``: its records, encoded as rows, and its dead letters."""
         topic, partition, offset = msg.topic, msg.partition, msg.offset
         entity = self._entity_of[topic]
         value: bytes = msg.value if msg.value is not None else b""
         decoded = decode(entity, value)
-        # Kafka's timestamp (seconds, from the producer or the broker) stands for NOW():
-        # the same on every replay, unlike the time of the write.
-        ts = datetime.fromtimestamp(msg.timestamp, UTC) if msg.timestamp else datetime.now(UTC)
+        # Kafka's timestamp (from the producer or the broker, in ms) stands for NOW(): the
+        # same on every replay, unlike the time of the write.
+        ts = (
+            datetime.fromtimestamp(msg.timestamp / 1000, UTC)
+            if msg.timestamp
+            else datetime.now(UTC)
+        )
         key = f"{topic}/{partition}/{offset}/"
         source = Source(topic, partition, offset, value)
         batch = decoded.is_batch
@@ -130,7 +128,7 @@ class Processor:
             headers = tuple(_headers(msg.headers))
             dead = [
                 DeadLetter(
-                    kind=_kind(bad.reason),
+                    kind=bad.kind,
                     reason=bad.reason,
                     entity=entity,
                     source_topic=topic,
@@ -143,59 +141,47 @@ class Processor:
                 for bad in decoded.invalid
             ]
         size = len(items) + len(dead)
-        self._metrics.records_in.labels(topic).inc(size)
-        return Prepared(event, items, dead, topic, partition, offset, size)
+        self._records_in[topic].inc(size)
+        return Prepared(items, dead, topic, partition, offset, size)
 
     # --- steps 2-4: per batch -------------------------------------------------------------
 
-    async def handle(self, batch: Sequence[Prepared], ack: Callable[[Any], Any]) -> None:
-        """Write, dead-letter and ack one batch.
-
-        Also while the worker stops: faust's shutdown waits for every message handed to the
-        agent to be acked, so the batches still buffered are written, not abandoned.
-        """
-        self.idle.clear()
-        try:
-            items = [i for p in batch for i in p.items]
-            dead = [d for p in batch for d in p.dead]
-            started = time.perf_counter()
-            # Grouped, deduplicated and joined into COPY data here, on the event loop: the
-            # flush thread then holds the GIL only for a few statements (see sinks.postgres).
-            result = await self._write(self._sink.prepare(items))
-            flush_s = time.perf_counter() - started
-            self._metrics.flush_seconds.observe(flush_s)
-            self._metrics.batch_records.observe(len(items))
-            for rejected in result.rejected:
-                src = rejected.item.source
-                dead.append(
-                    DeadLetter(
-                        kind=ErrorKind.DATABASE,
-                        reason=rejected.reason,
-                        entity=rejected.item.entity,
-                        source_topic=src.topic,
-                        partition=src.partition,
-                        offset=src.offset,
-                        index=rejected.item.index,
-                        value=rejected.item.original_bytes(),
-                    )
+    async def write_batch(self, batch: Sequence[Prepared]) -> None:
+        """Write one batch and publish its dead letters; returns once all of it is durable."""
+        items = [i for p in batch for i in p.items]
+        dead = [d for p in batch for d in p.dead]
+        started = time.perf_counter()
+        # Grouped, deduplicated and joined into COPY data here, on the event loop: the
+        # flush thread then holds the GIL only for a few statements (see sinks.postgres).
+        result = await self._write(self._sink.prepare(items))
+        flush_s = time.perf_counter() - started
+        self._metrics.flush_seconds.observe(flush_s)
+        self._metrics.batch_records.observe(len(items))
+        for rejected in result.rejected:
+            src = rejected.item.source
+            dead.append(
+                DeadLetter(
+                    kind=ErrorKind.DATABASE,
+                    reason=rejected.reason,
+                    entity=rejected.item.entity,
+                    source_topic=src.topic,
+                    partition=src.partition,
+                    offset=src.offset,
+                    index=rejected.item.index,
+                    value=rejected.item.original_bytes(),
                 )
-            await self._publisher.publish(dead)
-            for p in batch:
-                await ack(p.event)
-            self._account(batch, result.accepted, dead)
-            log.debug(
-                "event=flushed records=%d dead_letters=%d messages=%d flush_s=%.3f",
-                len(items),
-                len(dead),
-                len(batch),
-                flush_s,
             )
-        finally:
-            self.idle.set()
+        await self._publisher.publish(dead)
+        self._count_outcome(batch, dead)
+        log.debug(
+            "event=flushed records=%d dead_letters=%d messages=%d flush_s=%.3f",
+            len(items),
+            len(dead),
+            len(batch),
+            flush_s,
+        )
 
-    def _account(
-        self, batch: Sequence[Prepared], accepted: dict[str, int], dead: list[DeadLetter]
-    ) -> None:
+    def _count_outcome(self, batch: Sequence[Prepared], dead: list[DeadLetter]) -> None:
         m = self._metrics
         written: Counter[str] = Counter()
         for p in batch:
@@ -206,14 +192,14 @@ class Processor:
                 written[d.source_topic] -= 1
         for topic, n in written.items():
             m.records_written.labels(topic).inc(n)
-        last: dict[Any, int] = {}
+        last: dict[tuple[str, int], int] = {}
         for p in batch:
-            tp = p.event.message.tp
+            tp = (p.topic, p.partition)
             last[tp] = max(last.get(tp, -1), p.offset)
-        for tp, offset in last.items():
-            high = self._highwater(tp)
+        for (topic, partition), offset in last.items():
+            high = self._highwater(TopicPartition(topic, partition))
             if high is not None:
-                m.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, high - offset - 1))
+                m.consumer_lag.labels(topic, str(partition)).set(max(0, high - offset - 1))
 
     async def _write(self, prepared: PreparedWrite) -> Any:
         delay = RETRY_FIRST_S

@@ -1,8 +1,19 @@
-"""Start a worker: check the database, make sure the topics exist, wire the pieces, run faust.
+"""Start a worker: check the database, make sure the topics exist, wire the pieces, consume.
 
 Topics are created here, before any worker joins the group, with ``topic_partitions``
 partitions: workers started together would otherwise race on the broker's auto-creation
 (with its default partition count).
+
+The consumer (aiokafka's group consumer, driven by consume.py), and why its settings:
+
+* ``enable_auto_commit=False``: the consume loop commits a batch's offsets after the rows
+  are durable; ``auto_offset_reset="earliest"``: a new group reads the topics from the start.
+* ``session_timeout_ms`` 20 s: a worker that dies without leaving the group (SIGKILL, OOM)
+  holds its partitions until it expires; Kafka's default (45 s) stalls their records longer.
+* ``max_poll_interval_ms`` 1000 s: the loop stops fetching while a write is retried (a
+  database outage); heartbeats go on in the background, so the worker stays in the group.
+* ``rebalance_timeout_ms`` 60 s: a rebalance waits for the write in flight, which is given
+  up after processor.RETRY_BUDGET_DURING_REBALANCE_S (30 s) of failures.
 """
 
 from __future__ import annotations
@@ -10,17 +21,19 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
 from agentstream.contract.settings import Settings
 from agentstream.contract.topics import ENTITIES, dlq_topic, topic_for
 from agentstream.sinks.postgres import PostgresSink, SinkError
-from agentstream.streams.app import WorkerResources, attach_agent, build_app, run_worker
+from agentstream.streams.consume import ConsumeLoop
 from agentstream.streams.deadletters import DeadLetterPublisher
 from agentstream.streams.health import HealthServer, HealthState
 from agentstream.streams.interpreter import tune_interpreter
 from agentstream.streams.metrics import WorkerMetrics
-from agentstream.streams.processor import Processor
+from agentstream.streams.processor import Processor, WorkerStopped
+from agentstream.streams.signals import install_graceful_stop
 from agentstream.topic_admin import TopicRefused, create_missing_topics
 
 __all__ = ["StartupError", "ensure_topics", "start_worker"]
@@ -29,6 +42,12 @@ log = logging.getLogger(__name__)
 
 # How long start-up waits for Kafka per step (connect, create topics, leaders).
 STARTUP_TIMEOUT_S = 30.0
+# Bytes fetched per partition per request (aiokafka max_partition_fetch_bytes): the
+# fetcher's read-ahead, and so the bound on what it buffers per partition.
+CONSUMER_MAX_FETCH_BYTES = 4 * 1024 * 1024
+SESSION_TIMEOUT_MS = 20_000
+MAX_POLL_INTERVAL_MS = 1_000_000
+REBALANCE_TIMEOUT_MS = 60_000
 
 
 class StartupError(Exception):
@@ -63,36 +82,11 @@ def start_worker(settings: Settings, *, loglevel: str = "info") -> int:
 
     metrics = WorkerMetrics()
     health = HealthState()
-    publisher = DeadLetterPublisher(settings)
-    app = build_app(settings)
-    processor = Processor(
-        settings,
-        sink,
-        publisher,
-        metrics,
-        health,
-        highwater=lambda tp: app.consumer.highwater(tp),
-        rebalancing=lambda: bool(app.rebalancing),
-    )
-
-    def assigned() -> int:
-        try:
-            return len(app.consumer.assignment())
-        except Exception:  # consumer not started yet
-            return 0
-
-    health.assigned = assigned
-    attach_agent(app, settings, processor)
     server = None
     if settings.worker_metrics_port:
         server = HealthServer(settings.worker_metrics_port, metrics.registry, health)
         server.start()
         log.info("event=http_listening port=%d paths=/metrics,/healthz", server.port)
-
-    async def close() -> None:
-        await publisher.stop()
-        sink.close()
-
     log.info(
         "event=worker_starting group=%s prefix=%s batch_records=%d batch_seconds=%s",
         settings.worker_group,
@@ -100,11 +94,62 @@ def start_worker(settings: Settings, *, loglevel: str = "info") -> int:
         settings.worker_batch_records,
         settings.worker_batch_seconds,
     )
-    tune_interpreter()
     try:
-        code = run_worker(app, processor, WorkerResources(close), loglevel=loglevel)
+        code = asyncio.run(_consume(settings, sink, metrics, health))
     finally:
+        sink.close()
         if server is not None:
             server.stop()
     log.info("event=worker_stopped exit_code=%d", code)
     return code
+
+
+async def _consume(
+    settings: Settings, sink: PostgresSink, metrics: WorkerMetrics, health: HealthState
+) -> int:
+    """Consume until a signal (0) or an error the worker cannot get past (1)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=settings.worker_group,
+        client_id=f"{settings.worker_group}-sink",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=CONSUMER_MAX_FETCH_BYTES,
+        session_timeout_ms=SESSION_TIMEOUT_MS,
+        max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
+        rebalance_timeout_ms=REBALANCE_TIMEOUT_MS,
+        **settings.kafka_client_options(),
+    )
+    publisher = DeadLetterPublisher(settings)
+    processor = Processor(
+        settings,
+        sink,
+        publisher,
+        metrics,
+        health,
+        highwater=consumer.highwater,
+        rebalancing=lambda: loop.rebalancing,
+    )
+    loop = ConsumeLoop(
+        consumer,
+        processor,
+        max_records=settings.worker_batch_records,
+        within_s=settings.worker_batch_seconds,
+    )
+    install_graceful_stop(asyncio.get_running_loop(), loop.request_stop)
+    health.assigned = lambda: len(consumer.assignment())
+    topics = [topic_for(e, settings.topic_prefix) for e in ENTITIES]
+    try:
+        await consumer.start()
+        consumer.subscribe(topics, listener=loop)
+        tune_interpreter()
+        await loop.run()
+        return 0
+    except (SinkError, WorkerStopped) as exc:
+        log.critical("event=worker_stopping reason=%r", str(exc))
+        return 1
+    finally:
+        # Leaving the group hands the partitions over at once (their offsets are committed
+        # or, after a failure, not: then the next owner reads them again).
+        await consumer.stop()
+        await publisher.stop()

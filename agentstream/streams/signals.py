@@ -1,12 +1,10 @@
-"""SIGTERM/SIGINT: finish the in-flight batch, commit its offsets, then let faust stop.
+"""SIGTERM/SIGINT: stop fetching, write and commit what was decoded, leave the group, exit 0.
 
-mode's worker starts stopping at once on a signal. These handlers replace its own: they wait
-(bounded) for the flush in progress to commit and ack, commit the offsets, and only then
-start faust's shutdown. During that shutdown faust stops fetching and waits for every message
-already handed to the agent to be acked; the agent writes those last buffered batches (at
-most about two) and faust commits again. If all that has not finished within
-``FORCE_EXIT_AFTER_S`` (say the database went away), the process exits with status 1: its
-uncommitted records are redelivered to the group, and nothing is lost.
+The first signal asks the consume loop to stop: it writes the batch being filled and waits
+for the write in flight, commits their offsets, and returns; the runner then leaves the
+consumer group (its partitions move at once, not after a session timeout). If all that has
+not finished within ``FORCE_EXIT_AFTER_S`` (say the database went away), the process exits
+with status 1: its uncommitted records are redelivered to the group, and nothing is lost.
 A second signal exits at once, also with status 1.
 """
 
@@ -16,18 +14,15 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
-from agentstream.streams.processor import Processor
-
-__all__ = ["DRAIN_TIMEOUT_S", "FORCE_EXIT_AFTER_S", "install_graceful_stop"]
+__all__ = ["FORCE_EXIT_AFTER_S", "install_graceful_stop"]
 
 log = logging.getLogger(__name__)
 
-# How long the in-flight flush may take to finish after a signal. Longer than a healthy
-# flush by far; short enough for an orchestrator's grace period (Kubernetes: 30 s).
-DRAIN_TIMEOUT_S = 20.0
-# From the signal to a forced exit, whatever is still pending.
+# From the signal to a forced exit, whatever is still pending. Longer than a healthy
+# flush by far; short enough for an orchestrator's grace period (Kubernetes: 30 s, then
+# SIGKILL, which loses nothing either).
 FORCE_EXIT_AFTER_S = 45.0
 
 
@@ -38,34 +33,18 @@ def _force_exit(reason: str) -> None:
 
 
 def install_graceful_stop(
-    loop: asyncio.AbstractEventLoop,
-    processor: Processor,
-    commit: Callable[[], Awaitable[object]],
-    shutdown: Callable[[signal.Signals], None],
+    loop: asyncio.AbstractEventLoop, request_stop: Callable[[], None]
 ) -> None:
-    pending: list[asyncio.Task[None]] = []
-
-    async def drain(sig: signal.Signals) -> None:
-        loop.call_later(FORCE_EXIT_AFTER_S, _force_exit, "shutdown took too long")
-        log.info("event=stop_requested signal=%s", sig.name)
-        try:
-            await asyncio.wait_for(processor.idle.wait(), DRAIN_TIMEOUT_S)
-            await asyncio.wait_for(commit(), DRAIN_TIMEOUT_S)
-            log.info("event=drained offsets=committed")
-        except TimeoutError:
-            log.warning(
-                "event=drain_timeout after_s=%.0f note=uncommitted batch will be redelivered",
-                DRAIN_TIMEOUT_S,
-            )
-        except Exception as exc:  # the commit failing must not block the shutdown
-            log.warning("event=drain_commit_failed error=%r", exc)
-        shutdown(sig)
+    received: list[signal.Signals] = []
 
     def on_signal(sig: signal.Signals) -> None:
-        if pending:
+        if received:
             _force_exit(f"second signal {sig.name}")
             return
-        pending.append(loop.create_task(drain(sig)))
+        received.append(sig)
+        log.info("event=stop_requested signal=%s", sig.name)
+        loop.call_later(FORCE_EXIT_AFTER_S, _force_exit, "shutdown took too long")
+        request_stop()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)

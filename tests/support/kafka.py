@@ -11,6 +11,9 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from agentstream.contract.settings import Settings
+from agentstream.contract.topics import ENTITIES, dlq_topic, topic_for
+
 
 async def create_topics(bootstrap: str, topics: Iterable[str], partitions: int = 4) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
@@ -21,6 +24,14 @@ async def create_topics(bootstrap: str, topics: Iterable[str], partitions: int =
             await admin.create_topics(new)
     finally:
         await admin.close()
+
+
+async def create_pipeline_topics(settings: Settings, partitions: int) -> None:
+    """The six entity topics and the dead-letter topic of ``settings.topic_prefix``."""
+    names = [topic_for(e, settings.topic_prefix) for e in ENTITIES]
+    await create_topics(
+        settings.kafka_bootstrap, [*names, dlq_topic(settings.topic_prefix)], partitions
+    )
 
 
 async def read_all(

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Self
 
 import psycopg
 
@@ -51,6 +52,8 @@ def catches(pid: int, sig: signal.Signals) -> bool:
 class WorkerProcess:
     """One worker process (``agentstream worker *args``); its output goes to ``log_path``."""
 
+    command = "worker"
+
     def __init__(self, settings: Settings, log_path: Path, *args: str, **extra_env: str) -> None:
         self.settings = settings
         self.log_path = log_path
@@ -58,12 +61,12 @@ class WorkerProcess:
         self.env = worker_env(settings, **extra_env)
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, python: Path | str = sys.executable, cwd: Path | None = None) -> WorkerProcess:
+    def start(self, python: Path | str = sys.executable, cwd: Path | None = None) -> Self:
         """Start it with ``python`` (another virtualenv's, say) from ``cwd`` (default: here)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [str(python), "-m", "agentstream", "worker", *self.args],
+            [str(python), "-m", "agentstream", self.command, *self.args],
             env=self.env,
             cwd=cwd,
             stdout=log,

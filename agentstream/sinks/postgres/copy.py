@@ -22,12 +22,12 @@ from typing import Any
 import psycopg
 import pydantic_core
 from psycopg import sql
-from psycopg._copy_base import format_row_binary
 from psycopg.adapt import AdaptersMap, Dumper, Transformer
 from psycopg.pq import Format
 from psycopg.types.json import set_json_dumps
 
 from agentstream.contract.entities import Record
+from agentstream.sinks.postgres.compat import format_row_binary
 from agentstream.sinks.postgres.tables import Table
 
 __all__ = [

@@ -1,0 +1,567 @@
+"""OpenTelemetry spans into agentstream records (docs/otel.md has the table).
+
+A span's records depend on its ancestors: the session, the user and the agent of an LLM call
+are often set only on the agent's or the root's span, which ends (and is exported) after it.
+So mapping is two steps:
+
+* :func:`facts_of` reads what a span says about itself and passes down to its descendants
+  (:class:`Facts`: parent, explicit session, user, agent identity);
+* :func:`resolve` walks a span's ancestors' facts to its :class:`Context` (session id, user id,
+  agent id), or says it cannot yet (an ancestor has not been seen);
+* :func:`records_of` builds the span's records once its context is known.
+
+Every id is derived (uuid5) from OTel ids or attribute values, never drawn at random, so the
+same span mapped twice, by any process, gives the same records.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from agentstream.contract.entities import (
+    INT4_MAX,
+    Agent,
+    AgentExecution,
+    Event,
+    LLMInteraction,
+    Record,
+    Session,
+)
+from agentstream.otlp.decode import STATUS_ERROR, Span
+
+__all__ = [
+    "USER_PLACEHOLDER",
+    "Context",
+    "Facts",
+    "MappingError",
+    "SpanKind",
+    "facts_of",
+    "kind_of",
+    "records_of",
+    "resolve",
+]
+
+# Namespace of every id the intake derives.
+OTEL_NAMESPACE = uuid.UUID("0f6b3f2e-8d1a-5b7c-a4e9-3c2d1b0a9f87")
+# The user of a session whose spans name none (the sink's inferred sessions use the same).
+USER_PLACEHOLDER = "unknown"
+# The model of an LLM span that names none.
+MODEL_PLACEHOLDER = "unknown"
+# Marks a value cut to fit a varchar column (the seed's limits: 50/100/255 characters).
+TRUNCATED = "…"
+
+SpanKind = Literal["llm", "agent", "tool", "other"]
+
+_LLM_OPERATIONS = frozenset({"chat", "text_completion", "generate_content", "embeddings"})
+_AGENT_OPERATIONS = frozenset({"invoke_agent", "create_agent"})
+_OPENINFERENCE_KINDS: dict[str, SpanKind] = {
+    "LLM": "llm",
+    "EMBEDDING": "llm",
+    "AGENT": "agent",
+    "TOOL": "tool",
+}
+_TRACELOOP_KINDS: dict[str, SpanKind] = {"agent": "agent", "tool": "tool"}
+
+# Attribute names by meaning, first match wins: current GenAI name, older GenAI names,
+# OpenLLMetry, OpenInference.
+SESSION_KEYS = (
+    "gen_ai.conversation.id",
+    "session.id",
+    "traceloop.association.properties.session_id",
+)
+USER_KEYS = ("user.id", "enduser.id", "traceloop.association.properties.user_id")
+AGENT_NAME_KEYS = ("gen_ai.agent.name", "agent.name", "traceloop.entity.name")
+TOOL_NAME_KEYS = ("gen_ai.tool.name", "tool.name", "traceloop.entity.name")
+MODEL_KEYS = ("gen_ai.response.model", "gen_ai.request.model", "llm.model_name")
+PROVIDER_KEYS = ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system")
+INPUT_TOKEN_KEYS = (
+    "gen_ai.usage.input_tokens",
+    "gen_ai.usage.prompt_tokens",
+    "llm.token_count.prompt",
+)
+OUTPUT_TOKEN_KEYS = (
+    "gen_ai.usage.output_tokens",
+    "gen_ai.usage.completion_tokens",
+    "llm.token_count.completion",
+)
+TOTAL_TOKEN_KEYS = ("llm.usage.total_tokens", "llm.token_count.total")
+CACHE_READ_KEYS = (
+    "gen_ai.usage.cache_read.input_tokens",
+    "gen_ai.usage.cache_read_input_tokens",
+    "llm.token_count.prompt_details.cache_read",
+)
+CACHE_WRITE_KEYS = (
+    "gen_ai.usage.cache_creation.input_tokens",
+    "gen_ai.usage.cache_creation_input_tokens",
+    "llm.token_count.prompt_details.cache_write",
+)
+REASONING_KEYS = (
+    "gen_ai.usage.reasoning.output_tokens",
+    "llm.token_count.completion_details.reasoning",
+)
+SERVICE_TIER_KEYS = (
+    "openai.response.service_tier",
+    "gen_ai.openai.response.service_tier",
+    "openai.request.service_tier",
+    "gen_ai.openai.request.service_tier",
+)
+
+
+class MappingError(ValueError):
+    """A span refused: its reason goes into the response's partial_success.error_message."""
+
+
+def _id(*parts: str) -> uuid.UUID:
+    return uuid.uuid5(OTEL_NAMESPACE, "\x1f".join(parts))
+
+
+def _clean(text: str) -> str:
+    # PostgreSQL text cannot hold NUL; OTel strings can. Replaced, not refused.
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
+def _fit(value: Any, limit: int) -> str:
+    text = _clean(value if isinstance(value, str) else json.dumps(value, default=str))
+    return text if len(text) <= limit else text[: limit - len(TRUNCATED)] + TRUNCATED
+
+
+def _str(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    return _clean(value) if isinstance(value, str) else _clean(json.dumps(value, default=str))
+
+
+def kind_of(span: Span) -> SpanKind:
+    op = span.attributes.get("gen_ai.operation.name")
+    if isinstance(op, str):
+        if op in _LLM_OPERATIONS:
+            return "llm"
+        if op in _AGENT_OPERATIONS:
+            return "agent"
+        if op == "execute_tool":
+            return "tool"
+    oi = span.attributes.get("openinference.span.kind")
+    if isinstance(oi, str) and oi.upper() in _OPENINFERENCE_KINDS:
+        return _OPENINFERENCE_KINDS[oi.upper()]
+    tl = span.attributes.get("traceloop.span.kind")
+    if isinstance(tl, str) and tl in _TRACELOOP_KINDS:
+        return _TRACELOOP_KINDS[tl]
+    # Older GenAI and OpenLLMetry LLM spans: no operation name, a system and a model.
+    if span.attributes.get("llm.request.type") is not None or (
+        span.attributes.get("gen_ai.system") is not None
+        and span.attributes.get("gen_ai.request.model") is not None
+    ):
+        return "llm"
+    return "other"
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What a span says about itself that its descendants inherit."""
+
+    parent: str | None  # parent span id, hex
+    session: str | None  # an explicit session key (conversation/session id)
+    user: str | None
+    agent: str | None  # an agent span's identity: "id:<gen_ai.agent.id>" or "name:<name>"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"p": self.parent, "s": self.session, "u": self.user, "a": self.agent}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Facts:
+        return cls(d.get("p"), d.get("s"), d.get("u"), d.get("a"))
+
+
+def agent_name(span: Span) -> str:
+    name = _str(span.get(*AGENT_NAME_KEYS))
+    if name is None:
+        # invoke_agent spans are named "invoke_agent {gen_ai.agent.name}" when they have one.
+        name = span.name.removeprefix("invoke_agent ").removeprefix("create_agent ") or "agent"
+    return name
+
+
+def facts_of(span: Span, kind: SpanKind) -> Facts:
+    agent = None
+    if kind == "agent":
+        agent_id = _str(span.attributes.get("gen_ai.agent.id"))
+        agent = f"id:{agent_id}" if agent_id else f"name:{agent_name(span)}"
+    return Facts(
+        # A span whose parent is remote is where its process's part of the trace begins.
+        parent=None if span.parent_remote else span.parent_hex,
+        session=_str(span.get(*SESSION_KEYS)),
+        user=_str(span.get(*USER_KEYS)),
+        agent=agent,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    session_id: uuid.UUID
+    session_key: str
+    user_id: str
+    agent_id: uuid.UUID | None
+
+
+@functools.lru_cache(maxsize=65536)
+def session_id_of(key: str) -> uuid.UUID:
+    """A session key that is a UUID is the session's id (our SDK's sessions); others hash."""
+    try:
+        return uuid.UUID(key)
+    except ValueError:
+        return _id("session", key)
+
+
+@functools.lru_cache(maxsize=65536)
+def agent_id_of(agent: str, session_id: uuid.UUID) -> uuid.UUID:
+    if agent.startswith("id:"):
+        return _id("agent", agent)
+    return _id("agent", str(session_id), agent)
+
+
+def resolve(
+    trace_hex: str,
+    span_hex: str,
+    lookup: Callable[[str], Facts | None],
+    *,
+    final: bool = False,
+) -> Context | None:
+    """The span's context from its own and its ancestors' facts, nearest first.
+
+    None while an ancestor needed for it has not been seen, unless ``final`` (the wait is
+    over: what is missing takes its default — the trace as session, the placeholder user,
+    no agent).
+    """
+    session = user = agent = None
+    agent_session: str | None = None  # the session at or above the agent span
+    current: str | None = span_hex
+    complete = False
+    for _ in range(1000):  # a parent cycle in bad input must not loop forever
+        if current is None:
+            complete = True
+            break
+        facts = lookup(current)
+        if facts is None:
+            if not final:
+                return None
+            break
+        session = session or facts.session
+        user = user or facts.user
+        if agent is None and facts.agent is not None:
+            agent = facts.agent
+        if agent is not None and agent_session is None:
+            agent_session = facts.session
+        if (
+            session is not None
+            and user is not None
+            and agent is not None
+            and (agent_session is not None or agent.startswith("id:"))
+        ):
+            complete = True
+            break
+        current = facts.parent
+    if not complete and not final:
+        return None
+    key = session or f"trace:{trace_hex}"
+    agent_id = None
+    if agent is not None:
+        agent_id = agent_id_of(agent, session_id_of(agent_session or f"trace:{trace_hex}"))
+    return Context(session_id_of(key), key, user or USER_PLACEHOLDER, agent_id)
+
+
+# Span times the seed's timestamptz and Python can both hold (years 1970-9999).
+_LATEST_NS = 253_402_214_400 * 10**9  # 9999-12-30
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _time(ns: int) -> datetime:
+    if not 0 <= ns < _LATEST_NS:
+        raise MappingError(f"span time {ns} ns since the epoch is out of range")
+    # Exact to the microsecond (a float of seconds since 1970 is not).
+    return _EPOCH + timedelta(microseconds=ns // 1000)
+
+
+def _count(span: Span, keys: tuple[str, ...], name: str) -> int | None:
+    value = span.get(*keys)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = int(value)
+        except ValueError:
+            raise MappingError(f"{name} is not a number: {value[:40]!r}") from None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise MappingError(f"{name} is not an integer: {str(value)[:40]!r}")
+    if value < 0 or value > INT4_MAX:
+        raise MappingError(f"{name} is out of range (0..{INT4_MAX}): {value}")
+    return value
+
+
+def _indexed_messages(attrs: dict[str, Any], prefix: str) -> list[dict[str, Any]]:
+    """``prefix.N.field`` attributes (gen_ai.prompt.0.role, llm.input_messages.0.message.role)
+    as a list of ``{"role": ..., "content": ...}`` in N order."""
+    found: dict[int, dict[str, Any]] = {}
+    for name, value in attrs.items():
+        if not name.startswith(prefix):
+            continue
+        index, _, rest = name[len(prefix) :].partition(".")
+        if not index.isdigit() or not rest:
+            continue
+        rest = rest.removeprefix("message.")
+        found.setdefault(int(index), {})[rest] = value
+    return [found[i] for i in sorted(found)]
+
+
+def _event_messages(span: Span, names: tuple[str, ...]) -> list[dict[str, Any]]:
+    out = []
+    for event in span.events:
+        if event.name in names:
+            message = dict(event.attributes)
+            message.setdefault("role", event.name.removeprefix("gen_ai.").removesuffix(".message"))
+            out.append(message)
+    return out
+
+
+_INPUT_EVENTS = (
+    "gen_ai.system.message",
+    "gen_ai.user.message",
+    "gen_ai.assistant.message",
+    "gen_ai.tool.message",
+)
+
+
+def _messages(span: Span, output: bool) -> str | None:
+    """Prompt (or response) text: a JSON array of messages, or the raw input/output value.
+
+    Tried in order (the first found wins; the later ones are not even looked for):
+    gen_ai.input.messages (a JSON string kept as sent), the older gen_ai.prompt.N.*
+    attributes, the older span events, OpenInference's llm.input_messages.N.*, and
+    input.value (kept as sent). System instructions come first, as a "system" message.
+    """
+    a = span.attributes
+    structured = a.get("gen_ai.output.messages" if output else "gen_ai.input.messages")
+    system = None if output else a.get("gen_ai.system_instructions")
+    if isinstance(structured, str) and system is None:
+        return _clean(structured)
+    messages: list[Any] | None = None
+    if structured is not None:
+        if isinstance(structured, str):
+            try:
+                structured = json.loads(structured)
+            except ValueError:
+                return _clean(structured)
+        messages = structured if isinstance(structured, list) else [structured]
+    elif output:
+        messages = (
+            _indexed_messages(a, "gen_ai.completion.")
+            or _event_messages(span, ("gen_ai.choice",))
+            or _indexed_messages(a, "llm.output_messages.")
+            or None
+        )
+    else:
+        messages = (
+            _indexed_messages(a, "gen_ai.prompt.")
+            or _event_messages(span, _INPUT_EVENTS)
+            or _indexed_messages(a, "llm.input_messages.")
+            or None
+        )
+    if system is not None:
+        if isinstance(system, str):
+            with contextlib.suppress(ValueError):
+                system = json.loads(system)
+        messages = [{"role": "system", "parts": system}, *(messages or [])]
+    if messages is not None:
+        return _clean(json.dumps(messages, ensure_ascii=False, default=str))
+    raw = a.get("output.value" if output else "input.value")
+    if raw is None:
+        raw = a.get("gen_ai.completion" if output else "gen_ai.prompt")
+    return _str(raw)
+
+
+def _json_value(value: Any) -> Any:
+    """An attribute that holds JSON text (tool arguments, input.value) as JSON, else as is."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return _clean(value)
+    return value
+
+
+def _error(span: Span) -> str | None:
+    if span.status_code == STATUS_ERROR:
+        return _str(span.status_message) or _str(span.get("error.type")) or "error"
+    return _str(span.attributes.get("error.type"))
+
+
+def _otel_ids(span: Span) -> dict[str, Any]:
+    return {"trace_id": span.trace_hex, "span_id": span.span_hex, "parent_span_id": span.parent_hex}
+
+
+def _llm(span: Span, ctx: Context) -> LLMInteraction:
+    prompt = _count(span, INPUT_TOKEN_KEYS, "input tokens")
+    response = _count(span, OUTPUT_TOKEN_KEYS, "output tokens")
+    total = _count(span, TOTAL_TOKEN_KEYS, "total tokens")
+    if prompt is None and response is None and total is not None:
+        prompt = total  # only a total: counted as prompt tokens (docs/otel.md)
+    latency = max(0, min(INT4_MAX, (span.end_ns - span.start_ns) // 1_000_000))
+    ttft_s = span.get("gen_ai.response.time_to_first_chunk")
+    ttft = None
+    if isinstance(ttft_s, int | float) and not isinstance(ttft_s, bool) and 0 <= ttft_s < 2e6:
+        ttft = min(int(ttft_s * 1000), latency)
+    finish = span.get("gen_ai.response.finish_reasons", "llm.response.finish_reason")
+    if isinstance(finish, list):
+        finish = ",".join(str(f) for f in finish) or None
+    error = _error(span)
+    tier = span.get(*SERVICE_TIER_KEYS)
+    provider = span.get(*PROVIDER_KEYS)
+    try:
+        return LLMInteraction(
+            id=_id("span", span.trace_hex, span.span_hex),
+            session_id=ctx.session_id,
+            agent_id=ctx.agent_id,
+            prompt=_messages(span, output=False) or "",
+            response=_messages(span, output=True),
+            model=_fit(span.get(*MODEL_KEYS) or MODEL_PLACEHOLDER, 100),
+            prompt_tokens=prompt or 0,
+            response_tokens=response or 0,
+            latency_ms=latency,
+            success=error is None,
+            error_message=error,
+            created_at=_time(span.start_ns),
+            cache_read_tokens=_count(span, CACHE_READ_KEYS, "cache read tokens"),
+            cache_write_tokens=_count(span, CACHE_WRITE_KEYS, "cache creation tokens"),
+            reasoning_tokens=_count(span, REASONING_KEYS, "reasoning tokens"),
+            time_to_first_token_ms=ttft,
+            provider=None if provider is None else _fit(provider, 100),
+            service_tier=None if tier is None else _fit(tier, 50),
+            finish_reason=None if finish is None else _fit(finish, 100),
+        )
+    except ValueError as exc:  # pydantic's ValidationError, e.g. cache > prompt tokens
+        raise MappingError(_first_line(exc)) from None
+
+
+def _first_line(exc: Exception) -> str:
+    lines = str(exc).splitlines()
+    return " ".join(line.strip() for line in lines[:3])
+
+
+def _agent(span: Span, ctx: Context) -> list[Record]:
+    assert ctx.agent_id is not None
+    name = agent_name(span)
+    failed = _error(span)
+    config: dict[str, Any] = {"source": "otlp", "otel": _otel_ids(span)}
+    for key in ("gen_ai.agent.id", "gen_ai.agent.description", "gen_ai.agent.version"):
+        value = span.attributes.get(key)
+        if value is not None:
+            config[key] = value
+    model = span.get("gen_ai.request.model", "llm.model_name")
+    if model is not None:
+        config["model"] = model
+    provider = span.get(*PROVIDER_KEYS)
+    records: list[Record] = [
+        Agent(
+            id=ctx.agent_id,
+            name=_fit(name, 255),
+            type=_fit(provider or "otel", 100),
+            configuration=config,
+            status="error" if failed else "active",
+            session_id=ctx.session_id,
+            created_at=_time(span.start_ns),
+            updated_at=_time(span.end_ns),
+        )
+    ]
+    if span.attributes.get("gen_ai.operation.name") != "create_agent":
+        input_data = _messages(span, output=False)
+        output = _messages(span, output=True)
+        records.append(
+            AgentExecution(
+                id=_id("span", span.trace_hex, span.span_hex),
+                agent_id=ctx.agent_id,
+                session_id=ctx.session_id,
+                input_data={"input": _json_value(input_data), "otel": _otel_ids(span)},
+                output_data=None if output is None else {"output": _json_value(output)},
+                status="failed" if failed else "completed",
+                started_at=_time(span.start_ns),
+                completed_at=_time(span.end_ns),
+                error_message=failed,
+            )
+        )
+    return records
+
+
+def _tool(span: Span, ctx: Context) -> Event:
+    a = span.attributes
+    arguments = a.get("gen_ai.tool.call.arguments", a.get("input.value"))
+    result = a.get("gen_ai.tool.call.result", a.get("output.value"))
+    payload = {
+        "tool": _str(span.get(*TOOL_NAME_KEYS)) or span.name.removeprefix("execute_tool "),
+        "arguments": _json_value(arguments),
+        "result": _json_value(result),
+        "call_id": _str(a.get("gen_ai.tool.call.id")),
+        "duration_ms": max(0, (span.end_ns - span.start_ns) // 1_000_000),
+        "success": _error(span) is None,
+        "error": _error(span),
+        "agent_id": None if ctx.agent_id is None else str(ctx.agent_id),
+        "otel": _otel_ids(span),
+    }
+    return _event(span, ctx, "tool.call", payload)
+
+
+def _event(span: Span, ctx: Context, event_type: str, payload: dict[str, Any]) -> Event:
+    return Event(
+        id=_id("span", span.trace_hex, span.span_hex),
+        event_type=event_type,
+        trace_id=uuid.UUID(bytes=span.trace_id),
+        session_id=ctx.session_id,
+        user_id=_fit(ctx.user_id, 255),
+        timestamp_ms=max(0, span.start_ns // 1_000_000),
+        payload=payload,
+        created_at=_time(span.start_ns),
+    )
+
+
+def _other(span: Span, ctx: Context) -> Event:
+    payload = {
+        "name": _clean(span.name),
+        "attributes": span.attributes,
+        "duration_ms": max(0, (span.end_ns - span.start_ns) // 1_000_000),
+        "error": _error(span),
+        "otel": _otel_ids(span),
+    }
+    return _event(span, ctx, "otel.span", payload)
+
+
+def session_record(ctx: Context, start_ns: int, end_ns: int) -> Session:
+    """A session as the spans mapped together know it (sessions are upserted, latest wins)."""
+    return Session(
+        id=ctx.session_id,
+        user_id=_fit(ctx.user_id, 255),
+        created_at=_time(start_ns),
+        updated_at=_time(end_ns),
+        metadata={"source": "otlp", "otel.session": _clean(ctx.session_key)},
+    )
+
+
+def records_of(span: Span, kind: SpanKind, ctx: Context) -> list[Record]:
+    """The records of a span whose context is known; raises MappingError for a refused span."""
+    try:
+        if kind == "llm":
+            return [_llm(span, ctx)]
+        if kind == "agent":
+            return _agent(span, ctx)
+        if kind == "tool":
+            return [_tool(span, ctx)]
+        return [_other(span, ctx)]
+    except MappingError:
+        raise
+    except ValueError as exc:
+        raise MappingError(_first_line(exc)) from None

@@ -1,0 +1,164 @@
+"""One request's spans (or a resolver's batch) into the messages to publish.
+
+Every span leaves two things: its records (when its context is known) and, on the spans
+topic keyed by its trace, its facts (what its descendants inherit). A span whose context is
+not known yet (an ancestor's span has not arrived) goes on the spans topic whole, for the
+resolver (resolver.py) to map once it is. Nothing is kept in this process between requests.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentstream.contract.entities import Record
+from agentstream.otlp.decode import Span, SpanEvent
+from agentstream.otlp.mapping import (
+    Context,
+    Facts,
+    MappingError,
+    SpanKind,
+    facts_of,
+    kind_of,
+    records_of,
+    resolve,
+    session_record,
+)
+
+__all__ = ["Mapped", "map_spans", "span_from_json", "span_to_json"]
+
+
+@dataclass(slots=True)
+class Mapped:
+    records: list[Record] = field(default_factory=list)
+    # (trace hex, item) for the spans topic: {"span": hex, "f": facts} (+ "k", "body": pending)
+    span_items: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # (metric label, reason)
+    mapped: Counter[str] = field(default_factory=Counter)  # by kind
+    dropped: Counter[str] = field(default_factory=Counter)  # by reason
+    pending: int = 0
+    # session id -> (its context, earliest start, latest end) among the spans mapped
+    _sessions: dict[Any, tuple[Context, int, int]] = field(default_factory=dict)
+
+    def add(self, span: Span, kind: SpanKind, ctx: Context, records: list[Record]) -> None:
+        self.records.extend(records)
+        self.mapped[kind] += 1
+        seen = self._sessions.get(ctx.session_id)
+        if seen is None:
+            self._sessions[ctx.session_id] = (ctx, span.start_ns, span.end_ns)
+        else:
+            self._sessions[ctx.session_id] = (
+                seen[0] if seen[2] >= span.end_ns else ctx,  # the latest span's user
+                min(seen[1], span.start_ns),
+                max(seen[2], span.end_ns),
+            )
+
+    def all_records(self) -> list[Record]:
+        """One session record per session touched, then the spans' records."""
+        sessions: list[Record] = [
+            session_record(ctx, start, end) for ctx, start, end in self._sessions.values()
+        ]
+        return sessions + self.records
+
+
+def span_to_json(span: Span) -> dict[str, Any]:
+    return {
+        "t": span.trace_hex,
+        "s": span.span_hex,
+        "p": span.parent_hex,
+        "n": span.name,
+        "b": span.start_ns,
+        "e": span.end_ns,
+        "c": span.status_code,
+        "m": span.status_message,
+        "a": span.attributes,
+        "r": span.resource,
+        "ev": [[e.name, e.time_ns, e.attributes] for e in span.events],
+        "rp": span.parent_remote,
+    }
+
+
+def span_from_json(d: dict[str, Any]) -> Span:
+    return Span(
+        trace_id=bytes.fromhex(d["t"]),
+        span_id=bytes.fromhex(d["s"]),
+        parent_span_id=bytes.fromhex(d["p"]) if d.get("p") else b"",
+        name=d["n"],
+        start_ns=d["b"],
+        end_ns=d["e"],
+        status_code=d["c"],
+        status_message=d["m"],
+        attributes=d["a"],
+        resource=d["r"],
+        events=[SpanEvent(n, t, a) for n, t, a in d["ev"]],
+        parent_remote=bool(d.get("rp")),
+    )
+
+
+# A span's records (or, while it waits, the span itself) travel as one Kafka message, which
+# the broker takes up to 10 MiB of; text may take up to 4 bytes a character in UTF-8 and the
+# prompt and response hold it again as JSON: past this, the span is refused, not retried.
+MAX_SPAN_TEXT = 1024 * 1024
+
+
+def _text_size(span: Span) -> int:
+    size = sum(len(v) for v in span.attributes.values() if isinstance(v, str))
+    for event in span.events:
+        size += sum(len(v) for v in event.attributes.values() if isinstance(v, str))
+    return size
+
+
+def map_spans(spans: Iterable[Span], *, keep_other: bool) -> Mapped:
+    out = Mapped()
+    valid: list[tuple[Span, SpanKind, Facts]] = []
+    known: dict[tuple[str, str], Facts] = {}
+    for span in spans:
+        problem = span.id_problem()
+        if problem is not None:
+            out.rejected.append(("invalid_ids", f"span {span.span_id.hex() or '?'}: {problem}"))
+            continue
+        size = _text_size(span)
+        if size > MAX_SPAN_TEXT:
+            reason = (
+                f"{size} characters of text attributes exceed the {MAX_SPAN_TEXT} a span may carry"
+            )
+            out.rejected.append(("too_large", f"span {span.span_hex}: {reason}"))
+            continue
+        kind = kind_of(span)
+        facts = facts_of(span, kind)
+        valid.append((span, kind, facts))
+        known[(span.trace_hex, span.span_hex)] = facts
+    for span, kind, facts in valid:
+        trace = span.trace_hex
+        item: dict[str, Any] = {"span": span.span_hex, "f": facts.to_json()}
+        if kind == "other" and not keep_other:
+            out.dropped["no_genai_meaning"] += 1
+            out.span_items.append((trace, item))
+            continue
+        lookup = _lookup(known, trace)
+        ctx = resolve(trace, span.span_hex, lookup)
+        if ctx is None:
+            # Refused now, with its reason in this response, if it would be refused whatever
+            # its ancestors turn out to be (bad token counts, ...): mapped with its defaults.
+            try:
+                records_of(span, kind, resolve(trace, span.span_hex, lookup, final=True))  # type: ignore[arg-type]
+            except MappingError as exc:
+                out.rejected.append(("invalid_values", f"span {span.span_hex}: {exc}"))
+                continue
+            item["k"] = kind
+            item["body"] = span_to_json(span)
+            out.pending += 1
+            out.span_items.append((trace, item))
+            continue
+        out.span_items.append((trace, item))
+        try:
+            out.add(span, kind, ctx, records_of(span, kind, ctx))
+        except MappingError as exc:
+            out.rejected.append(("invalid_values", f"span {span.span_hex}: {exc}"))
+    return out
+
+
+def _lookup(known: dict[tuple[str, str], Facts], trace: str) -> Callable[[str], Facts | None]:
+    return lambda span_hex: known.get((trace, span_hex))

@@ -1,0 +1,132 @@
+"""Publish one request's messages and wait until Kafka acknowledged every one (acks=all).
+
+Unlike the SDK's ``AgentStream``, which batches across callers and reports delivery per
+flush, the intake must know when *this request's* records are acknowledged, to answer 200
+only then: so each request sends its own batch messages (one per topic and partition) and
+waits for exactly their futures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import zlib
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+import pydantic_core
+from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import murmur2
+
+from agentstream.contract.codec import encode_record
+from agentstream.contract.entities import ENTITY_MODELS, Record
+from agentstream.contract.settings import Settings
+from agentstream.contract.topics import otlp_spans_topic, topic_for
+
+__all__ = ["KafkaNotAcknowledged", "Publisher"]
+
+_ENTITY_OF = {model: entity for entity, model in ENTITY_MODELS.items()}
+# Below the broker's 10 MiB message limit and the codec's 8 MiB, with room for framing.
+MAX_BATCH_BYTES = 1024 * 1024
+
+
+class KafkaNotAcknowledged(Exception):
+    """Kafka did not acknowledge a request's records in time: answered 503 + Retry-After."""
+
+
+@functools.lru_cache(maxsize=65536)
+def _partition(key: str, partitions: int) -> int:
+    """Kafka's murmur2 of the session id, as the SDK partitions (sessions repeat: cached)."""
+    hashed: int = murmur2(key.encode())
+    return (hashed & 0x7FFFFFFF) % partitions
+
+
+def _trace_partition(trace_hex: str, partitions: int) -> int:
+    """The spans topic's partition of a trace: any stable hash shared by every intake does
+    (it is our own topic); crc32 runs in C, murmur2 in Python (one per span)."""
+    return zlib.crc32(trace_hex.encode()) % partitions
+
+
+class Publisher:
+    def __init__(self, settings: Settings, *, client_id: str = "agentstream-otlp") -> None:
+        self.settings = settings
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            client_id=client_id,
+            acks="all",
+            enable_idempotence=True,
+            compression_type="zstd",
+            max_request_size=8 * 1024 * 1024,
+            linger_ms=2,
+            **settings.kafka_client_options(),
+        )
+        self._partitions: dict[str, int] = {}
+        prefix = settings.topic_prefix
+        self.spans_topic = otlp_spans_topic(prefix)
+        self._topics = {entity: topic_for(entity, prefix) for entity in ENTITY_MODELS}
+
+    async def start(self) -> None:
+        """Connect and learn every topic's partition count (publish() then waits for nothing
+        but the acknowledgements it bounds)."""
+        await self._producer.start()
+        for topic in (*self._topics.values(), self.spans_topic):
+            self._partitions[topic] = len(await self._producer.partitions_for(topic))
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def publish(
+        self,
+        records: Iterable[Record],
+        span_items: Iterable[tuple[str, dict[str, Any]]] = (),
+        *,
+        timeout_s: float | None = None,
+    ) -> int:
+        """Send, then wait for every acknowledgement; returns the messages sent.
+
+        Raises :class:`KafkaNotAcknowledged` when Kafka does not acknowledge them all
+        within ``timeout_s`` (default ``otlp_kafka_timeout_s``) or refuses one.
+        """
+        groups: dict[tuple[str, int], list[bytes]] = defaultdict(list)
+        counts = self._partitions
+        for record in records:
+            topic = self._topics[_ENTITY_OF[type(record)]]
+            key = str(record.id if type(record).__name__ == "Session" else record.session_id)  # type: ignore[attr-defined]
+            groups[(topic, _partition(key, counts[topic]))].append(encode_record(record))
+        count = counts[self.spans_topic]
+        for trace, item in span_items:
+            item["t"] = trace
+            # In Rust; a NaN attribute becomes null (JSON has no NaN).
+            value = pydantic_core.to_json(item)
+            groups[(self.spans_topic, _trace_partition(trace, count))].append(value)
+        timeout = self.settings.otlp_kafka_timeout_s if timeout_s is None else timeout_s
+        futures: list[asyncio.Future[Any]] = []
+
+        async def send_all() -> None:
+            for (topic, partition), values in groups.items():
+                for value in _batches(values):
+                    futures.append(await self._producer.send(topic, value, partition=partition))
+            await asyncio.gather(*futures)
+
+        try:
+            await asyncio.wait_for(send_all(), timeout)
+        except TimeoutError:
+            raise KafkaNotAcknowledged(f"Kafka did not acknowledge within {timeout:g}s") from None
+        except Exception as exc:
+            raise KafkaNotAcknowledged(f"Kafka refused: {exc!r}") from None
+        return len(futures)
+
+
+def _batches(values: list[bytes]) -> Iterable[bytes]:
+    """JSON-array messages of at most MAX_BATCH_BYTES (a larger single record goes alone)."""
+    batch: list[bytes] = []
+    size = 2
+    for value in values:
+        if batch and size + len(value) + 1 > MAX_BATCH_BYTES:
+            yield b"[" + b",".join(batch) + b"]"
+            batch, size = [], 2
+        batch.append(value)
+        size += len(value) + 1
+    if batch:
+        yield b"[" + b",".join(batch) + b"]"

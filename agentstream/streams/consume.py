@@ -1,0 +1,225 @@
+"""The consume loop: aiokafka's consumer group, batches sized in records, commits after writes.
+
+The model is Sentry arroyo's: the loop fetches with ``getmany``, decodes each message as it
+arrives into the batch being filled, and hands a full (or old enough) batch to a writer task;
+it goes on fetching and decoding the next batch while that one is written (one write in
+flight at most). A batch's offsets are committed by its writer task, after the database
+commit and the dead letters' acknowledgement, so an offset is committed only for records that
+are durable in PostgreSQL or in the dead-letter topic. Nothing is ever skipped and committed.
+
+Back-pressure: when the batch being filled is full while the previous one is still being
+written, the loop stops fetching until that write is done; memory stays at about two
+batches plus what aiokafka's fetcher buffers (bounded per partition by its fetch size).
+
+Rebalances (``on_partitions_revoked``, which aiokafka awaits before rejoining the group):
+the write in flight and the batch being filled are written and committed before the
+partitions go (a failing write is given up after a budget, see processor.py, and the worker
+then stops without committing). Everything fetched before the revocation is then durable
+and committed, so messages a fetch returns after it continue from there and skip nothing;
+commits are limited to the partitions still assigned, and the rows of the others are
+simply written again by their next owner (every write is idempotent). A commit refused
+because the group moved on leaves durable rows behind, which the next owner writes again.
+Abandoning the batch being filled instead would be cheaper, but a fetch already under way
+could then return the records after the abandoned ones, and committing those would skip them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aiokafka import ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError
+
+__all__ = ["Batch", "BatchSink", "ConsumeLoop", "GroupConsumer", "Sized"]
+
+log = logging.getLogger(__name__)
+
+# Upper bound on one getmany's wait when there is nothing to flush: how quickly a stop
+# request or a due batch is noticed while the topics are idle (10 wake-ups a second).
+IDLE_POLL_S = 0.1
+# Messages taken from aiokafka's buffers per getmany: small enough that a due flush is
+# not held up by decoding, large enough that the call's cost is spread over many records.
+FETCH_MAX_MESSAGES = 2000
+
+
+class Sized(Protocol):
+    """A decoded message: how many records (valid or not) it holds."""
+
+    @property
+    def size(self) -> int: ...
+
+
+class GroupConsumer(Protocol):
+    """The part of ``aiokafka.AIOKafkaConsumer`` the loop uses (fakes implement it in tests)."""
+
+    async def getmany(
+        self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
+    ) -> dict[TopicPartition, list[Any]]: ...
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None: ...
+
+    def assignment(self) -> set[TopicPartition]: ...
+
+
+class BatchSink(Protocol):
+    """Decodes messages and writes batches (processor.Processor in production)."""
+
+    def decode_message(self, message: Any) -> Sized: ...
+
+    async def write_batch(self, batch: Sequence[Any]) -> None: ...
+
+
+@dataclass(slots=True)
+class Batch:
+    """Decoded messages waiting to be written, and the offsets to commit once they are."""
+
+    messages: list[Any] = field(default_factory=list)
+    records: int = 0
+    next_offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    opened: float = 0.0
+
+    def add(self, tp: TopicPartition, offset: int, decoded: Sized) -> None:
+        if not self.messages:
+            self.opened = time.monotonic()
+        self.messages.append(decoded)
+        self.records += decoded.size
+        self.next_offsets[tp] = offset + 1
+
+
+class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Fetch, decode, batch, write, commit; also the consumer's rebalance listener."""
+
+    def __init__(
+        self,
+        consumer: GroupConsumer,
+        sink: BatchSink,
+        *,
+        max_records: int,
+        within_s: float,
+    ) -> None:
+        self._consumer = consumer
+        self._sink = sink
+        self._max_records = max_records
+        self._within_s = within_s
+        self._filling = Batch()
+        self._writing: asyncio.Task[None] | None = None
+        # Held while the write in flight is awaited and the next one started: the loop and
+        # the rebalance listener both do that, never at the same time.
+        self._handover = asyncio.Lock()
+        self._stop = asyncio.Event()
+        self._failure: BaseException | None = None
+        self.rebalancing = False
+        self.committed: dict[TopicPartition, int] = {}
+
+    # --- control ------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Stop fetching; the batches already decoded are written and committed first."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    async def run(self) -> None:
+        """Until ``request_stop``: then write what was decoded, commit, and return."""
+        while not self._stop.is_set():
+            self._raise_failure()
+            if self._writing is not None and self._writing.done():
+                await self._finish_writing()  # raises what the write raised, at once
+            await self._fetch_once()
+            if self._due():  # by age: a full batch was handed over as it filled
+                await self._hand_over()
+        await self._hand_over()
+        await self._finish_writing()
+        self._raise_failure()
+
+    # --- fetching and batching ----------------------------------------------------------
+
+    def _due(self) -> bool:
+        batch = self._filling
+        if not batch.messages:
+            return False
+        return (
+            batch.records >= self._max_records or time.monotonic() - batch.opened >= self._within_s
+        )
+
+    def _wait_s(self) -> float:
+        if not self._filling.messages:
+            return IDLE_POLL_S
+        left = self._within_s - (time.monotonic() - self._filling.opened)
+        return max(0.0, min(IDLE_POLL_S, left))
+
+    async def _fetch_once(self) -> None:
+        fetched = await self._consumer.getmany(
+            timeout_ms=int(self._wait_s() * 1000), max_records=FETCH_MAX_MESSAGES
+        )
+        decode = self._sink.decode_message
+        for tp, messages in fetched.items():
+            for message in messages:
+                self._filling.add(tp, message.offset, decode(message))
+                if self._filling.records >= self._max_records:
+                    # The rest of this fetch goes into the next batch.
+                    await self._hand_over()
+
+    # --- writing and committing ---------------------------------------------------------
+
+    async def _hand_over(self) -> None:
+        """Wait for the write in flight (back-pressure), then start writing the filled batch."""
+        async with self._handover:
+            await self._finish_writing_locked()
+            batch, self._filling = self._filling, Batch()
+            if batch.messages:
+                self._writing = asyncio.create_task(self._write_and_commit(batch))
+
+    async def _finish_writing(self) -> None:
+        async with self._handover:
+            await self._finish_writing_locked()
+
+    async def _finish_writing_locked(self) -> None:
+        task, self._writing = self._writing, None
+        if task is not None:
+            await task
+
+    async def _write_and_commit(self, batch: Batch) -> None:
+        await self._sink.write_batch(batch.messages)
+        assigned = self._consumer.assignment()
+        offsets = {tp: o for tp, o in batch.next_offsets.items() if tp in assigned}
+        if not offsets:
+            return
+        try:
+            await self._consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
+            # The group moved on: the rows are durable, and the partitions' next owner
+            # writes them again from the last committed offset (idempotently).
+            log.warning("event=commit_refused partitions=%d error=%r", len(offsets), exc)
+            return
+        self.committed.update(offsets)
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+    # --- rebalance listener (aiokafka awaits these around a rebalance) ------------------
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self.rebalancing = True
+        messages = len(self._filling.messages)
+        try:
+            await self._hand_over()
+            await self._finish_writing()
+        except BaseException as exc:  # aiokafka would only log it: the loop re-raises it
+            self._failure = exc
+            self._stop.set()
+        log.info(
+            "event=partitions_revoked partitions=%d written_messages=%d", len(revoked), messages
+        )
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.rebalancing = False
+        log.info("event=partitions_assigned partitions=%d", len(assigned))

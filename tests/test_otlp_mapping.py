@@ -1,0 +1,276 @@
+"""The intake's mapping, span by span, without services: traces made by the real
+OpenTelemetry SDK, encoded by its OTLP encoder, decoded and mapped as the intake does."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from agentstream.contract.entities import Agent, AgentExecution, Event, LLMInteraction, Record
+from agentstream.otlp.decode import BodyError, decode_request, spans_of
+from agentstream.otlp.mapping import Facts, records_of, resolve
+from agentstream.otlp.pipeline import Mapped, map_spans, span_from_json
+from tests.support import otlp_traces
+from tests.support.otlp_traces import CONVENTIONS, Expected
+
+
+def _spans(make: Callable[..., Expected]) -> tuple[list[ReadableSpan], Expected]:
+    memory = InMemorySpanExporter()
+    tp = TracerProvider()
+    tp.add_span_processor(SimpleSpanProcessor(memory))
+    expected = make(tp.get_tracer("test"), "t1")
+    return list(memory.get_finished_spans()), expected
+
+
+def _request(spans: list[ReadableSpan]) -> bytes:
+    return bytes(encode_spans(spans).SerializeToString())
+
+
+def _map_each_alone(spans: list[ReadableSpan]) -> list[Record]:
+    """Each span in a request of its own, in the order they ended (children first), then the
+    waiting ones resolved from every span's facts, as the resolver does."""
+    records: list[Record] = []
+    facts: dict[str, Facts] = {}
+    waiting: list[dict[str, Any]] = []
+    for span in spans:
+        mapped = map_spans(
+            spans_of(decode_request(_request([span]), json_body=False)), keep_other=False
+        )
+        assert not mapped.rejected
+        records.extend(mapped.all_records())
+        for _, item in mapped.span_items:
+            facts[item["span"]] = Facts.from_json(item["f"])
+            if "body" in item:
+                waiting.append(item)
+    out = Mapped()
+    for item in waiting:
+        waiting_span = span_from_json(item["body"])
+        ctx = resolve(waiting_span.trace_hex, waiting_span.span_hex, facts.get)
+        assert ctx is not None, f"span {waiting_span.name} unresolved with every span seen"
+        out.add(waiting_span, item["k"], ctx, records_of(waiting_span, item["k"], ctx))
+    return records + out.all_records()
+
+
+@pytest.mark.parametrize("make", CONVENTIONS, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("batching", ["one_request", "span_per_request"])
+def test_convention_maps_as_the_table_says(make: Callable[..., Expected], batching: str) -> None:
+    spans, e = _spans(make)
+    if batching == "one_request":
+        mapped = map_spans(
+            spans_of(decode_request(_request(spans), json_body=False)), keep_other=False
+        )
+        assert not mapped.rejected and mapped.pending == 0
+        records = mapped.all_records()
+    else:
+        records = _map_each_alone(spans)
+    session_id = otlp_traces.session_uuid(e)
+    agents = {r.id: r for r in records if isinstance(r, Agent)}
+    assert {a.name for a in agents.values()} == {e.agent_name}
+    (agent_id,) = agents
+    assert agent_id == otlp_traces.agent_uuid(e)
+    assert all(a.session_id == session_id for a in agents.values())
+    executions = [r for r in records if isinstance(r, AgentExecution)]
+    assert executions and all(
+        x.agent_id == agent_id and x.status == "completed" for x in executions
+    )
+    llms = sorted(
+        {r.id: r for r in records if isinstance(r, LLMInteraction)}.values(),
+        key=lambda r: r.created_at,  # type: ignore[arg-type,return-value]
+    )
+    assert len(llms) == len(e.llm)
+    for row, want in zip(llms, e.llm, strict=True):
+        assert row.agent_id == agent_id, "an LLM call inside an agent carries its agent_id"
+        assert row.session_id == session_id
+        for column in dataclasses.fields(want):
+            if not column.name.endswith("_contains"):
+                assert getattr(row, column.name) == getattr(want, column.name), column.name
+        assert want.prompt_contains in row.prompt
+        assert want.response_contains in (row.response or "")
+    events = [r for r in records if isinstance(r, Event)]
+    assert [ev.event_type for ev in events] == ["tool.call"] * len(e.tools)
+    for ev, want_tool in zip(events, e.tools, strict=True):
+        assert ev.trace_id.hex == e.trace_hex
+        assert ev.user_id == e.user_id and ev.session_id == session_id
+        payload = ev.payload
+        assert isinstance(payload, dict)
+        for key, value in want_tool.items():
+            assert payload[key] == value, key
+        assert payload["otel"]["trace_id"] == e.trace_hex  # type: ignore[index,call-overload]
+
+
+def test_ids_are_deterministic_across_requests() -> None:
+    spans, _ = _spans(otlp_traces.genai_current)
+    first = _map_each_alone(spans)
+    again = _map_each_alone(spans)
+    assert [r.id for r in first] == [r.id for r in again]
+
+
+def test_child_without_its_ancestors_waits_then_falls_back() -> None:
+    spans, e = _spans(otlp_traces.genai_current)
+    chat = next(s for s in spans if s.name == "chat gpt-4o")
+    mapped = map_spans(
+        spans_of(decode_request(_request([chat]), json_body=False)), keep_other=False
+    )
+    assert mapped.pending == 1 and not mapped.records
+    (item,) = [i for _, i in mapped.span_items if "body" in i]
+    facts = {item["span"]: Facts.from_json(item["f"])}
+    span = span_from_json(item["body"])
+    assert resolve(span.trace_hex, span.span_hex, facts.get) is None
+    ctx = resolve(span.trace_hex, span.span_hex, facts.get, final=True)
+    assert ctx is not None and ctx.agent_id is None and ctx.user_id == "unknown"
+    assert ctx.session_key == f"trace:{e.trace_hex}"
+
+
+def test_spans_without_genai_meaning_are_dropped_or_kept() -> None:
+    spans, _ = _spans(otlp_traces.genai_current)
+    body = _request(spans)
+    dropped = map_spans(spans_of(decode_request(body, json_body=False)), keep_other=False)
+    assert dropped.dropped["no_genai_meaning"] == 1
+    kept = map_spans(spans_of(decode_request(body, json_body=False)), keep_other=True)
+    assert [r.event_type for r in kept.records if isinstance(r, Event)].count("otel.span") == 1
+
+
+def test_otlp_json_hex_ids_and_string_int64() -> None:
+    body = {
+        "resourceSpans": [
+            {
+                "resource": {
+                    "attributes": [{"key": "service.name", "value": {"stringValue": "x"}}]
+                },
+                "scopeSpans": [
+                    {
+                        "spans": [
+                            {
+                                "traceId": "5b8efff798038103d269b633813fc60c",
+                                "spanId": "eee19b7ec3c1b174",
+                                "name": "chat m",
+                                "kind": 3,
+                                "unknownField": {"x": 1},
+                                "startTimeUnixNano": "1796000000000000000",
+                                "endTimeUnixNano": 1796000000500000000,
+                                "status": {"code": 2, "message": "boom"},
+                                "attributes": [
+                                    {
+                                        "key": "gen_ai.operation.name",
+                                        "value": {"stringValue": "chat"},
+                                    },
+                                    {"key": "gen_ai.request.model", "value": {"stringValue": "m"}},
+                                    {
+                                        "key": "gen_ai.usage.input_tokens",
+                                        "value": {"intValue": "12"},
+                                    },
+                                ],
+                            }
+                        ]
+                    }
+                ],
+            }
+        ]
+    }
+    mapped = map_spans(
+        spans_of(decode_request(json.dumps(body).encode(), json_body=True)), keep_other=False
+    )
+    (llm,) = [r for r in mapped.records if isinstance(r, LLMInteraction)]
+    assert llm.prompt_tokens == 12 and llm.latency_ms == 500
+    assert llm.success is False and llm.error_message == "boom"
+
+
+@pytest.mark.parametrize(
+    ("body", "json_body"),
+    [
+        (b"\x0a\xff\xff\xff", False),
+        (b"not json", True),
+        (b"[1, 2]", True),
+        (b'{"resourceSpans": "nope"}', True),
+        (b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"startTimeUnixNano": "x"}]}]}]}', True),
+    ],
+)
+def test_undecodable_bodies_raise_body_error(body: bytes, json_body: bool) -> None:
+    with pytest.raises(BodyError):
+        decode_request(body, json_body=json_body)
+
+
+def _one_llm_span(**attrs: Any) -> bytes:
+    memory = InMemorySpanExporter()
+    tp = TracerProvider()
+    tp.add_span_processor(SimpleSpanProcessor(memory))
+    span = tp.get_tracer("t").start_span(
+        "chat", attributes={"gen_ai.operation.name": "chat", **attrs}
+    )
+    span.end()
+    return _request(list(memory.get_finished_spans()))
+
+
+@pytest.mark.parametrize(
+    ("attrs", "reason"),
+    [
+        ({"gen_ai.usage.input_tokens": -5}, "out of range"),
+        ({"gen_ai.usage.output_tokens": "many"}, "not a number"),
+        ({"gen_ai.usage.input_tokens": 3.5}, "not an integer"),
+        (
+            {"gen_ai.usage.input_tokens": 10, "gen_ai.usage.cache_read.input_tokens": 20},
+            "exceed prompt_tokens",
+        ),
+    ],
+)
+def test_bad_token_counts_refuse_the_span(attrs: dict[str, Any], reason: str) -> None:
+    mapped = map_spans(
+        spans_of(decode_request(_one_llm_span(**attrs), json_body=False)), keep_other=False
+    )
+    assert len(mapped.rejected) == 1 and reason in mapped.rejected[0][1]
+    assert not mapped.records
+
+
+def test_values_past_varchar_limits_are_truncated_with_a_marker() -> None:
+    body = _one_llm_span(**{"gen_ai.request.model": "m" * 300, "gen_ai.provider.name": "p" * 300})
+    mapped = map_spans(spans_of(decode_request(body, json_body=False)), keep_other=False)
+    (llm,) = [r for r in mapped.records if isinstance(r, LLMInteraction)]
+    assert llm.model == "m" * 99 + "…" and llm.provider == "p" * 99 + "…"
+
+
+def test_a_span_whose_parent_is_remote_waits_for_no_ancestor() -> None:
+    """A server span continuing a caller's trace (its parent is in another process, which
+    exports elsewhere): the GenAI spans under it are mapped at once, not after the wait."""
+    from opentelemetry import trace as api
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+    memory = InMemorySpanExporter()
+    tp = TracerProvider()
+    tp.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = tp.get_tracer("t")
+    caller = SpanContext(
+        trace_id=0x5B8EFFF798038103D269B633813FC60C, span_id=0xEEE19B7EC3C1B174,
+        is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED),
+    )  # fmt: skip
+    with (
+        tracer.start_as_current_span(
+            "POST /chat", context=api.set_span_in_context(NonRecordingSpan(caller))
+        ),
+        tracer.start_as_current_span(
+            "invoke_agent a", attributes={"gen_ai.operation.name": "invoke_agent"}
+        ),
+        tracer.start_as_current_span("chat m", attributes={"gen_ai.operation.name": "chat"}),
+    ):
+        pass
+    mapped = map_spans(
+        spans_of(decode_request(_request(list(memory.get_finished_spans())), json_body=False)),
+        keep_other=False,
+    )
+    assert mapped.pending == 0
+    (llm,) = [r for r in mapped.records if isinstance(r, LLMInteraction)]
+    assert llm.agent_id is not None
+
+
+def test_a_span_too_large_for_a_kafka_message_is_refused_not_retried() -> None:
+    body = _one_llm_span(**{"gen_ai.input.messages": "x" * (2 * 1024 * 1024)})
+    mapped = map_spans(spans_of(decode_request(body, json_body=False)), keep_other=False)
+    assert [label for label, _ in mapped.rejected] == ["too_large"]
+    assert not mapped.records and not mapped.span_items
