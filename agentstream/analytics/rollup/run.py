@@ -46,7 +46,7 @@ from agentstream.analytics.rollup.facts import fold_changes, rebuild_facts
 from agentstream.analytics.rollup.pricing import recost, sync_prices
 from agentstream.analytics.rollup.reader import _CommittedReader
 
-__all__ = ["GAP_GRACE", "RollupResult", "_CommittedReader", "run_rollup"]
+__all__ = ["GAP_GRACE", "RollupResult", "run_rollup"]
 
 log = logging.getLogger(__name__)
 
