@@ -191,17 +191,7 @@ def rebuild_facts(cur: psycopg.Cursor[Any], prices: list[PriceRow]) -> None:
     # Loading without the indexes and building them after is much faster than maintaining
     # them row by row (BENCHMARKS.md).
     for facts in _ALL_FACTS:
-        cur.execute(
-            sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
-                facts.identifier, sql.Identifier(f"{facts.table}_pkey")
-            )
-        )
-        for name in facts.indexes:
-            cur.execute(
-                sql.SQL("DROP INDEX {}").format(
-                    sql.Identifier("analytics", f"{facts.table}_{name}")
-                )
-            )
+        _drop_indexes(cur, facts)
     # In time order, so that the facts of an hour sit in few pages: an incremental run
     # reads whole days of them back.
     for facts in _ALL_FACTS:
@@ -211,21 +201,39 @@ def rebuild_facts(cur: psycopg.Cursor[Any], prices: list[PriceRow]) -> None:
         cur.execute(facts.insert_sql(_EMPTY, order, _EMPTY))
     cur.execute("SET LOCAL maintenance_work_mem = '256MB'")
     for facts in _ALL_FACTS:
-        cur.execute(
-            sql.SQL("ALTER TABLE {} ADD PRIMARY KEY ({})").format(
-                facts.identifier, sql.SQL(", ").join(map(sql.Identifier, facts.primary_key))
-            )
-        )
-        for name, column in facts.indexes.items():
-            cur.execute(
-                sql.SQL("CREATE INDEX {} ON {} ({})").format(
-                    sql.Identifier(f"{facts.table}_{name}"),
-                    facts.identifier,
-                    sql.Identifier(column),
-                )
-            )
+        _build_indexes(cur, facts)
     cur.execute("ANALYZE analytics.llm_facts")
     cur.execute("ANALYZE analytics.exec_facts")
+
+
+def _index_name(facts: Facts, name: str) -> str:
+    return f"{facts.table}_{name}"
+
+
+def _drop_indexes(cur: psycopg.Cursor[Any], facts: Facts) -> None:
+    cur.execute(
+        sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
+            facts.identifier, sql.Identifier(_index_name(facts, "pkey"))
+        )
+    )
+    for name in facts.indexes:
+        cur.execute(
+            sql.SQL("DROP INDEX {}").format(sql.Identifier("analytics", _index_name(facts, name)))
+        )
+
+
+def _build_indexes(cur: psycopg.Cursor[Any], facts: Facts) -> None:
+    cur.execute(
+        sql.SQL("ALTER TABLE {} ADD PRIMARY KEY ({})").format(
+            facts.identifier, sql.SQL(", ").join(map(sql.Identifier, facts.primary_key))
+        )
+    )
+    for name, column in facts.indexes.items():
+        cur.execute(
+            sql.SQL("CREATE INDEX {} ON {} ({})").format(
+                sql.Identifier(_index_name(facts, name)), facts.identifier, sql.Identifier(column)
+            )
+        )
 
 
 def _upsert(facts: Facts, ids: sql.Composable) -> sql.Composed:
