@@ -6,7 +6,8 @@ public: tests make it fail, to check that a run which dies between its two trans
 finished by the next one.
 """
 
+from agentstream.analytics.rollup.changes import GAP_GRACE
 from agentstream.analytics.rollup.reader import _CommittedReader as _CommittedReader
-from agentstream.analytics.rollup.run import GAP_GRACE, RollupResult, run_rollup
+from agentstream.analytics.rollup.run import RollupResult, run_rollup
 
 __all__ = ["GAP_GRACE", "RollupResult", "run_rollup"]

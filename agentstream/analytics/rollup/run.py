@@ -36,17 +36,12 @@ from psycopg import sql
 
 from agentstream.analytics.prices import PriceRow, fingerprint, load_prices
 from agentstream.analytics.rollup.buckets import recompute
-from agentstream.analytics.rollup.changes import (
-    GAP_GRACE,
-    new_watermark,
-    prune_change_log,
-    read_changes,
-)
+from agentstream.analytics.rollup.changes import new_watermark, prune_change_log, read_changes
 from agentstream.analytics.rollup.facts import fold_changes, rebuild_facts
 from agentstream.analytics.rollup.pricing import recost, sync_prices
 from agentstream.analytics.rollup.reader import _CommittedReader
 
-__all__ = ["GAP_GRACE", "RollupResult", "run_rollup"]
+__all__ = ["RollupResult", "run_rollup"]
 
 log = logging.getLogger(__name__)
 
