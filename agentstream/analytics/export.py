@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from psycopg import sql
 
 from agentstream.analytics.adbc import AdbcSession
 from agentstream.analytics.arrow_numpy import int64_array, int64_values
@@ -272,83 +273,145 @@ def export_table(
     progress: bool = True,
 ) -> ExportResult:
     """Export ``table`` rows with partition date in [since, until) to ``out_dir``."""
-    from tqdm import tqdm
-
-    spec = TABLES.get(table)
-    if spec is None:
-        raise ExportError(f"unknown table {table!r}; choose one of: {', '.join(TABLES)}")
-    if since is None and not full:
-        since = last_exported(out_dir, table)
-    if since is not None and until is not None and until <= since:
-        raise ExportError(f"--until {until} must be after --since {since}")
+    spec = _spec(table)
+    since = _check_range(out_dir, table, since, until, full)
     started = time.perf_counter()
     result = ExportResult(table=table, since=since, until=until)
     base = out_dir / table
     base.mkdir(parents=True, exist_ok=True)
     tmp_dir = base / f".tmp-{uuid.uuid4().hex[:8]}"
     tmp_dir.mkdir()
+    try:
+        parts = _write_partitions(
+            conninfo, spec, _query(spec, since, until), tmp_dir, result, progress
+        )
+        result.removed = _publish(base, tmp_dir, parts, since, until)
+        result.partitions = parts
+        _save_state(out_dir, table, parts, result.rows)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    result.seconds = time.perf_counter() - started
+    return result
 
-    cols = ", ".join(f'"{name}"' for name, _ in spec.columns)
-    # The bounds are inlined as literals, not bound as parameters: the ADBC driver streams
-    # a plain query through COPY but reads a parameterised one whole into memory (1.8 GB
-    # for 1M rows, measured). They come from date objects, so they are safe to inline.
+
+def _spec(table: str) -> ExportTable:
+    spec = TABLES.get(table)
+    if spec is None:
+        raise ExportError(f"unknown table {table!r}; choose one of: {', '.join(TABLES)}")
+    return spec
+
+
+def _check_range(
+    out_dir: Path, table: str, since: date | None, until: date | None, full: bool
+) -> date | None:
+    """The range's start: ``since``, or where the previous run stopped (unless ``full``)."""
+    if since is None and not full:
+        since = last_exported(out_dir, table)
+    if since is not None and until is not None and until <= since:
+        raise ExportError(f"--until {until} must be after --since {since}")
+    return since
+
+
+def _query(spec: ExportTable, since: date | None, until: date | None) -> str:
+    """The rows of the range. The bounds are inlined as literals, not bound as parameters:
+    the ADBC driver streams a plain query through COPY but reads a parameterised one whole
+    into memory (BENCHMARKS.md). They come from date objects, and sql.Literal quotes them."""
+    column = sql.Identifier(spec.partition_by)
     conds = []
     if since is not None:
-        conds.append(f"\"{spec.partition_by}\" >= '{since.isoformat()}T00:00:00Z'")
+        conds.append(sql.SQL("{} >= {}").format(column, sql.Literal(_midnight(since))))
     if until is not None:
-        conds.append(f"\"{spec.partition_by}\" < '{until.isoformat()}T00:00:00Z'")
-    where = f" WHERE {' AND '.join(conds)}" if conds else ""
-    query = f"SELECT {cols} FROM {spec.relation}{where}"
+        conds.append(sql.SQL("{} < {}").format(column, sql.Literal(_midnight(until))))
+    where = sql.SQL(" WHERE {}").format(sql.SQL(" AND ").join(conds)) if conds else sql.SQL("")
+    return (
+        sql.SQL("SELECT {} FROM {}{}")
+        .format(
+            sql.SQL(", ").join(sql.Identifier(name) for name, _ in spec.columns),
+            sql.Identifier(*spec.relation.split(".")),
+            where,
+        )
+        .as_string(None)
+    )
+
+
+def _midnight(day: date) -> str:
+    return f"{day.isoformat()}T00:00:00Z"
+
+
+def _write_partitions(
+    conninfo: str,
+    spec: ExportTable,
+    query: str,
+    tmp_dir: Path,
+    result: ExportResult,
+    progress: bool,
+) -> list[str]:
+    """Read ``query``'s rows and write them into one temporary file per date in ``tmp_dir``;
+    the dates written. Counts the rows in ``result``."""
+    from tqdm import tqdm
 
     writer = _PartitionWriter(spec, tmp_dir)
-    bar = tqdm(desc=f"export {table}", unit=" rows", unit_scale=True, disable=not progress)
+    bar = tqdm(desc=f"export {spec.name}", unit=" rows", unit_scale=True, disable=not progress)
     try:
         for batch in _read_batches(conninfo, query, lambda b: _conform(b, spec)):
-            days = _partition_keys(batch, spec.partition_by)
-            first = int(days[0]) if len(days) else 0
-            if len(days) and bool((days == first).all()):  # the common case: one date
-                writer.add(_partition_name(first), batch)
-            else:
-                # A compact copy per date (not slices of one sorted batch: a slice keeps
-                # its whole parent buffer alive, which defeats the memory bound).
-                order = np.argsort(days, kind="stable")
-                sorted_days = days[order]
-                bounds = np.flatnonzero(np.diff(sorted_days)) + 1
-                starts = [0, *bounds.tolist()]
-                ends = [*bounds.tolist(), len(sorted_days)]
-                for lo, hi in zip(starts, ends, strict=True):
-                    part = _partition_name(int(sorted_days[lo]))
-                    writer.add(part, batch.take(int64_array(order[lo:hi])))
+            _add_by_date(writer, batch, spec.partition_by)
             result.rows += batch.num_rows
             bar.update(batch.num_rows)
-        parts = writer.close()
-        # Publish: atomic rename per partition file, then drop partitions left empty.
-        for part in parts:
-            final = base / f"date={part}"
-            final.mkdir(exist_ok=True)
-            os.replace(tmp_dir / f"{part}.parquet", final / "part-0.parquet")
-        for existing in sorted(base.glob("date=*")):
-            part = existing.name.removeprefix("date=")
-            if part in parts or not _in_range(part, since, until):
-                continue
-            shutil.rmtree(existing)
-            result.removed.append(part)
-        result.partitions = parts
-        dated = [p for p in parts if p != NULL_PARTITION]
-        if dated:
-            previous = last_exported(out_dir, table)
-            newest = max(date.fromisoformat(dated[-1]), previous or date.min)
-            _state_path(out_dir, table).write_text(
-                json.dumps({"last_date": newest.isoformat(), "rows_last_run": result.rows})
-            )
+        return writer.close()
     finally:
         bar.close()
         if writer.thread.is_alive():  # an error before close(): stop the writer thread
             with contextlib.suppress(BaseException):
                 writer.close()
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-    result.seconds = time.perf_counter() - started
-    return result
+
+
+def _add_by_date(writer: _PartitionWriter, batch: pa.RecordBatch, column: str) -> None:
+    days = _partition_keys(batch, column)
+    first = int(days[0]) if len(days) else 0
+    if len(days) and bool((days == first).all()):  # the common case: one date
+        writer.add(_partition_name(first), batch)
+        return
+    # A compact copy per date (not slices of one sorted batch: a slice keeps its whole
+    # parent buffer alive, which defeats the memory bound).
+    order = np.argsort(days, kind="stable")
+    sorted_days = days[order]
+    bounds = np.flatnonzero(np.diff(sorted_days)) + 1
+    starts = [0, *bounds.tolist()]
+    ends = [*bounds.tolist(), len(sorted_days)]
+    for lo, hi in zip(starts, ends, strict=True):
+        part = _partition_name(int(sorted_days[lo]))
+        writer.add(part, batch.take(int64_array(order[lo:hi])))
+
+
+def _publish(
+    base: Path, tmp_dir: Path, parts: list[str], since: date | None, until: date | None
+) -> list[str]:
+    """Move each written file over its partition's (an atomic rename), then remove the
+    partitions of the range left without rows; returns those."""
+    for part in parts:
+        final = base / f"date={part}"
+        final.mkdir(exist_ok=True)
+        os.replace(tmp_dir / f"{part}.parquet", final / "part-0.parquet")
+    removed = []
+    for existing in sorted(base.glob("date=*")):
+        part = existing.name.removeprefix("date=")
+        if part in parts or not _in_range(part, since, until):
+            continue
+        shutil.rmtree(existing)
+        removed.append(part)
+    return removed
+
+
+def _save_state(out_dir: Path, table: str, parts: list[str], rows: int) -> None:
+    """Remember the newest date written: the next run without --since starts there."""
+    dated = [p for p in parts if p != NULL_PARTITION]
+    if not dated:
+        return
+    previous = last_exported(out_dir, table)
+    newest = max(date.fromisoformat(dated[-1]), previous or date.min)
+    _state_path(out_dir, table).write_text(
+        json.dumps({"last_date": newest.isoformat(), "rows_last_run": rows})
+    )
 
 
 def _in_range(part: str, since: date | None, until: date | None) -> bool:

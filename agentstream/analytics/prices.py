@@ -43,7 +43,7 @@ them (what the provider bills without a cache discount) and *flagged* (``cache_u
 A call without details costs ``prompt * input + response * output``, as before. Money is
 ``Decimal`` in the table; a cost is an exact integer of picodollars (10^-12 USD: prices
 have at most 6 decimals, so a rate is a whole number of picodollars per token), the same
-in Python (``price_call``) and in SQL (analytics/rollup.py).
+in Python (``price_call``) and in SQL (analytics/rollup/costs.py).
 """
 
 from __future__ import annotations

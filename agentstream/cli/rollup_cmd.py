@@ -1,4 +1,4 @@
-"""``agentstream rollup``: bring analytics facts and rollups up to date (analytics/rollup.py)."""
+"""``agentstream rollup``: bring analytics facts and rollups up to date (analytics/rollup/)."""
 
 from __future__ import annotations
 

@@ -110,7 +110,7 @@ def write_statement(
         )
     if entity in _BY_UPDATED_AT:
         # A session's user and an agent's type are copied into analytics facts: logging the
-        # replaced parent lets rollup recompute its children (analytics/rollup.py).
+        # replaced parent lets rollup recompute its children (analytics/rollup/facts.py).
         return sql.SQL(
             "WITH up AS ({upsert}), real AS (DELETE FROM agentstream.inferred_members m"
             " USING up WHERE m.entity = {lit} AND m.id = up.id)"

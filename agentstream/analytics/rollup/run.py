@@ -1,0 +1,208 @@
+"""A rollup run: fold new rows into the fact tables and recompute only the touched buckets.
+
+Under an advisory lock, so that two runs serialize, in two transactions:
+
+1. The facts (first transaction). Prices (pricing.py): the shipped table merged with the
+   user's file is synced into ``analytics.prices`` when its fingerprint differs from the one
+   the facts were costed with, and the facts of the models whose price periods changed are
+   re-costed. Changes (changes.py): the ``agentstream.change_log`` lines after the
+   watermark name the llm_interactions / agent_executions rows the sink inserted or
+   updated, and the sessions / agents whose user or type the facts copy. Their facts are
+   upserted (facts.py); the hours those facts were in before and after become dirty
+   (``analytics.dirty_hours``); the watermark advances and the lines folded in are deleted.
+2. The buckets (second transaction, buckets.py): the rollup rows of the dirty hours and of
+   their days are deleted and rebuilt from the facts, read through a second connection
+   (reader.py) now that they are committed, and grouped in DuckDB (grouping.py); the dirty
+   hours are cleared. A run that dies between the two leaves its hours dirty; the next run
+   rebuilds them.
+
+``full=True`` (and the first run) rebuilds every fact from the seed tables in the first
+transaction, which also catches rows written by anything other than the sink, and marks the
+buckets stale (``rollup_state.buckets_stale``); the second rebuilds every bucket. A run that
+dies in between leaves them stale, and the next run rebuilds them all. Until then readers see
+the old rollup rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from agentstream.analytics.prices import PriceRow, fingerprint, load_prices
+from agentstream.analytics.rollup.buckets import recompute
+from agentstream.analytics.rollup.changes import new_watermark, prune_change_log, read_changes
+from agentstream.analytics.rollup.facts import fold_changes, rebuild_facts
+from agentstream.analytics.rollup.pricing import recost, sync_prices
+from agentstream.analytics.rollup.reader import _CommittedReader
+
+__all__ = ["RollupResult", "run_rollup"]
+
+log = logging.getLogger(__name__)
+
+# Any constant works; it only has to be the same for every agentstream process.
+_LOCK_KEY = 0x616E616C79746963
+
+
+@dataclass(frozen=True)
+class RollupResult:
+    full: bool
+    reason: str
+    changes: int
+    llm_facts: int  # estimated rows in the fact tables (pg_class.reltuples)
+    exec_facts: int
+    hours: int
+    days: int
+    watermark: int
+    unpriced_models: list[str]
+    seconds: float
+
+
+@dataclass(frozen=True)
+class _Folded:
+    """What the first transaction did."""
+
+    full: bool
+    reason: str
+    changes: int
+    watermark: int
+
+
+def _configure(cur: psycopg.Cursor[Any]) -> None:
+    """Session settings for a run, then the lock (held across both transactions, released
+    when the connection closes)."""
+    cur.execute("SET TIME ZONE 'UTC'")
+    cur.execute("SET work_mem = '64MB'")
+    # The facts a run touches are found by index from a few thousand ids; with the default
+    # page cost the planner prefers scanning all facts.
+    cur.execute("SET random_page_cost = 1.1")
+    # Everything a run writes is derived from the seed tables and the change log, and each
+    # transaction is atomic either way: a commit lost in a crash of the server is undone
+    # whole (watermark, change-log lines and facts, or dirty hours and rollup rows together)
+    # and the next run does it again. No wait for the WAL flush.
+    cur.execute("SET synchronous_commit = off")
+    cur.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
+
+
+_SAVE_STATE = sql.SQL(
+    "UPDATE analytics.rollup_state SET watermark = %s, prices_fingerprint = %s,"
+    " updated_at = now(){full}"
+)
+
+
+def _fold(
+    cur: psycopg.Cursor[Any],
+    reader: _CommittedReader,
+    prices: list[PriceRow],
+    digest: str,
+    full: bool,
+) -> _Folded:
+    """The first transaction: prices, then the facts (all of them, or those of the changes),
+    then the watermark."""
+    row = cur.execute(
+        "SELECT watermark, prices_fingerprint, full_rebuild_at"
+        " FROM analytics.rollup_state FOR UPDATE"
+    ).fetchone()
+    if row is None:
+        raise RuntimeError("analytics.rollup_state is empty: run `agentstream migrate`")
+    watermark, old_digest, rebuilt_at = row
+    reason = "requested" if full else ""
+    if not full and (rebuilt_at is None or not old_digest):
+        reason, full = "first run", True
+    if old_digest != digest and full:
+        sync_prices(cur, prices)  # every fact is costed again below
+    elif old_digest != digest:
+        reason = f"prices changed: {recost(cur, prices)} model(s) re-costed"
+    # The change log holds the lines not folded yet, so the planner expects `seq >
+    # watermark` to match all of them and scans the table, whose pages after a long backlog
+    # are mostly empty; the primary key finds them directly.
+    cur.execute("SET LOCAL enable_seqscan = off")
+    upto = new_watermark(cur, watermark)
+    changes = 0 if full else read_changes(cur, watermark)
+    cur.execute("SET LOCAL enable_seqscan = on")
+    reader.start()  # connects while the facts are rebuilt or folded in
+    if full:
+        rebuild_facts(cur, prices)
+    elif changes:
+        fold_changes(cur, prices)
+    prune_change_log(cur, 0 if full else watermark, upto)
+    stale = sql.SQL(", full_rebuild_at = now(), buckets_stale = true" if full else "")
+    cur.execute(_SAVE_STATE.format(full=stale), (upto, digest))
+    return _Folded(full=full, reason=reason, changes=changes, watermark=upto)
+
+
+def _rebuild_buckets(
+    cur: psycopg.Cursor[Any], reader: _CommittedReader, folded: _Folded
+) -> tuple[int, int, str]:
+    """The second transaction: the buckets, rebuilt from the facts the first committed (so
+    that a second connection can read them). All of them after a full rebuild of the facts,
+    or when one died before this point. Returns the hours and days rebuilt, and the run's
+    reason."""
+    row = cur.execute("SELECT buckets_stale FROM analytics.rollup_state FOR UPDATE").fetchone()
+    stale = bool(row and row[0])
+    hours, days = recompute(cur, reader, all_buckets=stale)
+    reason = folded.reason
+    if stale:
+        cur.execute("UPDATE analytics.rollup_state SET buckets_stale = false")
+        if not folded.full:
+            reason = "every bucket: a full rebuild had stopped before them"
+    return hours, days, reason
+
+
+def _unpriced_models(cur: psycopg.Cursor[Any]) -> list[str]:
+    cur.execute(
+        """SELECT DISTINCT r.model FROM analytics.resolved_models r
+           WHERE EXISTS (SELECT 1 FROM analytics.llm_rollup u WHERE u.granularity = 'day'
+             AND u.dimension = 'model' AND u.key = r.model AND u.unpriced_calls > 0)
+           ORDER BY 1"""
+    )
+    return [row[0] for row in cur.fetchall()]
+
+
+def _estimated_rows(cur: psycopg.Cursor[Any], table: str) -> int:
+    """Kept by ANALYZE and autovacuum: an exact count scans the table."""
+    row = cur.execute(
+        "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = %s::regclass",
+        (f"analytics.{table}",),
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def run_rollup(
+    conninfo: str, *, full: bool = False, prices_file: Path | None = None
+) -> RollupResult:
+    """Bring facts and rollups up to date; see the module docstring for what is recomputed."""
+    started = time.perf_counter()
+    prices = load_prices(prices_file)
+    digest = fingerprint(prices)
+    with psycopg.connect(conninfo, autocommit=True) as conn, conn.cursor() as cur:
+        _configure(cur)
+        reader = _CommittedReader(conninfo)
+        try:
+            with conn.transaction():
+                folded = _fold(cur, reader, prices, digest, full)
+            with conn.transaction():
+                hours, days, reason = _rebuild_buckets(cur, reader, folded)
+        finally:
+            reader.close()
+        unpriced = _unpriced_models(cur)
+        llm_n, exec_n = _estimated_rows(cur, "llm_facts"), _estimated_rows(cur, "exec_facts")
+    result = RollupResult(
+        full=folded.full,
+        reason=reason,
+        changes=folded.changes,
+        llm_facts=llm_n,
+        exec_facts=exec_n,
+        hours=hours,
+        days=days,
+        watermark=folded.watermark,
+        unpriced_models=unpriced,
+        seconds=time.perf_counter() - started,
+    )
+    log.debug("rollup done: %s", result)
+    return result
