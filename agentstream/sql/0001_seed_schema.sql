@@ -1,4 +1,5 @@
--- 0001: the seed schema (shared/seeds/000_63eecd942cd08b5b.txt), exactly as written there.
+-- 0001: the seed schema (seed 000_63eecd942cd08b5b; the repository's copy is
+-- tests/fixtures/seed_000_63eecd942cd08b5b.txt), exactly as written there.
 -- tests/test_schema_matches_seed.py builds one database from the seed's own SQL and one with
 -- `agentstream migrate` and checks that their catalogs show zero differences.
 -- Do not edit: later migrations add what the pipeline and analytics need beside it.
