@@ -32,12 +32,15 @@ __all__ = [
 
 SQL_DIR: Traversable = files("agentstream") / "sql"
 _NAME = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
-# Checksums of earlier wordings of applied migrations whose statements did not change, so
-# that a database migrated with the earlier file is not refused. Only comment edits belong
-# here (tests/test_migrations.py checks that each listed file's statements are unchanged).
-# 0001's header named the seed's path outside the repository.
-_EARLIER_CHECKSUMS: dict[int, frozenset[str]] = {
-    1: frozenset({"7d55041154e5eb629e3416be5ec20ae8d20f8d9f9d342e8eaf7ebf9535ca4016"}),
+# A file's checksum -> the checksums of its earlier wordings, whose statements were the same,
+# so that a database migrated with an earlier wording is not refused. Only comment edits
+# belong here (tests/test_migrations.py checks the statements are unchanged); keyed by the
+# current checksum, so any further edit of such a file is refused like any other.
+# 0001: its header named the seed's path outside the repository.
+_EARLIER_CHECKSUMS: dict[str, frozenset[str]] = {
+    "501e5588add282c3ede32800d80a5acbe3bf78df685d06db1501505f73519921": frozenset(
+        {"7d55041154e5eb629e3416be5ec20ae8d20f8d9f9d342e8eaf7ebf9535ca4016"}
+    ),
 }
 # Any constant works; it only has to be the same for every agentstream process.
 _LOCK_KEY = 0x61676E7473747265
@@ -126,7 +129,7 @@ def apply_migrations(
             for migration in migrations:
                 if migration.version in done:
                     stored = done[migration.version]
-                    earlier = _EARLIER_CHECKSUMS.get(migration.version, frozenset())
+                    earlier = _EARLIER_CHECKSUMS.get(migration.checksum, frozenset())
                     if stored != migration.checksum and stored not in earlier:
                         raise MigrationError(
                             f"{migration.path.name} changed after it was applied; migrations are "
