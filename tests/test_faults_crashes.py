@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ import pytest
 from agentstream.contract.settings import Settings
 from tests.support.kafka import create_pipeline_topics
 from tests.support.reliability import Result, record
-from tests.support.traffic import ids_in, make_traffic, publish, row_count
+from tests.support.traffic import make_traffic, publish, row_count, written_and_duplicated
 from tests.support.worker import WorkerProcess, drain_and_stop, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -65,12 +64,7 @@ async def test_sigkill_four_times_during_ingest(settings: Settings, tmp_path: Pa
         worker.close()
         producing.cancel()
 
-    written = duplicated = 0
-    for table, rows in traffic.records.items():
-        found = Counter(ids_in(conninfo, table))
-        sent = {r["id"] for r in rows}
-        written += len(sent & set(found))
-        duplicated += sum(n - 1 for n in found.values()) + len(set(found) - sent)
+    written, duplicated = written_and_duplicated(conninfo, traffic)
     lost = expected - written
     record(
         Result(

@@ -22,7 +22,7 @@ from agentstream.contract.settings import Settings
 from agentstream.streams.dlq_admin import read_dead_letters
 from tests.support.kafka import create_pipeline_topics
 from tests.support.reliability import Result, record
-from tests.support.traffic import ids_in, make_traffic, publish, row_count
+from tests.support.traffic import make_traffic, publish, row_count, written_and_duplicated
 from tests.support.worker import WorkerProcess, wait_committed, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -104,12 +104,7 @@ async def test_workers_join_and_leave_while_one_record_messages_drain(
             w.close()
     assert codes == [0] * len(workers), [w.log()[-2000:] for w in workers]
 
-    written = duplicated = 0
-    for table, rows in traffic.records.items():
-        found = Counter(ids_in(conninfo, table))
-        sent = {r["id"] for r in rows}
-        written += len(sent & set(found))
-        duplicated += sum(n - 1 for n in found.values()) + len(set(found) - sent)
+    written, duplicated = written_and_duplicated(conninfo, traffic)
     with psycopg.connect(conninfo) as conn:
         users: dict[str, str] = dict(
             conn.execute("SELECT id::text, user_id FROM sessions").fetchall()

@@ -10,6 +10,7 @@ import asyncio
 import json
 import random
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -153,6 +154,19 @@ def ids_in(conninfo: str, table: str) -> list[str]:
     """Every id in ``table`` (a name from the contract's fixed list, never from input)."""
     with psycopg.connect(conninfo) as conn:
         return [str(r[0]) for r in conn.execute(f"SELECT id FROM {table}")]
+
+
+def written_and_duplicated(conninfo: str, traffic: Traffic) -> tuple[int, int]:
+    """How many of the records sent are in PostgreSQL, and how many rows are there more than
+    once or were never sent (ids counted as rows, so a duplicate could show here only if a
+    table lost its key: the fault tests also count duplicates where they can appear)."""
+    written = duplicated = 0
+    for table, rows in traffic.records.items():
+        found = Counter(ids_in(conninfo, table))
+        sent = {r["id"] for r in rows}
+        written += len(sent & set(found))
+        duplicated += sum(n - 1 for n in found.values()) + len(set(found) - sent)
+    return written, duplicated
 
 
 def row_count(conninfo: str, tables: Iterable[str], *, inferred: bool = True) -> int:
