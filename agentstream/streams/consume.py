@@ -176,6 +176,11 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
             batch, self._filling = self._filling, Batch()
             if batch.messages:
                 self._writing = asyncio.create_task(self._write_and_commit(batch))
+        # Let the write start now: it encodes on the loop, then hands the COPY to its thread,
+        # which runs while this loop decodes the next batch. Decoding a fetch never yields,
+        # so without this the write would begin only once the next batch was decoded: the
+        # two would take turns instead of overlapping.
+        await asyncio.sleep(0)
 
     async def _finish_writing(self) -> None:
         async with self._handover:
