@@ -10,14 +10,7 @@ from pydantic import ValidationError
 
 from agentstream.contract.settings import Settings
 from agentstream.producers.batcher import RECORD_FRAMING_BYTES, Batch, Batcher
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import FakeClock
 
 
 def rec(i: int, pad: int = 0) -> bytes:

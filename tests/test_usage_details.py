@@ -20,6 +20,7 @@ from agentstream.contract.topics import dlq_topic
 from agentstream.producers.records import LLMCallState, RecordBuilder
 from agentstream.sinks.postgres import PostgresSink
 from tests.sink_records import items, llm, session
+from tests.support.clock import FakeClock
 from tests.support.kafka import read_all
 from tests.support.traffic import publish
 from tests.support.worker import WorkerProcess, wait_committed, wait_rows
@@ -109,14 +110,6 @@ def test_a_batch_keeps_its_consistent_records_and_refuses_the_one_that_is_not() 
 # --- the SDK --------------------------------------------------------------------------------
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def call_state(clock: FakeClock, **kw: Any) -> LLMCallState:
     return LLMCallState(
         RecordBuilder(),
@@ -130,7 +123,7 @@ def call_state(clock: FakeClock, **kw: Any) -> LLMCallState:
 
 
 def test_the_sdk_measures_time_to_first_token_once_and_carries_the_usage() -> None:
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     call = call_state(clock, provider="openai", service_tier="flex")
     clock.now += 0.25
     call.first_token()
@@ -152,7 +145,7 @@ def test_the_sdk_measures_time_to_first_token_once_and_carries_the_usage() -> No
 
 
 def test_the_sdk_refuses_contradictory_counts_when_they_are_recorded() -> None:
-    call = call_state(FakeClock())
+    call = call_state(FakeClock(100.0))
     with pytest.raises(ValueError, match=r"exceed prompt_tokens \(10\)"):
         call.record_response("x", prompt_tokens=10, cache_read_tokens=8, cache_write_tokens=5)
     with pytest.raises(ValueError, match=r"reasoning_tokens \(11\) exceed response_tokens"):
@@ -160,7 +153,7 @@ def test_the_sdk_refuses_contradictory_counts_when_they_are_recorded() -> None:
 
 
 def test_a_call_without_details_is_the_record_it_always_was() -> None:
-    call = call_state(FakeClock())
+    call = call_state(FakeClock(100.0))
     call.record_response("x", prompt_tokens=3, response_tokens=4)
     rec = call.finish()
     assert not rec.has_details()
