@@ -226,7 +226,9 @@ async def throughput(bench: Bench, sessions: int) -> dict[str, Any]:
     }
 
 
-async def latency(bench: Bench, rate: float, seconds: float) -> dict[str, Any]:
+async def latency(
+    bench: Bench, rate: float, seconds: float, profile: Path | None = None
+) -> dict[str, Any]:
     settings = bench.settings("lat")
     await topics_for(settings)
     proc = bench.start(settings)
@@ -244,6 +246,8 @@ async def latency(bench: Bench, rate: float, seconds: float) -> dict[str, Any]:
             raise SystemExit("the alerts process did not start within 180 s (see its log)")
         # the warm-up's alert is read again: one more than the sessions measured
         reader = asyncio.create_task(read_alerts(settings, sessions + 1, timeout_s=seconds + 60))
+        profiler = None if profile is None else start_profiler(proc.pid, seconds, profile)
+        cpu_before = cpu_seconds(proc.pid)
         async with AgentStream(settings) as stream:
             start = time.monotonic()
             # Interleave sessions so that a crossing comes every few ms, not in bursts.
@@ -266,6 +270,9 @@ async def latency(bench: Bench, rate: float, seconds: float) -> dict[str, Any]:
                     await asyncio.sleep(ahead)
             await stream.flush()
         seen = await reader
+        cpu = cpu_seconds(proc.pid) - cpu_before
+        if profiler is not None:
+            profiler.wait(60)
     finally:
         proc.terminate()
         proc.wait(60)
@@ -279,8 +286,24 @@ async def latency(bench: Bench, rate: float, seconds: float) -> dict[str, Any]:
         "p50_ms": round(float(np.percentile(lat, 50)), 1) if len(lat) else None,
         "p99_ms": round(float(np.percentile(lat, 99)), 1) if len(lat) else None,
         "max_ms": round(float(lat.max()), 1) if len(lat) else None,
+        # the alerts process's CPU time from the first live record to the last alert read
+        "cpu_us_per_record": round(cpu * 1e6 / (sessions * per_session)),
         "state_bytes_per_key": state,
     }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def start_profiler(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy (not a project dependency: ``.venv/bin/pip install py-spy``) sampling the alerts
+    process through the latency phase's traffic; collapsed stacks to ``out``."""
+    py_spy = Path(sys.executable).with_name("py-spy")
+    cmd = [str(py_spy), "record", "-p", str(pid), "-d", str(int(seconds) + 2), "-r", "50"]
+    return subprocess.Popen([*cmd, "-f", "raw", "-o", str(out)], stdout=subprocess.DEVNULL)
 
 
 async def state_sizes(settings: Settings) -> dict[str, float]:
@@ -309,14 +332,16 @@ def main() -> None:
     parser.add_argument("--backlog", type=int, default=4000, help="sessions in the backlog")
     parser.add_argument("--rate", type=float, default=2000.0, help="records/s (latency)")
     parser.add_argument("--latency-s", type=float, default=20.0, help="seconds of traffic")
+    parser.add_argument("--profile", type=Path, help="py-spy the latency phase into this file")
+    parser.add_argument("--latency-only", action="store_true", help="skip the throughput phase")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         bench = Bench(Settings(), Path(tmp))
         try:
-            out = {
-                "throughput": asyncio.run(throughput(bench, args.backlog)),
-                "latency": asyncio.run(latency(bench, args.rate, args.latency_s)),
-            }
+            out: dict[str, Any] = {"load_average": os.getloadavg()[0]}
+            if not args.latency_only:
+                out["throughput"] = asyncio.run(throughput(bench, args.backlog))
+            out["latency"] = asyncio.run(latency(bench, args.rate, args.latency_s, args.profile))
         finally:
             bench.cleanup()
     print(json.dumps({"bench": "alerts", **out}))

@@ -88,6 +88,16 @@ class _Message:
 
 
 @dataclass
+class _Window:
+    """A window the evaluate stage is working on: its state, ahead of the changelog."""
+
+    rule: Rule
+    group: str
+    start: int
+    state: WindowState
+
+
+@dataclass
 class _Queued:
     offset: int
     index: int
@@ -115,7 +125,15 @@ class AlertsApp:
         self.expiry: dict[int, dict[str, int]] = {}  # partition -> key -> expires at
         self.newest: dict[int, int] = {}  # partition -> newest event time seen
         self.seen: dict[int, int] = {}
+        # evaluate: the windows' working state (the table is what the changelog says), the
+        # windows changed and dropped since the last changelog write, and the messages
+        # that changed them, acked once written (_write_windows)
+        self.live: dict[str, _Window] = {}
+        self.dirty: set[str] = set()
+        self.dropped: list[tuple[str, int]] = []
+        self.unacked: list[Any] = []
         self._stream: Any = None
+        self._evaluated: Any = None
         # Messages counted, not yet sent: flushed every FLUSH_EVERY_S, one message per
         # observations partition whatever the number of input messages.
         self.ready: list[_Message] = []
@@ -169,6 +187,7 @@ class AlertsApp:
         app.agent(self.observations, name="agentstream.alerts.evaluate", **agent)(self._evaluate)
         app.timer(1.0)(self._release_waiting)
         app.timer(FLUSH_EVERY_S)(self._flush)
+        app.timer(settings.alert_commit_interval_s)(self._write_windows)
         # faust types the receiver too narrowly for a bound method.
         app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
 
@@ -283,44 +302,86 @@ class AlertsApp:
         observations = self.observations.get_topic_name()
         for partition in [p for p in self.expiry if (observations, p) not in held]:
             del self.expiry[partition]
+        # Windows of partitions gone are not written: their messages, not acked, are
+        # replayed by the next owner from the changelog's state.
+        kept = {p for topic, p in held if topic == observations}
+        self.live = {k: w for k, w in self.live.items() if w.state.partition in kept}
+        self.dirty = {k for k in self.dirty if k in self.live}
+        self.dropped = [(k, p) for k, p in self.dropped if p in kept]
+        self.unacked = [e for e in self.unacked if e.message.partition in kept]
 
     # --- evaluate ----------------------------------------------------------------------
 
     async def _evaluate(self, stream: Any) -> None:
+        stream.enable_acks = False  # acked once the windows it changed are on the changelog
+        self._evaluated = stream
         async for event in stream.events():
             partition = event.message.partition
             if partition not in self.expiry:
                 await self._republish_fired(partition)
-            states: dict[str, tuple[Rule, WindowState, int]] = {}
             for skey, raw in json.loads(event.value):
-                contribution = Contribution.from_json(raw)
-                rule_name, group, start = decode_key(skey.encode())
-                rule = self.rules.get(rule_name)
-                if rule is None:  # a rule removed from the file since it was sent
-                    continue
-                if skey in states:
-                    state = states[skey][1]
-                else:
+                window = self.live.get(skey)
+                if window is None:
+                    rule_name, group, start = decode_key(skey.encode())
+                    rule = self.rules.get(rule_name)
+                    if rule is None:  # a rule removed from the file since it was sent
+                        continue
                     stored = self.windows.get(skey)
                     state = WindowState.from_json(stored) if stored else WindowState(partition)
+                    window = self.live[skey] = _Window(rule, group, start, state)
+                contribution = Contribution.from_json(raw)
+                state, rule = window.state, window.rule
                 if not state.apply(contribution):
                     self.metrics.replays_skipped.inc()
                     continue
-                newest = max(states[skey][2] if skey in states else 0, contribution.event_time)
-                states[skey] = (rule, state, newest)
+                self.dirty.add(skey)
                 now = datetime.now(UTC)
                 for level, value in state.newly_reached(rule, now.isoformat()):
-                    alert = self._alert(rule, group, start, level, value, state.count, now)
+                    alert = self._alert(
+                        rule, window.group, window.start, level, value, state.count, now
+                    )
                     await self.alerts.send(
                         key=str(alert.id).encode(), value=alert.model_dump_json().encode()
                     )
                     self.metrics.alerts_fired.inc()
                     log.info("event=alert_fired %s", alert.text)
-            # One changelog record per window and message, written after its alerts.
-            for skey, (rule, state, newest) in states.items():
-                self.windows[skey] = state.to_json()
-                start = decode_key(skey.encode())[2]
-                self._expire(partition, skey, start + rule.window_s, newest)
+                self._expire(partition, skey, window.start + rule.window_s, contribution.event_time)
+            self.unacked.append(event)
+
+    async def _write_windows(self) -> None:
+        """One changelog record per window changed since the last call (its state after its
+        alerts were handed to the producer), then the acks of the messages that changed them.
+
+        No await between the three steps: the records are in faust's producer buffer before
+        the acks, and faust flushes the producer before it commits acked offsets, so a
+        committed offset implies the windows it changed are on the changelog."""
+        dirty, self.dirty = self.dirty, set()
+        dropped, self.dropped = self.dropped, []
+        acks, self.unacked = self.unacked, []
+        changelog = self.windows.changelog_topic
+        # tombstones first: a window dropped, then started afresh by a later contribution
+        for skey, partition in dropped:
+            changelog.send_soon(
+                key=json.dumps(skey).encode(),
+                value=None,
+                partition=partition,
+                key_serializer="raw",
+                value_serializer="raw",
+            )
+        store = self.windows.data
+        for skey in dirty:
+            window = self.live[skey]
+            value = window.state.to_json()
+            store[skey] = value
+            changelog.send_soon(
+                key=json.dumps(skey).encode(),
+                value=json.dumps(value, separators=(",", ":")).encode(),
+                partition=window.state.partition,
+                key_serializer="raw",
+                value_serializer="raw",
+            )
+        for event in acks:
+            await self._evaluated.ack(event)  # no await inside: the acks come after the sends
 
     async def _republish_fired(self, partition: int) -> None:
         """The alerts this partition's recovered windows fired, published again (see the
@@ -388,8 +449,8 @@ class AlertsApp:
         )
 
     def _expire(self, partition: int, key: str, window_end: int, event_time: int) -> None:
-        """Drop the partition's windows long past (only from an event of that partition:
-        a deletion goes to the changelog partition of the event being processed)."""
+        """Drop the partition's windows long past: from the table at once (a later
+        contribution starts the window afresh), from the changelog with the next write."""
         index = self.expiry[partition]
         index[key] = window_end + self._keep_s()
         newest = self.newest[partition] = max(self.newest.get(partition, 0), event_time)
@@ -398,7 +459,10 @@ class AlertsApp:
             return
         for old in [k for k, expires in index.items() if expires <= newest]:
             del index[old]
-            self.windows.pop(old, None)
+            self.live.pop(old, None)
+            self.windows.data.pop(old, None)
+            self.dirty.discard(old)
+            self.dropped.append((old, partition))
             self.metrics.windows_expired.inc()
 
     def _keep_s(self) -> int:
