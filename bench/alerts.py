@@ -162,8 +162,11 @@ class Bench:
                 )
 
 
-async def read_alerts(settings: Settings, want: int, timeout_s: float) -> dict[str, float]:
-    """session id -> the time its calls-session alert was read."""
+async def read_alerts(
+    settings: Settings, want: int, timeout_s: float
+) -> dict[str, tuple[float, float]]:
+    """session id -> when its calls-session alert was read, and its ``fired_at`` (when the
+    evaluate stage found the level reached)."""
     consumer = AIOKafkaConsumer(
         alerts_topic(settings.topic_prefix),
         bootstrap_servers=settings.kafka_bootstrap,
@@ -171,7 +174,7 @@ async def read_alerts(settings: Settings, want: int, timeout_s: float) -> dict[s
         isolation_level="read_committed",
     )
     await consumer.start()
-    seen: dict[str, float] = {}
+    seen: dict[str, tuple[float, float]] = {}
     deadline = time.monotonic() + timeout_s
     try:
         while len(seen) < want and time.monotonic() < deadline:
@@ -181,7 +184,8 @@ async def read_alerts(settings: Settings, want: int, timeout_s: float) -> dict[s
                 for m in messages:
                     alert = json.loads(m.value)
                     if alert["rule"] == "calls-session":
-                        seen.setdefault(alert["group_key"], now)
+                        fired = datetime.fromisoformat(alert["fired_at"]).timestamp()
+                        seen.setdefault(alert["group_key"], (now, fired))
     finally:
         await consumer.stop()
     return seen
@@ -212,7 +216,7 @@ async def throughput(bench: Bench, sessions: int) -> dict[str, Any]:
     finally:
         proc.terminate()
         proc.wait(60)
-    times = sorted(seen.values())
+    times = sorted(read for read, _ in seen.values())
     first_to_last = times[-1] - times[0] if len(times) > 1 else float("nan")
     return {
         "records": len(records),
@@ -276,7 +280,9 @@ async def latency(
     finally:
         proc.terminate()
         proc.wait(60)
-    lat = np.array([seen[k] - t for k, t in crossing_sent.items() if k in seen]) * 1000
+    lat = np.array([seen[k][0] - t for k, t in crossing_sent.items() if k in seen]) * 1000
+    # publish -> fired_at: the two stages; the rest is the alert's way to the reader
+    fired = np.array([seen[k][1] - t for k, t in crossing_sent.items() if k in seen]) * 1000
     state = await state_sizes(settings)
     return {
         "rate_records_per_s": rate,
@@ -286,6 +292,8 @@ async def latency(
         "p50_ms": round(float(np.percentile(lat, 50)), 1) if len(lat) else None,
         "p99_ms": round(float(np.percentile(lat, 99)), 1) if len(lat) else None,
         "max_ms": round(float(lat.max()), 1) if len(lat) else None,
+        "to_fired_p50_ms": round(float(np.percentile(fired, 50)), 1) if len(fired) else None,
+        "to_fired_p99_ms": round(float(np.percentile(fired, 99)), 1) if len(fired) else None,
         # the alerts process's CPU time from the first live record to the last alert read
         "cpu_us_per_record": round(cpu * 1e6 / (sessions * per_session)),
         "state_bytes_per_key": state,
@@ -302,7 +310,7 @@ def start_profiler(pid: int, seconds: float, out: Path) -> subprocess.Popen[byte
     """py-spy (not a project dependency: ``.venv/bin/pip install py-spy``) sampling the alerts
     process through the latency phase's traffic; collapsed stacks to ``out``."""
     py_spy = Path(sys.executable).with_name("py-spy")
-    cmd = [str(py_spy), "record", "-p", str(pid), "-d", str(int(seconds) + 2), "-r", "50"]
+    cmd = [str(py_spy), "record", "-p", str(pid), "-d", str(int(seconds) + 2), "-r", "50", "--gil"]
     return subprocess.Popen([*cmd, "-f", "raw", "-o", str(out)], stdout=subprocess.DEVNULL)
 
 

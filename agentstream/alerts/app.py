@@ -84,6 +84,7 @@ class _Message:
     event: Any
     remaining: int
     source: str
+    ingest_time: datetime  # the event time of its records that have none
     tally: Tally = field(default_factory=Tally)
 
 
@@ -201,18 +202,13 @@ class AlertsApp:
             entity = self.entity_of[msg.topic]
             decoded = decode(entity, msg.value or b"")
             ts = datetime.fromtimestamp(msg.timestamp, UTC) if msg.timestamp else None
-            key = f"{msg.topic}/{msg.partition}/{msg.offset}/"
-            records = [
-                (
-                    i,
-                    r.with_ingest_defaults(
-                        id_key=key + str(i), ingest_time=ts or datetime.now(UTC)
-                    ),
-                )
-                for i, r in decoded.records
-            ]
             if entity in ("sessions", "agents"):
-                for _, r in records:
+                key = f"{msg.topic}/{msg.partition}/{msg.offset}/"
+                for i, r in decoded.records:
+                    # an id-less session gets the id the sink gives it (its calls name it)
+                    r = r.with_ingest_defaults(
+                        id_key=key + str(i), ingest_time=ts or datetime.now(UTC)
+                    )
                     if isinstance(r, Session):
                         self.users[str(r.id)] = r.user_id
                     elif isinstance(r, Agent):
@@ -221,14 +217,16 @@ class AlertsApp:
                 for letter in _LETTER.values():
                     await self._drain(f"{letter}{msg.partition}")
                 continue
-            if entity not in self.observer.sources or not records:
+            if entity not in self.observer.sources or not decoded.records:
                 await stream.ack(event)
                 continue
+            # Calls and executions need no id here, only their event time: a missing one
+            # is the Kafka timestamp, as the sink stores it (Record.with_ingest_defaults).
             source = f"{_LETTER[entity]}{msg.partition}"
-            message = _Message(event, len(records), source)
+            message = _Message(event, len(decoded.records), source, ts or datetime.now(UTC))
             queue = self.queues.setdefault(source, deque())
             now = time.monotonic()
-            queue.extend(_Queued(msg.offset, i, r, now, message) for i, r in records)
+            queue.extend(_Queued(msg.offset, i, r, now, message) for i, r in decoded.records)
             await self._drain(source)
 
     async def _drain(self, source: str, *, waited_s: float | None = None) -> None:
@@ -253,7 +251,15 @@ class AlertsApp:
                 None if agent_id is None else self.types.get(str(agent_id)),
             )
             message = item.message
-            self.observer.add(message.tally, source, item.offset, item.index, record, context)
+            self.observer.add(
+                message.tally,
+                source,
+                item.offset,
+                item.index,
+                record,
+                context,
+                ingest_time=message.ingest_time,
+            )
             if isinstance(record, LLMInteraction | AgentExecution):
                 self.metrics.records_observed.inc()
             message.remaining -= 1

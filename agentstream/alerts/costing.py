@@ -6,9 +6,8 @@ the rollup's SQL does (the price in force at ``created_at`` for the call's servi
 long-prompt bands, cache read/write and reasoning rates). A model unpriced at that time
 costs nothing and is counted as unpriced (None here), never as $0.
 
-Per call, price_call resolves the model's price periods from the rows it is given; it is
-given only the rows that name the model (matched once per model and kept), which resolves
-to the same periods as the whole table and keeps a call's costing cheap.
+The price periods of a (model, reported tier) are resolved once (``resolve_call``, what
+price_call does per call) and kept: the table does not change while the process runs.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from agentstream.analytics.prices import PriceRow, load_prices, price_call
+from agentstream.analytics.prices import Period, PriceRow, load_prices, price_call, resolve_call
 
 __all__ = ["Coster"]
 
@@ -26,7 +25,7 @@ class Coster:
 
     def __init__(self, prices_file: Path | None = None, prices: list[PriceRow] | None = None):
         self._prices = prices if prices is not None else load_prices(prices_file)
-        self._rows: dict[str, list[PriceRow]] = {}
+        self._periods: dict[tuple[str, str | None], list[Period]] = {}
 
     def cost_pico(
         self,
@@ -41,11 +40,12 @@ class Coster:
         reasoning_tokens: int | None = None,
     ) -> int | None:
         """Picodollars, or None when ``model`` has no price in force at ``created_at``."""
-        rows = self._rows.get(model)
-        if rows is None:
-            rows = self._rows[model] = [r for r in self._prices if r.matches(model)]
+        periods = self._periods.get((model, service_tier))
+        if periods is None:
+            periods = resolve_call(model, service_tier, self._prices)
+            self._periods[(model, service_tier)] = periods
         cost = price_call(
-            rows,
+            self._prices,
             model,
             created_at,
             prompt_tokens,
@@ -54,5 +54,6 @@ class Coster:
             cache_read_tokens=cache_read_tokens,
             cache_write_tokens=cache_write_tokens,
             reasoning_tokens=reasoning_tokens,
+            periods=periods,
         )
         return None if cost is None else cost.total_pico

@@ -28,6 +28,7 @@ __all__ = ["NO_GROUP", "UNKNOWN", "Context", "Observer", "decode_key", "encode_k
 
 NO_GROUP = "*"  # the group key of group_by = "none"
 UNKNOWN = "-"  # a group key that is null (no agent) or unknown (session never seen)
+_KEYS_KEPT = 100_000
 _TERMINAL = frozenset({"completed", "failed", "cancelled"})
 
 
@@ -63,6 +64,16 @@ class Observer:
             r.group_by == "agent_type" or r.agent_types is not None for r in self.rules
         )
         self.sources = {r.source for r in self.rules}
+        self._keys: dict[tuple[str, str, int], bytes] = {}
+
+    def _key(self, rule: str, group: str, start: int) -> bytes:
+        """encode_key, kept: a window's key is made for each of its records."""
+        key = self._keys.get((rule, group, start))
+        if key is None:
+            if len(self._keys) >= _KEYS_KEPT:
+                self._keys.clear()
+            key = self._keys[(rule, group, start)] = encode_key(rule, group, start)
+        return key
 
     def missing_context(self, record: Record, users: Any, types: Any) -> bool:
         """Whether the record waits for its session's user or its agent's type."""
@@ -79,14 +90,17 @@ class Observer:
         index: int,
         record: Record,
         context: Context,
+        *,
+        ingest_time: datetime | None = None,
     ) -> None:
-        """Add one record's contributions to ``tally`` (per key, in position order)."""
+        """Add one record's contributions to ``tally`` (per key, in position order); a
+        record without its event time has ``ingest_time`` (the Kafka timestamp)."""
         if isinstance(record, LLMInteraction):
-            entity, when = "llm_interactions", record.created_at
+            entity, when = "llm_interactions", record.created_at or ingest_time
         elif isinstance(record, AgentExecution):
             if record.status not in _TERMINAL:
                 return
-            entity, when = "agent_executions", record.started_at
+            entity, when = "agent_executions", record.started_at or ingest_time
         else:
             return
         if entity not in self.sources or when is None:
@@ -102,7 +116,7 @@ class Observer:
                 if start + rule.window_s + self.lateness_s <= mark:
                     tally.late += 1
                     continue
-                key = encode_key(rule.name, group, start)
+                key = self._key(rule.name, group, start)
                 c = tally.contributions.get(key)
                 if c is None:
                     c = tally.contributions[key] = Contribution(source, offset, index)

@@ -483,10 +483,14 @@ def price_call(
     cache_read_tokens: int | None = None,
     cache_write_tokens: int | None = None,
     reasoning_tokens: int | None = None,
+    periods: list[Period] | None = None,
 ) -> CallCost | None:
     """The cost of one call from its counts, model, service tier, time and details, exactly
-    as the rollup's SQL computes it; None when the model is unpriced at ``at``."""
-    period = next((p for p in resolve_call(model, service_tier, prices) if _covers(p, at)), None)
+    as the rollup's SQL computes it; None when the model is unpriced at ``at``.
+    ``periods``: ``resolve_call(model, service_tier, prices)``, when the caller keeps it."""
+    if periods is None:
+        periods = resolve_call(model, service_tier, prices)
+    period = next((p for p in periods if _covers(p, at)), None)
     if period is None:
         return None
     rates = period.price.rates_for(prompt_tokens)
