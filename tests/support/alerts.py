@@ -38,13 +38,21 @@ class AlertsProcess(WorkerProcess):
 
     command = "alerts"
 
-    def __init__(self, settings: Settings, log_path: Path, rules: Path, **extra_env: str):
+    def __init__(
+        self,
+        settings: Settings,
+        log_path: Path,
+        rules: Path,
+        *args: str,
+        **extra_env: str,
+    ):
         super().__init__(
             settings,
             log_path,
             "run",
             "--rules",
             str(rules),
+            *args,
             **{
                 "AGENTSTREAM_ALERT_GROUP": settings.alert_group,
                 "AGENTSTREAM_ALERT_LATENESS_S": str(settings.alert_lateness_s),
