@@ -36,20 +36,25 @@ class Contribution:
     latencies: list[int] = field(default_factory=list)
     event_time: int = 0  # the latest created_at covered (epoch seconds)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "s": self.source,
-            "o": self.offset,
-            "i": self.index,
-            "n": self.count,
-            "v": self.num,
-            "u": self.unpriced,
-            "l": self.latencies,
-            "t": self.event_time,
-        }
+    def to_json(self) -> list[Any]:
+        """A list, in the fields' order: the observations topic carries thousands a second."""
+        return [
+            self.source,
+            self.offset,
+            self.index,
+            self.count,
+            self.num,
+            self.unpriced,
+            self.latencies,
+            self.event_time,
+        ]
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> Contribution:
+    def from_json(cls, d: list[Any] | dict[str, Any]) -> Contribution:
+        if isinstance(d, list):
+            s, o, i, n, v, u, lat, t = d
+            return cls(s, o, i, n, v, u, list(lat), t)
+        # the keyed form, as versions before the list wrote it
         return cls(d["s"], d["o"], d["i"], d["n"], d["v"], d["u"], list(d["l"]), d["t"])
 
 
