@@ -19,6 +19,10 @@ Prints one JSON line.
 
     .venv/bin/python bench/alerts.py                 # about a minute
     .venv/bin/python bench/alerts.py --backlog 400 --latency-s 10   # quick
+    .venv/bin/python bench/alerts.py --latency-only --profile /tmp/alerts.raw  # py-spy --gil
+
+Both phases report the alerts process's CPU time per record (/proc): on a shared machine a
+steadier figure than rates, and what decides whether it keeps up.
 """
 
 from __future__ import annotations
@@ -213,6 +217,7 @@ async def throughput(bench: Bench, sessions: int) -> dict[str, Any]:
     started = time.monotonic()
     try:
         seen = await read_alerts(settings, sessions, timeout_s=600)
+        cpu = cpu_seconds(proc.pid)
     finally:
         proc.terminate()
         proc.wait(60)
@@ -227,6 +232,8 @@ async def throughput(bench: Bench, sessions: int) -> dict[str, Any]:
         )
         if first_to_last > 0
         else None,
+        # the alerts process's CPU time from its start (joining, recovery) to the last alert
+        "cpu_us_per_record": round(cpu * 1e6 / len(records)),
     }
 
 
@@ -342,6 +349,7 @@ def main() -> None:
     parser.add_argument("--latency-s", type=float, default=20.0, help="seconds of traffic")
     parser.add_argument("--profile", type=Path, help="py-spy the latency phase into this file")
     parser.add_argument("--latency-only", action="store_true", help="skip the throughput phase")
+    parser.add_argument("--throughput-only", action="store_true", help="skip the latency phase")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         bench = Bench(Settings(), Path(tmp))
@@ -349,7 +357,10 @@ def main() -> None:
             out: dict[str, Any] = {"load_average": os.getloadavg()[0]}
             if not args.latency_only:
                 out["throughput"] = asyncio.run(throughput(bench, args.backlog))
-            out["latency"] = asyncio.run(latency(bench, args.rate, args.latency_s, args.profile))
+            if not args.throughput_only:
+                out["latency"] = asyncio.run(
+                    latency(bench, args.rate, args.latency_s, args.profile)
+                )
         finally:
             bench.cleanup()
     print(json.dumps({"bench": "alerts", **out}))
