@@ -216,7 +216,9 @@ def _record(entity: str) -> st.SearchStrategy[dict[str, Any]]:
     for name, prop in schema["properties"].items():
         value = _value(prop)
         # Required fields are nearly always there; optional ones often left out.
-        present = st.sampled_from([True] * 19 + [False]) if name in required else st.booleans()
+        present = st.sampled_from(
+            [True] * 19 + [False] if name in required else [True, False, False]
+        )
         fields[name] = st.tuples(present, value)
     extra = st.sampled_from([{}] * 15 + [{"colour": "red"}])
     return st.builds(
@@ -238,7 +240,10 @@ def _message(records: list[dict[str, Any]], as_array: bool, compact: bool, ascii
 def test_generated_records_decode_the_same_both_ways(tables: dict[str, Table], entity: str) -> None:
     taken: list[bool] = []
 
-    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+    # Derandomized: the same examples on every run, so that the count below is stable.
+    @settings(
+        max_examples=300, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+    )
     @given(
         st.lists(_record(entity), min_size=1, max_size=3),
         st.booleans(),

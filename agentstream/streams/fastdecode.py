@@ -51,8 +51,10 @@ __all__ = ["WireRecord", "decode_wire", "fill_ingest_defaults"]
 
 # In the whole message: a NUL escape (text and jsonb; the reference refuses it) and a
 # timestamp fraction of 7+ digits (see the module docstring). NaN and Infinity need no
-# test here: they are not JSON, msgspec refuses them, and the reference decides.
-_NOT_SURE_IN_MESSAGE = re.compile(rb"\\u0000|\.\d{7}")
+# test here: they are not JSON, msgspec refuses them, and the reference decides. (Two
+# searches with a literal start each run at memory speed; one alternation did not.)
+_NUL_ESCAPE = b"\\u0000"
+_LONG_FRACTION = re.compile(rb"\.\d{7}")
 # In a jsonb value: an exponent of 3+ digits or 300+ digits in a row (a number that may
 # exceed a double: the reference reads it as infinity, which PostgreSQL then refuses).
 _BIG_NUMBER = re.compile(rb"[eE]\+?\d{3}|\d{100}")
@@ -287,7 +289,7 @@ def decode_wire(entity: str, value: bytes | None) -> tuple[list[WireRecord], boo
         decoder = _MANY[entity]
     else:
         return None
-    if _NOT_SURE_IN_MESSAGE.search(value) is not None:
+    if _NUL_ESCAPE in value or _LONG_FRACTION.search(value) is not None:
         return None
     if not value.isascii():  # msgspec does not check the UTF-8 of the jsonb text it skips
         try:
