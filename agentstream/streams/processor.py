@@ -2,11 +2,12 @@
 
 For each batch of messages (batched and committed by consume.py):
 
-1. every message was decoded and validated as it arrived (``decode_message``): valid records get
-   their ingest defaults (an id derived from topic/partition/offset/index, the Kafka
-   timestamp for NOW() columns) and are encoded as binary COPY rows (sinks.postgres.copy:
-   done here so that the flush thread only streams bytes), invalid ones become dead
-   letters with their coordinates;
+1. every message was decoded and validated as it arrived (``decode_message``, ``decode_items``:
+   msgspec straight into rows where it is sure, the pydantic reference otherwise, see
+   fastdecode.py): valid records get their ingest defaults (an id derived from
+   topic/partition/offset/index, the Kafka timestamp for NOW() columns) and are encoded as
+   binary COPY rows (sinks.postgres.copy: done here so that the flush thread only streams
+   bytes), invalid ones become dead letters with their coordinates;
 2. the records are grouped by table, deduplicated and joined into one COPY stream per
    table on the event loop (``PostgresSink.encode_batch``), then written in one transaction
    (``write_encoded``) in a thread (``write_batch``), so that the event loop keeps
