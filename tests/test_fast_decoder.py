@@ -333,7 +333,9 @@ def test_null_and_absent_jsonb_take_the_column_default() -> None:
     [
         ("sessions", b'{"user_id": "u", "metadata": [1]}'),  # an object is required
         ("sessions", b'{"user_id": "u", "metadata": {"x": 1e400}}'),  # infinity for pydantic
-        ("sessions", b'{"user_id": "u", "metadata": {"x": 1.5e+308}}'),
+        ("sessions", b'{"user_id": "u", "metadata": {"x": 1.8e+308}}'),
+        ("sessions", b'{"user_id": "u", "metadata": {"x": -1' + b"1" * 320 + b".5}}"),
+        ("sessions", b'{"user_id": "\xff"}'),  # not UTF-8, in a text field
         ("sessions", b'{"user_id": "u\\u0000"}'),  # NUL
         ("sessions", b'{"user_id": "u", "created_at": "2026-01-01T00:00:00.1234567Z"}'),
         ("sessions", b'{"user_id": "u", "metadata": {"x": "\xff"}}'),  # not UTF-8

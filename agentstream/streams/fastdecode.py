@@ -295,7 +295,7 @@ def decode_wire(entity: str, value: bytes | None) -> tuple[list[WireRecord], boo
         return None
     try:
         decoded = decoder.decode(value)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, ValueError):  # ValueError: invalid UTF-8 in a string
         return None
     if first == _OBJECT_START:
         return [decoded], False
