@@ -21,19 +21,20 @@ import struct
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Self
 
 import psycopg
 import pydantic_core
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationInfo, field_validator, model_validator
 
-from agentstream.contract.entities import ENTITY_MODELS, Session
+from agentstream.contract.entities import ENTITY_MODELS, Record, Session
 from agentstream.sinks.postgres import RowSource, Source
 from agentstream.sinks.postgres.copy import RowEncoder, sink_adapters
 from agentstream.sinks.postgres.tables import Table, load_tables
-from agentstream.streams.fastdecode import WIRE_TYPES, decode_wire
+from agentstream.streams.fastdecode import WIRE_TYPES, decode_wire, derive_struct
 from agentstream.streams.processor import decode_items
 from tests.support.corpus import build_corpus
 from tests.support.services import Services
@@ -313,6 +314,35 @@ def test_structs_follow_the_models_fields_in_order() -> None:
     for entity, model in ENTITY_MODELS.items():
         assert WIRE_TYPES[entity].__struct_fields__ == tuple(model.model_fields)
         assert WIRE_TYPES[entity].DETAIL_FIELDS == model.DETAIL_FIELDS
+
+
+class _WithAFloat(Record):
+    ratio: float
+
+
+class _WithAFieldValidator(Record):
+    name: str
+
+    @field_validator("name")
+    @classmethod
+    def _upper(cls, value: str) -> str:
+        return value.upper()
+
+
+class _WithAValidatorNeedingContext(Record):
+    name: str
+
+    @model_validator(mode="after")
+    def _check(self, info: ValidationInfo) -> Self:
+        return self
+
+
+@pytest.mark.parametrize(
+    "model", [_WithAFloat, _WithAFieldValidator, _WithAValidatorNeedingContext]
+)
+def test_a_contract_change_it_cannot_mirror_fails_the_import(model: type[Record]) -> None:
+    with pytest.raises(TypeError, match="fastdecode"):
+        derive_struct(model)
 
 
 def test_jsonb_passes_through_as_sent() -> None:

@@ -31,6 +31,7 @@ Equivalence with the reference is tested on the hostile corpus and on generated 
 
 from __future__ import annotations
 
+import inspect
 import re
 import types
 import uuid
@@ -46,9 +47,14 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from agentstream.contract.codec import MAX_MESSAGE_BYTES
-from agentstream.contract.entities import ENTITY_MODELS, INGEST_ID_NAMESPACE, MAX_JSON_DEPTH
+from agentstream.contract.entities import (
+    ENTITY_MODELS,
+    INGEST_ID_NAMESPACE,
+    MAX_JSON_DEPTH,
+    Record,
+)
 
-__all__ = ["WireRecord", "decode_wire", "fill_ingest_defaults"]
+__all__ = ["WIRE_TYPES", "WireRecord", "decode_wire", "derive_struct", "fill_ingest_defaults"]
 
 # In the whole message: a NUL escape (text and jsonb; the reference refuses it) and a
 # timestamp fraction of 7+ digits (see the module docstring). NaN and Infinity need no
@@ -232,9 +238,9 @@ def _model_check(func: Callable[..., Any]) -> Callable[[Any], None]:
     return check
 
 
-def _derive(entity: str) -> type[WireRecord]:
-    """The msgspec struct of ``entity``'s model (see the module docstring)."""
-    model = ENTITY_MODELS[entity]
+def derive_struct(model: type[Record]) -> type[WireRecord]:
+    """The msgspec struct of an entity model (see the module docstring); TypeError for what
+    it cannot mirror."""
     fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
     checks: list[Callable[[Any], None]] = []
     for name, info in model.model_fields.items():
@@ -252,8 +258,11 @@ def _derive(entity: str) -> type[WireRecord]:
     for name, d in decorators.model_validators.items():
         if d.info.mode != "after":
             raise TypeError(f"fastdecode: {model.__name__}.{name} is not an after-validator")
-        if name not in _COVERED:
-            checks.append(_model_check(d.func))
+        if name in _COVERED:
+            continue
+        if len(inspect.signature(d.func).parameters) != 1:  # (self) only: no info to give
+            raise TypeError(f"fastdecode: {model.__name__}.{name} needs more than the record")
+        checks.append(_model_check(d.func))
     struct = msgspec.defstruct(
         f"{model.__name__}Wire",
         fields,
@@ -272,7 +281,7 @@ def _derive(entity: str) -> type[WireRecord]:
     return struct  # type: ignore[return-value]
 
 
-WIRE_TYPES: dict[str, type[WireRecord]] = {entity: _derive(entity) for entity in ENTITY_MODELS}
+WIRE_TYPES: dict[str, type[WireRecord]] = {e: derive_struct(m) for e, m in ENTITY_MODELS.items()}
 _ONE = {e: msgspec.json.Decoder(t) for e, t in WIRE_TYPES.items()}
 _MANY = {e: msgspec.json.Decoder(list[t]) for e, t in WIRE_TYPES.items()}  # type: ignore[valid-type]
 
