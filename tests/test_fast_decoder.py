@@ -16,6 +16,7 @@ single-record messages and arrays. The tests load the column types from a migrat
 from __future__ import annotations
 
 import json
+import re
 import string
 import struct
 import uuid
@@ -239,7 +240,7 @@ def _message(records: list[dict[str, Any]], as_array: bool, compact: bool, ascii
 
 @pytest.mark.parametrize("entity", list(ENTITY_MODELS))
 def test_generated_records_decode_the_same_both_ways(tables: dict[str, Table], entity: str) -> None:
-    taken: list[bool] = []
+    valid: list[bytes] = []
 
     # Derandomized: the same examples on every run, so that the count below is stable.
     @settings(
@@ -255,12 +256,27 @@ def test_generated_records_decode_the_same_both_ways(tables: dict[str, Table], e
         value = _message(records, as_array or len(records) > 1, compact, ascii_)
         fast, took_fast = _agree(tables, entity, value)
         if not fast.dead:
-            taken.append(took_fast)
+            # A valid message goes to the reference only for what the fast path leaves
+            # to it by design: the comparison is not made vacuous by msgspec giving up.
+            assert took_fast or _left_to_reference(value), value
+            valid.append(value)
 
     check()
-    # The comparison means something only if msgspec answered for many valid messages
-    # (the others hold what it leaves to the reference: a NUL, a 7-digit fraction, ...).
-    assert len(taken) >= 20 and sum(taken) >= len(taken) // 4, (sum(taken), len(taken))
+    assert len(valid) >= 10  # the generator's mix: enough valid messages to compare
+
+
+def _left_to_reference(value: bytes) -> bool:
+    """Valid messages the fast path leaves to the reference (see fastdecode's docstring),
+    among what the generators make: a NUL escape, a fraction of 7+ digits (anywhere: the
+    scan does not know which string is a timestamp), uuids in braces or as URNs, times
+    without seconds (msgspec refuses them)."""
+    return (
+        b"\\u0000" in value
+        or re.search(rb"\.\d{7}", value) is not None
+        or b"urn:uuid:" in value
+        or re.search(rb'"\{[0-9a-fA-F-]{36}\}"', value) is not None
+        or re.search(rb'"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d[Zz+-]', value) is not None
+    )
 
 
 def _sdk_record(entity: str) -> st.SearchStrategy[bytes]:

@@ -98,6 +98,8 @@ class Processor:
         self._rebalancing = rebalancing
         self._entity_of = {topic_for(e, settings.topic_prefix): e for e in ENTITIES}
         self._records_in = {t: metrics.records_in.labels(t) for t in self._entity_of}
+        self._last_timestamp_ms: int | None = None
+        self._last_timestamp = datetime.now(UTC)
 
     # --- step 1: runs on the consume loop, per message ----------------------------------
 
@@ -107,12 +109,15 @@ class Processor:
         entity = self._entity_of[topic]
         value: bytes = msg.value if msg.value is not None else b""
         # Kafka's timestamp (from the producer or the broker, in ms) stands for NOW(): the
-        # same on every replay, unlike the time of the write.
-        ts = (
-            datetime.fromtimestamp(msg.timestamp / 1000, UTC)
-            if msg.timestamp
-            else datetime.now(UTC)
-        )
+        # same on every replay, unlike the time of the write. Messages produced together
+        # share their millisecond: the last one's datetime is reused.
+        if msg.timestamp and msg.timestamp == self._last_timestamp_ms:
+            ts = self._last_timestamp
+        elif msg.timestamp:
+            ts = self._last_timestamp = datetime.fromtimestamp(msg.timestamp / 1000, UTC)
+            self._last_timestamp_ms = msg.timestamp
+        else:
+            ts = datetime.now(UTC)
         source = Source(topic, partition, offset, value)
         items, invalid = decode_items(entity, source, ts, self._sink.encoder(entity))
         dead = []
@@ -132,9 +137,7 @@ class Processor:
                 )
                 for bad in invalid
             ]
-        size = len(items) + len(dead)
-        self._records_in[topic].inc(size)
-        return Prepared(items, dead, topic, partition, offset, size)
+        return Prepared(items, dead, topic, partition, offset, len(items) + len(dead))
 
     # --- steps 2-4: per batch -------------------------------------------------------------
 
@@ -142,6 +145,13 @@ class Processor:
         """Write one batch and publish its dead letters; returns once all of it is durable."""
         items = [i for p in batch for i in p.items]
         dead = [d for p in batch for d in p.dead]
+        # Counted per batch, not per message: Counter.inc takes a lock, which one-record
+        # messages would pay per record.
+        received: Counter[str] = Counter()
+        for p in batch:
+            received[p.topic] += p.size
+        for topic, n in received.items():
+            self._records_in[topic].inc(n)
         started = time.perf_counter()
         # Grouped, deduplicated and joined into COPY data here, on the event loop: the
         # flush thread then holds the GIL only for a few statements (see sinks.postgres).
