@@ -1,8 +1,10 @@
 """The buckets: the rollup rows of the dirty hours and of their days (or of every bucket)
 deleted and rebuilt from the committed facts, in the run's second transaction.
 
-A day's percentiles need all its facts, so every fact of a touched day is read back; the
-hour rows are rebuilt for the dirty hours only.
+The hour rows are rebuilt for the dirty hours only, from their facts. A day's percentiles
+need all its facts, so every fact of a touched day is read back: for the LLM calls, only the
+columns of those percentiles and means, the day's sums coming from its hour rows (days.py);
+for executions (few columns), all of them.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from agentstream.analytics.rollup.days import LLM_DAYS, DaysFromHours, insert_days
 from agentstream.analytics.rollup.facts import DIMENSION_COLUMNS
 from agentstream.analytics.rollup.grouping import EXEC_GROUPING, LLM_GROUPING, Grouping, aggregate
 from agentstream.analytics.rollup.reader import _CommittedReader
@@ -32,6 +35,9 @@ class Rollup:
     read: sql.SQL
     columns: tuple[str, ...]
     grouping: Grouping
+    # An incremental run's day rows from the hour rows and a narrow read (None: grouped
+    # from every column of the day's facts, like the hour rows).
+    days: DaysFromHours | None
 
     @property
     def identifier(self) -> sql.Identifier:
@@ -65,6 +71,7 @@ LLM_ROLLUP = Rollup(
         "price_flags",
     ),
     grouping=LLM_GROUPING,
+    days=LLM_DAYS,
 )
 EXEC_ROLLUP = Rollup(
     kind="exec",
@@ -73,6 +80,7 @@ EXEC_ROLLUP = Rollup(
     duration_ms FROM analytics.exec_facts {where}"""),
     columns=("hour", *DIMENSION_COLUMNS, "status", "duration_ms"),
     grouping=EXEC_GROUPING,
+    days=None,
 )
 _ROLLUPS = (LLM_ROLLUP, EXEC_ROLLUP)
 
@@ -108,15 +116,15 @@ def _clear_buckets(
     )
 
 
-def _facts_of_days(days: list[int]) -> sql.Composed:
-    """The condition on the facts' hour matching every hour of ``days``, as a literal list so
-    that the planner sees it and scans the hour index."""
-    listed = ",".join(
-        f'"{datetime.fromtimestamp(day + 3600 * i, UTC).isoformat()}"'
-        for day in days
-        for i in range(24)
-    )
+def _facts_of_hours(hours: list[int]) -> sql.Composed:
+    """The condition on the facts' hour matching ``hours`` (epoch seconds), as a literal
+    list so that the planner sees it and scans the hour index."""
+    listed = ",".join(f'"{datetime.fromtimestamp(h, UTC).isoformat()}"' for h in hours)
     return sql.SQL("WHERE hour = ANY({}::timestamptz[])").format(sql.Literal(f"{{{listed}}}"))
+
+
+def _facts_of_days(days: list[int]) -> sql.Composed:
+    return _facts_of_hours([day + 3600 * i for day in days for i in range(24)])
 
 
 def _count_buckets(cur: psycopg.Cursor[Any]) -> tuple[int, int]:
@@ -131,6 +139,35 @@ def _count_buckets(cur: psycopg.Cursor[Any]) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
+def _copy_rows(cur: psycopg.Cursor[Any], rollup: Rollup, rows: bytes) -> None:
+    with cur.copy(sql.SQL("COPY {} FROM STDIN (FORMAT csv)").format(rollup.identifier)) as c:
+        c.write(rows)
+
+
+def _rebuild_touched(
+    cur: psycopg.Cursor[Any],
+    read: _CommittedReader,
+    rollup: Rollup,
+    hours: list[int],
+    days: list[int],
+) -> None:
+    """The rows of the dirty ``hours`` and of their ``days``, whose old rows are deleted."""
+    if rollup.days is None:
+        facts = read(rollup.read.format(where=_facts_of_days(days)).as_string(cur), rollup.columns)
+        if facts.num_rows:
+            _copy_rows(cur, rollup, aggregate(read.duck, facts, rollup.grouping.query(hours)))
+        return
+    facts = read(rollup.read.format(where=_facts_of_hours(hours)).as_string(cur), rollup.columns)
+    if facts.num_rows:
+        hour_rows = rollup.grouping.query(hours, days=False)
+        _copy_rows(cur, rollup, aggregate(read.duck, facts, hour_rows))
+    spec = rollup.days
+    narrow = read(spec.read.format(where=_facts_of_days(days)).as_string(cur), spec.columns)
+    if narrow.num_rows:
+        statistics = aggregate(read.duck, narrow, spec.statistics.query())
+        insert_days(cur, rollup.identifier, spec, rollup.grouping.dimensions, statistics, days)
+
+
 def recompute(
     cur: psycopg.Cursor[Any], read: _CommittedReader, *, all_buckets: bool
 ) -> tuple[int, int]:
@@ -140,26 +177,20 @@ def recompute(
     hours_total = days_total = 0
     read.wait()  # connected (and DuckDB opened) on its thread
     for rollup in _ROLLUPS:
-        hours: list[int] | None
-        where: sql.Composable
         if all_buckets:
             _clear_all(cur, rollup)
-            where, hours = sql.SQL(""), None
-        else:
-            hours = _take_dirty_hours(cur, rollup)
-            if not hours:
-                continue
-            days = sorted({h - h % 86400 for h in hours})
-            hours_total += len(hours)
-            days_total += len(days)
-            _clear_buckets(cur, rollup, hours, days)
-            where = _facts_of_days(days)
-        facts = read(rollup.read.format(where=where).as_string(cur), rollup.columns)
-        if facts.num_rows == 0:
+            facts = read(rollup.read.format(where=sql.SQL("")).as_string(cur), rollup.columns)
+            if facts.num_rows:
+                _copy_rows(cur, rollup, aggregate(read.duck, facts, rollup.grouping.query(None)))
             continue
-        rows = aggregate(read.duck, facts, rollup.grouping, hours)
-        with cur.copy(sql.SQL("COPY {} FROM STDIN (FORMAT csv)").format(rollup.identifier)) as c:
-            c.write(rows)
+        hours = _take_dirty_hours(cur, rollup)
+        if not hours:
+            continue
+        days = sorted({h - h % 86400 for h in hours})
+        hours_total += len(hours)
+        days_total += len(days)
+        _clear_buckets(cur, rollup, hours, days)
+        _rebuild_touched(cur, read, rollup, hours, days)
     if all_buckets:
         hours_total, days_total = _count_buckets(cur)
     return hours_total, days_total
