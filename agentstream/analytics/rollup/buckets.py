@@ -10,18 +10,25 @@ for executions (few columns), all of them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+import pyarrow as pa
 from psycopg import sql
 
-from agentstream.analytics.rollup.days import LLM_DAYS, DaysFromHours, insert_days
+from agentstream.analytics.rollup.days import (
+    LLM_DAYS,
+    DaysFromHours,
+    changed_call_days,
+    facts_of_days,
+    facts_of_hours,
+    insert_days,
+)
 from agentstream.analytics.rollup.facts import DIMENSION_COLUMNS
 from agentstream.analytics.rollup.grouping import EXEC_GROUPING, LLM_GROUPING, Grouping, aggregate
 from agentstream.analytics.rollup.reader import _CommittedReader
 
-__all__ = ["EXEC_ROLLUP", "LLM_ROLLUP", "Rollup", "recompute"]
+__all__ = ["EXEC_ROLLUP", "LLM_ROLLUP", "Rollup", "early_read", "recompute"]
 
 
 @dataclass(frozen=True)
@@ -116,17 +123,6 @@ def _clear_buckets(
     )
 
 
-def _facts_of_hours(hours: list[int]) -> sql.Composed:
-    """The condition on the facts' hour matching ``hours`` (epoch seconds), as a literal
-    list so that the planner sees it and scans the hour index."""
-    listed = ",".join(f'"{datetime.fromtimestamp(h, UTC).isoformat()}"' for h in hours)
-    return sql.SQL("WHERE hour = ANY({}::timestamptz[])").format(sql.Literal(f"{{{listed}}}"))
-
-
-def _facts_of_days(days: list[int]) -> sql.Composed:
-    return _facts_of_hours([day + 3600 * i for day in days for i in range(24)])
-
-
 def _count_buckets(cur: psycopg.Cursor[Any]) -> tuple[int, int]:
     """Every bucket's hours and days, counted from the rollup's own 'all' rows (the primary
     key's prefix)."""
@@ -144,6 +140,38 @@ def _copy_rows(cur: psycopg.Cursor[Any], rollup: Rollup, rows: bytes) -> None:
         c.write(rows)
 
 
+def early_read(cur: psycopg.Cursor[Any]) -> tuple[list[int], str, tuple[str, ...]] | None:
+    """What the reader may read while the first transaction runs (``_CommittedReader.start``):
+    the narrow facts of the days of the changed LLM calls (temp table ``changed``), or None
+    when there are none."""
+    days = changed_call_days(cur)
+    if not days:
+        return None
+    query = LLM_DAYS.read.format(where=facts_of_days(days)).as_string(cur)
+    return days, query, LLM_DAYS.statistics.columns
+
+
+def _narrow_facts(
+    cur: psycopg.Cursor[Any],
+    read: _CommittedReader,
+    spec: DaysFromHours,
+    hours: list[int],
+    days: list[int],
+) -> pa.Table:
+    """The narrow facts of ``days``: read early where the reader did (those of the dirty
+    ``hours`` among them are as they were before the first transaction, and the grouping
+    leaves them out), read now for the other days (without the dirty hours)."""
+    tables = [read.early.facts] if read.early is not None else []
+    early_days = read.early.days if read.early is not None else []
+    late = [d for d in days if d not in early_days]
+    if late or not tables:
+        dirty = set(hours)
+        clean = [h for d in late for h in range(d, d + 86400, 3600) if h not in dirty]
+        query = spec.read.format(where=facts_of_hours(clean)).as_string(cur)
+        tables.append(read(query, spec.statistics.columns))
+    return pa.concat_tables(tables)
+
+
 def _rebuild_touched(
     cur: psycopg.Cursor[Any],
     read: _CommittedReader,
@@ -153,18 +181,21 @@ def _rebuild_touched(
 ) -> None:
     """The rows of the dirty ``hours`` and of their ``days``, whose old rows are deleted."""
     if rollup.days is None:
-        facts = read(rollup.read.format(where=_facts_of_days(days)).as_string(cur), rollup.columns)
+        where = facts_of_days(days)
+        facts = read(rollup.read.format(where=where).as_string(cur), rollup.columns)
         if facts.num_rows:
-            _copy_rows(cur, rollup, aggregate(read.duck, facts, rollup.grouping.query(hours)))
+            rows = aggregate(read.duck, rollup.grouping.query(hours), facts=facts)
+            _copy_rows(cur, rollup, rows)
         return
-    facts = read(rollup.read.format(where=_facts_of_hours(hours)).as_string(cur), rollup.columns)
+    facts = read(rollup.read.format(where=facts_of_hours(hours)).as_string(cur), rollup.columns)
     if facts.num_rows:
-        hour_rows = rollup.grouping.query(hours, days=False)
-        _copy_rows(cur, rollup, aggregate(read.duck, facts, hour_rows))
+        rows = aggregate(read.duck, rollup.grouping.query(hours, days=False), facts=facts)
+        _copy_rows(cur, rollup, rows)
     spec = rollup.days
-    narrow = read(spec.read.format(where=_facts_of_days(days)).as_string(cur), spec.columns)
-    if narrow.num_rows:
-        statistics = aggregate(read.duck, narrow, spec.statistics.query())
+    narrow = _narrow_facts(cur, read, spec, hours, days)
+    if narrow.num_rows or facts.num_rows:
+        query = spec.statistics.query(hours, days)
+        statistics = aggregate(read.duck, query, narrow=narrow, facts=facts)
         insert_days(cur, rollup.identifier, spec, rollup.grouping.dimensions, statistics, days)
 
 
@@ -181,7 +212,8 @@ def recompute(
             _clear_all(cur, rollup)
             facts = read(rollup.read.format(where=sql.SQL("")).as_string(cur), rollup.columns)
             if facts.num_rows:
-                _copy_rows(cur, rollup, aggregate(read.duck, facts, rollup.grouping.query(None)))
+                rows = aggregate(read.duck, rollup.grouping.query(None), facts=facts)
+                _copy_rows(cur, rollup, rows)
             continue
         hours = _take_dirty_hours(cur, rollup)
         if not hours:

@@ -12,6 +12,7 @@ tests/test_analytics_rollup.py and test_analytics_costs.py check that both give 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -19,7 +20,14 @@ from psycopg import sql
 
 from agentstream.analytics.rollup.grouping import LLM_DAY_STATISTICS, DayStatistics
 
-__all__ = ["LLM_DAYS", "DaysFromHours", "insert_days"]
+__all__ = [
+    "LLM_DAYS",
+    "DaysFromHours",
+    "changed_call_days",
+    "facts_of_days",
+    "facts_of_hours",
+    "insert_days",
+]
 
 
 @dataclass(frozen=True)
@@ -28,10 +36,9 @@ class DaysFromHours:
 
     statistics: DayStatistics
     temporary: str  # the name of the statistics' temporary table
-    # The facts' columns the statistics need (the hour first), with the placeholder
-    # ``{where}``; ``columns`` names them for the grouping.
+    # The facts' columns the statistics need (``statistics.columns``), with the placeholder
+    # ``{where}``.
     read: sql.SQL
-    columns: tuple[str, ...]
     # The statistics' columns and their types, in the order of ``statistics.output``.
     statistic_columns: tuple[tuple[str, str], ...]
     sums: tuple[str, ...]  # the rollup columns that are sums of the hour rows
@@ -45,16 +52,6 @@ LLM_DAYS = DaysFromHours(
     temporary="llm_day_statistics",
     read=sql.SQL("""SELECT hour, model, agent_id, agent_type, user_id, session_id, latency_ms,
     ttft_ms FROM analytics.llm_facts {where}"""),
-    columns=(
-        "hour",
-        "model",
-        "agent_id",
-        "agent_type",
-        "user_id",
-        "session_id",
-        "latency_ms",
-        "ttft_ms",
-    ),
     statistic_columns=(
         ("latency_mean", "double precision"),
         ("latency_p50", "double precision"),
@@ -89,6 +86,31 @@ LLM_DAYS = DaysFromHours(
         ("cache_hit_ratio", "cache_read_tokens", "prompt_tokens"),
     ),
 )
+
+
+def facts_of_hours(hours: list[int]) -> sql.Composed:
+    """The condition on the facts' hour matching ``hours`` (epoch seconds), as a literal
+    list so that the planner sees it and scans the hour index."""
+    listed = ",".join(f'"{datetime.fromtimestamp(h, UTC).isoformat()}"' for h in hours)
+    return sql.SQL("WHERE hour = ANY({}::timestamptz[])").format(sql.Literal(f"{{{listed}}}"))
+
+
+def facts_of_days(days: list[int]) -> sql.Composed:
+    return facts_of_hours([h for day in days for h in range(day, day + 86400, 3600)])
+
+
+def changed_call_days(cur: psycopg.Cursor[Any]) -> list[int]:
+    """The days (epoch seconds) of the LLM calls in the temp table ``changed``
+    (changes.read_changes): the days whose day rows an incremental run will rebuild,
+    unless other changes add more."""
+    cur.execute(
+        """SELECT DISTINCT extract(epoch FROM
+               date_bin('1 day', l.created_at, '2000-01-01 00:00+00'))::bigint
+           FROM changed c JOIN llm_interactions l ON l.id = c.id
+           WHERE c.entity = 'llm_interactions' AND l.created_at IS NOT NULL"""
+    )
+    return sorted(row[0] for row in cur.fetchall())
+
 
 _INSERT = """INSERT INTO {table} (granularity, dimension, bucket, key, {sums}, {ratios},
     {statistics})
@@ -156,7 +178,7 @@ def insert_days(
             ),
         ),
         {
-            "hours": [day + 3600 * i for day in days for i in range(24)],
+            "hours": [h for day in days for h in range(day, day + 86400, 3600)],
             "dims": list(dimensions),
         },
     )

@@ -215,21 +215,33 @@ class Grouping:
 class DayStatistics:
     """The columns of a kind's day rows that are not sums of its hour rows (means,
     percentiles, maxima): computed from every fact of a day, but from few of their columns
-    (buckets.py reads them). An incremental run adds them to the sums of the day's hour
-    rows (days.py)."""
+    (``columns``, the hour first). An incremental run adds them to the sums of the day's
+    hour rows (days.py)."""
 
     dimensions: tuple[str, ...]
+    columns: tuple[str, ...]
     # The aggregates, after the dimension and the bucket.
     aggregates: str
     output: str  # the statistics' columns in the order of days.py's table, after the key
 
-    def query(self) -> str:
-        """The day statistics of every day of the registered ``facts``, in key order."""
+    def query(self, hours: list[int], days: list[int]) -> str:
+        """The statistics of ``days`` (epoch seconds) over the registered ``narrow`` facts
+        (``columns``) of their hours other than ``hours``, and the registered ``facts`` of
+        ``hours`` (more columns, ``columns`` among them); in key order."""
+        columns = ", ".join(self.columns)
+        source = _fill(
+            """(SELECT $columns FROM narrow WHERE hour - hour % 86400 IN ($days)
+                 AND hour NOT IN ($hours)
+               UNION ALL SELECT $columns FROM facts)""",
+            columns=columns,
+            days=", ".join(map(str, days)),
+            hours=", ".join(map(str, hours)),
+        )
         grouped = _fill(
             _DAY_STATS,
             dimension=_dimension_case(self.dimensions),
             aggregates=self.aggregates,
-            facts=_fill(_SOURCE, source="facts"),
+            facts=_fill(_SOURCE, source=source),
             sets=_grouping_sets(self.dimensions, ("day",)),
         )
         return _fill(
@@ -268,6 +280,16 @@ LLM_GROUPING = Grouping(
 )
 LLM_DAY_STATISTICS = DayStatistics(
     dimensions=DIMENSIONS,
+    columns=(
+        "hour",
+        "model",
+        "agent_id",
+        "agent_type",
+        "user_id",
+        "session_id",
+        "latency_ms",
+        "ttft_ms",
+    ),
     aggregates=_fill(
         "avg(latency_ms)::DOUBLE AS latency_mean, $latency, max(latency_ms) AS latency_max, $ttft",
         latency=_quantiles("latency_ms", "latency"),
@@ -293,14 +315,16 @@ def duckdb_connection() -> Any:
     return duckdb.connect(config={"threads": 2})
 
 
-def aggregate(duck: Any, facts: pa.Table, query: str) -> bytes:
-    """Run ``query`` (a Grouping's or DayStatistics' query) over ``facts`` in DuckDB; CSV of
-    the rows it returns."""
-    duck.register("facts", facts)
+def aggregate(duck: Any, query: str, **tables: pa.Table) -> bytes:
+    """Run ``query`` (a Grouping's or DayStatistics' query) in DuckDB over ``tables``,
+    registered under their names; CSV of the rows it returns."""
+    for name, table in tables.items():
+        duck.register(name, table)
     try:
         result = duck.sql(query).to_arrow_table()
     finally:
-        duck.unregister("facts")
+        for name in tables:
+            duck.unregister(name)
     out = io.BytesIO()
     pcsv.write_csv(result, out, write_options=pcsv.WriteOptions(include_header=False))
     return out.getvalue()

@@ -35,7 +35,7 @@ import psycopg
 from psycopg import sql
 
 from agentstream.analytics.prices import PriceRow, fingerprint, load_prices
-from agentstream.analytics.rollup.buckets import recompute
+from agentstream.analytics.rollup.buckets import early_read, recompute
 from agentstream.analytics.rollup.changes import new_watermark, prune_change_log, read_changes
 from agentstream.analytics.rollup.facts import fold_changes, rebuild_facts
 from agentstream.analytics.rollup.pricing import recost, sync_prices
@@ -125,7 +125,9 @@ def _fold(
     upto = new_watermark(cur, watermark)
     changes = 0 if full else read_changes(cur, watermark)
     cur.execute("SET LOCAL enable_seqscan = on")
-    reader.start()  # connects while the facts are rebuilt or folded in
+    # Connects, and reads the facts of the changed calls' days, while the facts are rebuilt
+    # or folded in.
+    reader.start(early_read(cur) if changes else None)
     if full:
         rebuild_facts(cur, prices)
     elif changes:
