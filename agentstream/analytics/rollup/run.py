@@ -12,9 +12,11 @@ Under an advisory lock, so that two runs serialize, in two transactions:
    (``analytics.dirty_hours``); the watermark advances and the lines folded in are deleted.
 2. The buckets (second transaction, buckets.py): the rollup rows of the dirty hours and of
    their days are deleted and rebuilt from the facts, read through a second connection
-   (reader.py) now that they are committed, and grouped in DuckDB (grouping.py); the dirty
-   hours are cleared. A run that dies between the two leaves its hours dirty; the next run
-   rebuilds them.
+   (reader.py) now that they are committed, and grouped in DuckDB (grouping.py); a day
+   row's sums are its hour rows' (days.py); the dirty hours are cleared. The columns a
+   day's percentiles need are read early, while the first transaction runs, for the days of
+   the changed calls (only the clean hours' facts of those reads are used). A run that dies
+   between the two leaves its hours dirty; the next run rebuilds them.
 
 ``full=True`` (and the first run) rebuilds every fact from the seed tables in the first
 transaction, which also catches rows written by anything other than the sink, and marks the
