@@ -29,7 +29,7 @@ from aiokafka.structs import OffsetAndMetadata
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from agentstream.contract.settings import Settings
-from agentstream.otlp.mapping import Facts, MappingError, SpanKind, records_of, resolve
+from agentstream.otlp.mapping import Facts, FactsLike, MappingError, SpanKind, records_of, resolve
 from agentstream.otlp.pipeline import Mapped, span_from_json
 from agentstream.otlp.publisher import KafkaNotAcknowledged, Publisher
 
@@ -44,7 +44,7 @@ _STOP_TIMEOUT_S = 5.0
 class _Trace:
     first_offset: int
     last_seen: float
-    facts: dict[str, Facts] = field(default_factory=dict)
+    facts: dict[str, FactsLike] = field(default_factory=dict)
     # span hex -> (kind, span json, arrival time)
     waiting: dict[str, tuple[SpanKind, dict[str, Any], float]] = field(default_factory=dict)
 
@@ -136,15 +136,31 @@ class Resolver:
             log.warning("resolver: skipping a message at offset %d that is not JSON", offset)
             return
         for item in items if isinstance(items, list) else [items]:
-            trace_hex = item["t"]
-            trace = traces.get(trace_hex)
-            if trace is None:
-                trace = traces[trace_hex] = _Trace(first_offset=offset, last_seen=now)
-            trace.last_seen = now
+            try:
+                self._take_item(traces, offset, item, now)
+            except (KeyError, TypeError, ValueError):
+                log.warning("resolver: skipping an item at offset %d of an unknown shape", offset)
+
+    @staticmethod
+    def _take_item(traces: dict[str, _Trace], offset: int, item: Any, now: float) -> None:
+        trace_hex = item["t"]
+        trace = traces.get(trace_hex)
+        if trace is None:
+            trace = traces[trace_hex] = _Trace(first_offset=offset, last_seen=now)
+        trace.last_seen = now
+        if "span" in item:  # the first version's item: one span's facts (and body)
             trace.facts[item["span"]] = Facts.from_json(item["f"])
-            body = item.get("body")
-            if body is not None:
-                trace.waiting[item["span"]] = (item["k"], body, now)
+            if item.get("body") is not None:
+                trace.waiting[item["span"]] = (item["k"], item["body"], now)
+            return
+        facts = item.get("f")
+        if facts is not None:
+            for span_hex, its in facts.items():
+                if not (isinstance(its, list) and len(its) == len(Facts._fields)):
+                    raise ValueError(f"facts of span {span_hex} are not a 4-array")
+            trace.facts.update(facts)
+        if "w" in item:
+            trace.waiting[item["w"]] = (item["k"], item["body"], now)
 
     async def _resolve_ready(self, now: float) -> None:
         out = Mapped()
