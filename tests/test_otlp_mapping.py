@@ -20,7 +20,7 @@ from agentstream.contract.entities import Agent, AgentExecution, Event, LLMInter
 from agentstream.otlp.decode import BodyError, decode_request, spans_of
 from agentstream.otlp.mapping import OTEL_NAMESPACE, records_of, resolve
 from agentstream.otlp.pipeline import Mapped, map_spans, span_from_json
-from agentstream.otlp.resolver import Resolver, _Trace
+from agentstream.otlp.resolver import Resolver, _Partition
 from agentstream.otlp.rows import Row
 from tests.support import otlp_traces
 from tests.support.otlp_traces import CONVENTIONS, Expected
@@ -366,13 +366,13 @@ def test_the_resolver_reads_the_first_spans_topic_items_too() -> None:
     (facts,) = [i for _, i in mapped.span_items if "f" in i]
     p, s, u, a = facts["f"][chat.span_hex]
     first = {"t": chat.trace_hex, "span": chat.span_hex, "f": {"p": p, "s": s, "u": u, "a": a}}
-    old: dict[str, _Trace] = {}
+    old = _Partition()
     Resolver._take_item(old, 1, {**first, "k": waiting["k"], "body": waiting["body"]}, 0.0)
-    new: dict[str, _Trace] = {}
+    new = _Partition()
     for item in json.loads(json.dumps([facts, waiting])):
         Resolver._take_item(new, 1, item, 0.0)
-    for traces in (old, new):
-        trace = traces[chat.trace_hex]
-        assert list(trace.waiting) == [chat.span_hex]
+    for part in (old, new):
+        trace = part.traces[chat.trace_hex]
+        assert list(trace.waiting) == [chat.span_hex] and list(part.waiting) == [chat.trace_hex]
         ctx = resolve(chat.trace_hex, chat.span_hex, trace.facts.get, final=True)
         assert ctx is not None and ctx.session_key == f"trace:{e.trace_hex}"
