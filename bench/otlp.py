@@ -104,9 +104,24 @@ def trace_spans(start_ns: int, n: int) -> tuple[PbSpan, list[PbSpan]]:
     return agent, children
 
 
+# What the OpenTelemetry SDK puts on every request's resource (none of it GenAI).
+RESOURCE = {
+    "service.name": "bench-agent",
+    "telemetry.sdk.language": "python",
+    "telemetry.sdk.name": "opentelemetry",
+    "telemetry.sdk.version": "1.45.2",
+}
+
+
 def request_of(spans: list[PbSpan]) -> bytes:
     req = ExportTraceServiceRequest()
-    scope = req.resource_spans.add().scope_spans.add()
+    resource_spans = req.resource_spans.add()
+    for key, value in RESOURCE.items():
+        a = resource_spans.resource.attributes.add()
+        a.key = key
+        a.value.string_value = value
+    scope = resource_spans.scope_spans.add()
+    scope.scope.name = "bench"
     scope.spans.extend(spans)
     return req.SerializeToString()
 

@@ -7,8 +7,10 @@ import dataclasses
 import json
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pydantic_core
 import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -18,7 +20,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from agentstream.contract.codec import decode
 from agentstream.contract.entities import Agent, AgentExecution, Event, LLMInteraction, Record
 from agentstream.otlp.decode import BodyError, decode_request, spans_of
-from agentstream.otlp.mapping import OTEL_NAMESPACE, records_of, resolve
+from agentstream.otlp.mapping import OTEL_NAMESPACE, _time, records_of, resolve
 from agentstream.otlp.pipeline import Mapped, map_spans, span_from_json
 from agentstream.otlp.resolver import Resolver, _Partition
 from agentstream.otlp.rows import Row
@@ -376,3 +378,11 @@ def test_the_resolver_reads_the_first_spans_topic_items_too() -> None:
         assert list(trace.waiting) == [chat.span_hex] and list(part.waiting) == [chat.trace_hex]
         ctx = resolve(chat.trace_hex, chat.span_hex, trace.facts.get, final=True)
         assert ctx is not None and ctx.session_key == f"trace:{e.trace_hex}"
+
+
+@pytest.mark.parametrize(
+    "ns", [0, 999, 1_796_000_000_000_000_000, 1_796_000_000_123_456_789, 253_402_214_399 * 10**9]
+)
+def test_span_times_are_spelled_as_pydantic_spells_them(ns: int) -> None:
+    exact = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=ns // 1000)
+    assert _time(ns) == json.loads(pydantic_core.to_json(exact))

@@ -5,7 +5,7 @@ are often set only on the agent's or the root's span, which ends (and is exporte
 So mapping is two steps:
 
 * :func:`facts_of` reads what a span says about itself and passes down to its descendants
-  (:class:`Facts`: parent, explicit session, user, agent identity);
+  (``Facts``: parent, explicit session, user, agent identity);
 * :func:`resolve` walks a span's ancestors' facts to its :class:`Context` (session id, user id,
   agent id), or says it cannot yet (an ancestor has not been seen);
 * :func:`records_of` builds the span's records once its context is known.
@@ -22,7 +22,6 @@ import hashlib
 import json
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, NamedTuple
 
@@ -31,12 +30,14 @@ from agentstream.otlp.decode import STATUS_ERROR, Span
 from agentstream.otlp.rows import Row, row
 
 __all__ = [
+    "FACTS_LENGTH",
     "USER_PLACEHOLDER",
     "Context",
     "Facts",
     "FactsLike",
     "MappingError",
     "SpanKind",
+    "facts_from_first_json",
     "facts_of",
     "kind_of",
     "records_of",
@@ -157,26 +158,17 @@ def kind_of(span: Span) -> SpanKind:
     return "other"
 
 
-class Facts(NamedTuple):
-    """What a span says about itself that its descendants inherit.
-
-    On the spans topic a span's facts are this tuple as a JSON array: ``resolve`` takes the
-    tuple or the array alike, so the resolver keeps what it reads without converting it.
-    """
-
-    parent: str | None  # parent span id, hex
-    session: str | None  # an explicit session key (conversation/session id)
-    user: str | None
-    agent: str | None  # an agent span's identity: "id:<gen_ai.agent.id>" or "name:<name>"
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> Facts:
-        """Facts as the first version of the spans topic spelled them (an object)."""
-        return cls(d.get("p"), d.get("s"), d.get("u"), d.get("a"))
-
-
-# A span's facts as looked up by ``resolve``: a Facts, or the JSON array it travels as.
+# What a span says about itself that its descendants inherit: (parent span id hex, explicit
+# session key, user, agent identity "id:<gen_ai.agent.id>" or "name:<name>"). A plain tuple,
+# as it travels on the spans topic (a JSON array, which ``resolve`` takes as it is read).
+Facts = tuple[str | None, str | None, str | None, str | None]
 FactsLike = Facts | Sequence[str | None]
+FACTS_LENGTH = 4
+
+
+def facts_from_first_json(d: dict[str, Any]) -> Facts:
+    """Facts as the first version of the spans topic spelled them (an object)."""
+    return (d.get("p"), d.get("s"), d.get("u"), d.get("a"))
 
 
 def agent_name(span: Span) -> str:
@@ -192,17 +184,12 @@ def facts_of(span: Span, kind: SpanKind) -> Facts:
     if kind == "agent":
         agent_id = _str(span.attributes.get("gen_ai.agent.id"))
         agent = f"id:{agent_id}" if agent_id else f"name:{agent_name(span)}"
-    return Facts(
-        # A span whose parent is remote is where its process's part of the trace begins.
-        parent=None if span.parent_remote else span.parent_hex,
-        session=_str(span.get(*SESSION_KEYS)),
-        user=_str(span.get(*USER_KEYS)),
-        agent=agent,
-    )
+    # A span whose parent is remote is where its process's part of the trace begins.
+    parent = None if span.parent_remote else span.parent_hex
+    return (parent, _str(span.get(*SESSION_KEYS)), _str(span.get(*USER_KEYS)), agent)
 
 
-@dataclass(frozen=True, slots=True)
-class Context:
+class Context(NamedTuple):
     session_id: uuid.UUID
     session_key: str
     user_id: str
@@ -229,6 +216,12 @@ def agent_id_of(agent: str, session_id: uuid.UUID) -> uuid.UUID:
     if agent.startswith("id:"):
         return _id("agent", agent)
     return _id("agent", str(session_id), agent)
+
+
+@functools.lru_cache(maxsize=65536)
+def _agent_id(agent: str, session_key: str) -> uuid.UUID:
+    # Cached by the keys' text: a UUID argument is hashed in Python, a str's hash is cached.
+    return agent_id_of(agent, session_id_of(session_key))
 
 
 def resolve(
@@ -278,7 +271,7 @@ def resolve(
     key = session or f"trace:{trace_hex}"
     agent_id = None
     if agent is not None:
-        agent_id = agent_id_of(agent, session_id_of(agent_session or f"trace:{trace_hex}"))
+        agent_id = _agent_id(agent, agent_session or f"trace:{trace_hex}")
     return Context(session_id_of(key), key, user or USER_PLACEHOLDER, agent_id, _session_text(key))
 
 
@@ -287,11 +280,19 @@ _LATEST_NS = 253_402_214_400 * 10**9  # 9999-12-30
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _time(ns: int) -> datetime:
+def _time(ns: int) -> str:
+    """The RFC 3339 text of a span time, to the microsecond (as a float of seconds is not)."""
     if not 0 <= ns < _LATEST_NS:
         raise MappingError(f"span time {ns} ns since the epoch is out of range")
-    # Exact to the microsecond (a float of seconds since 1970 is not).
-    return _EPOCH + timedelta(microseconds=ns // 1000)
+    seconds, micros = divmod(ns // 1000, 1_000_000)
+    # Spelled as pydantic spells a datetime (what the SDK sends): no fraction when it is 0.
+    return f"{_second(seconds)}.{micros:06d}Z" if micros else f"{_second(seconds)}Z"
+
+
+@functools.lru_cache(maxsize=4096)
+def _second(seconds: int) -> str:
+    # A request's spans start and end within a few seconds: each formatted once.
+    return (_EPOCH + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def _count(span: Span, keys: tuple[str, ...], name: str) -> int | None:

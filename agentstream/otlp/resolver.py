@@ -29,7 +29,15 @@ from aiokafka.structs import OffsetAndMetadata
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from agentstream.contract.settings import Settings
-from agentstream.otlp.mapping import Facts, FactsLike, MappingError, SpanKind, records_of, resolve
+from agentstream.otlp.mapping import (
+    FACTS_LENGTH,
+    FactsLike,
+    MappingError,
+    SpanKind,
+    facts_from_first_json,
+    records_of,
+    resolve,
+)
 from agentstream.otlp.pipeline import Mapped, span_from_json
 from agentstream.otlp.publisher import KafkaNotAcknowledged, Publisher
 
@@ -161,7 +169,7 @@ class Resolver:
             trace = part.traces[trace_hex] = _Trace(first_offset=offset, last_seen=now)
         trace.last_seen = now
         if "span" in item:  # the first version's item: one span's facts (and body)
-            trace.facts[item["span"]] = Facts.from_json(item["f"])
+            trace.facts[item["span"]] = facts_from_first_json(item["f"])
             if item.get("body") is not None:
                 trace.waiting[item["span"]] = (item["k"], item["body"], now)
                 part.waiting[trace_hex] = trace
@@ -169,7 +177,7 @@ class Resolver:
         facts = item.get("f")
         if facts is not None:
             for span_hex, its in facts.items():
-                if not (isinstance(its, list) and len(its) == len(Facts._fields)):
+                if not (isinstance(its, list) and len(its) == FACTS_LENGTH):
                     raise ValueError(f"facts of span {span_hex} are not a 4-array")
             trace.facts.update(facts)
         if "w" in item:

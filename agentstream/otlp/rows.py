@@ -25,8 +25,7 @@ traces with the entity models and checks that validation changes nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import pydantic_core
 from pydantic import ValidationError
@@ -45,8 +44,7 @@ class RowRefused(ValueError):
     """A record that would break the entity contract: its span is refused with this reason."""
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
+class Row(NamedTuple):
     """One record of ``entity`` as its JSON object, with its Kafka key (its session's id)."""
 
     entity: Entity
