@@ -19,8 +19,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from agentstream.contract.codec import decode
 from agentstream.contract.entities import Agent, AgentExecution, Event, LLMInteraction, Record
-from agentstream.otlp.decode import BodyError, decode_request, spans_of
-from agentstream.otlp.mapping import OTEL_NAMESPACE, _time, records_of, resolve
+from agentstream.otlp.decode import BodyError, Span, decode_request, spans_of
+from agentstream.otlp.mapping import OTEL_NAMESPACE, _time, read, records_of, resolve
 from agentstream.otlp.pipeline import Mapped, map_spans, span_from_json
 from agentstream.otlp.resolver import Resolver, _Partition
 from agentstream.otlp.rows import Row
@@ -386,3 +386,16 @@ def test_the_resolver_reads_the_first_spans_topic_items_too() -> None:
 def test_span_times_are_spelled_as_pydantic_spells_them(ns: int) -> None:
     exact = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=ns // 1000)
     assert _time(ns) == json.loads(pydantic_core.to_json(exact))
+
+
+def test_a_meaning_is_read_from_the_span_before_its_resource_first_name_first() -> None:
+    """docs/otel.md: the first attribute set wins; a span's own attributes win over its
+    resource's (all of them: a later name on the span beats an earlier one on the resource)."""
+    resource = {"gen_ai.provider.name": "from-resource", "user.id": "u-resource"}
+    own = {"gen_ai.system": "older-name", "llm.provider": "later", "llm.model_name": "m2"}
+    span = Span(b"\1" * 16, b"\2" * 8, b"", "chat", 0, 1, 0, "", own, resource)
+    said = read(span)
+    assert said["provider"] == "older-name" and said["user"] == "u-resource"
+    assert said["model"] == said["request_model"] == "m2" and "session" not in said
+    own["gen_ai.response.model"] = "m1"
+    assert read(span)["model"] == "m1" and read(span)["request_model"] == "m2"

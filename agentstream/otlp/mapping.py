@@ -40,6 +40,7 @@ __all__ = [
     "facts_from_first_json",
     "facts_of",
     "kind_of",
+    "read",
     "records_of",
     "resolve",
 ]
@@ -110,6 +111,68 @@ SERVICE_TIER_KEYS = (
 )
 
 
+# Everything read from a span (or its resource) by meaning, from the names above.
+_READS: dict[str, tuple[str, ...]] = {
+    "session": SESSION_KEYS,
+    "user": USER_KEYS,
+    "agent_name": AGENT_NAME_KEYS,
+    "tool_name": TOOL_NAME_KEYS,
+    "model": MODEL_KEYS,
+    "request_model": ("gen_ai.request.model", "llm.model_name"),
+    "provider": PROVIDER_KEYS,
+    "input_tokens": INPUT_TOKEN_KEYS,
+    "output_tokens": OUTPUT_TOKEN_KEYS,
+    "total_tokens": TOTAL_TOKEN_KEYS,
+    "cache_read_tokens": CACHE_READ_KEYS,
+    "cache_write_tokens": CACHE_WRITE_KEYS,
+    "reasoning_tokens": REASONING_KEYS,
+    "service_tier": SERVICE_TIER_KEYS,
+    "time_to_first_chunk": ("gen_ai.response.time_to_first_chunk",),
+    "finish_reason": ("gen_ai.response.finish_reasons", "llm.response.finish_reason"),
+    "error_type": ("error.type",),
+}
+# attribute name -> every (meaning, rank) it says; rank 0 is the meaning's first name.
+_MEANINGS: dict[str, list[tuple[str, int]]] = {}
+for _meaning, _names in _READS.items():
+    for _rank, _name in enumerate(_names):
+        _MEANINGS.setdefault(_name, []).append((_meaning, _rank))
+_NAMES = frozenset(_MEANINGS)
+_NO_RANK = len(_NAMES)
+
+
+def _said(attributes: dict[str, Any]) -> dict[str, Any]:
+    """meaning -> the value of its first name set in ``attributes``."""
+    said: dict[str, Any] = {}
+    ranks: dict[str, int] = {}
+    for name in _NAMES.intersection(attributes):  # the few names that mean something
+        value = attributes[name]
+        if value is None:
+            continue
+        for meaning, rank in _MEANINGS[name]:
+            if rank < ranks.get(meaning, _NO_RANK):
+                ranks[meaning] = rank
+                said[meaning] = value
+    return said
+
+
+_last_resource: tuple[dict[str, Any], dict[str, Any]] = ({}, {})
+
+
+def read(span: Span) -> dict[str, Any]:
+    """What the span says by meaning (``_READS``): for each, the first of its names set on
+    the span, else on its resource. One pass over the attributes instead of a lookup per
+    name and meaning; a resource (shared by a request's spans) is read once."""
+    global _last_resource
+    said = _said(span.attributes)
+    resource = span.resource
+    if not resource:
+        return said
+    if _last_resource[0] is not resource:
+        _last_resource = (resource, _said(resource))
+    from_resource = _last_resource[1]
+    return from_resource | said if from_resource else said
+
+
 class MappingError(ValueError):
     """A span refused: its reason goes into the response's partial_success.error_message."""
 
@@ -171,22 +234,25 @@ def facts_from_first_json(d: dict[str, Any]) -> Facts:
     return (d.get("p"), d.get("s"), d.get("u"), d.get("a"))
 
 
-def agent_name(span: Span) -> str:
-    name = _str(span.get(*AGENT_NAME_KEYS))
+def agent_name(span: Span, said: dict[str, Any]) -> str:
+    name = _str(said.get("agent_name"))
     if name is None:
         # invoke_agent spans are named "invoke_agent {gen_ai.agent.name}" when they have one.
         name = span.name.removeprefix("invoke_agent ").removeprefix("create_agent ") or "agent"
     return name
 
 
-def facts_of(span: Span, kind: SpanKind) -> Facts:
+def facts_of(span: Span, kind: SpanKind, said: dict[str, Any] | None = None) -> Facts:
+    """``said``: ``read(span)``, if already read."""
+    if said is None:
+        said = read(span)
     agent = None
     if kind == "agent":
         agent_id = _str(span.attributes.get("gen_ai.agent.id"))
-        agent = f"id:{agent_id}" if agent_id else f"name:{agent_name(span)}"
+        agent = f"id:{agent_id}" if agent_id else f"name:{agent_name(span, said)}"
     # A span whose parent is remote is where its process's part of the trace begins.
     parent = None if span.parent_remote else span.parent_hex
-    return (parent, _str(span.get(*SESSION_KEYS)), _str(span.get(*USER_KEYS)), agent)
+    return (parent, _str(said.get("session")), _str(said.get("user")), agent)
 
 
 class Context(NamedTuple):
@@ -295,8 +361,8 @@ def _second(seconds: int) -> str:
     return (_EPOCH + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S")
 
 
-def _count(span: Span, keys: tuple[str, ...], name: str) -> int | None:
-    value = span.get(*keys)
+def _count(said: dict[str, Any], meaning: str, name: str) -> int | None:
+    value: Any = said.get(meaning)
     if value is None:
         return None
     if isinstance(value, str):
@@ -404,9 +470,9 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-def _error(span: Span) -> str | None:
+def _error(span: Span, said: dict[str, Any]) -> str | None:
     if span.status_code == STATUS_ERROR:
-        return _str(span.status_message) or _str(span.get("error.type")) or "error"
+        return _str(span.status_message) or _str(said.get("error_type")) or "error"
     return _str(span.attributes.get("error.type"))
 
 
@@ -431,21 +497,21 @@ def _span_record_id(span: Span) -> str:
     return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
-def _llm(span: Span, ctx: Context, session: str) -> Row:
-    prompt = _count(span, INPUT_TOKEN_KEYS, "input tokens")
-    response = _count(span, OUTPUT_TOKEN_KEYS, "output tokens")
-    total = _count(span, TOTAL_TOKEN_KEYS, "total tokens")
+def _llm(span: Span, said: dict[str, Any], ctx: Context, session: str) -> Row:
+    prompt = _count(said, "input_tokens", "input tokens")
+    response = _count(said, "output_tokens", "output tokens")
+    total = _count(said, "total_tokens", "total tokens")
     if prompt is None and response is None and total is not None:
         prompt = total  # only a total: counted as prompt tokens (docs/otel.md)
     latency = max(0, min(INT4_MAX, (span.end_ns - span.start_ns) // 1_000_000))
-    error = _error(span)
+    error = _error(span, said)
     fields: dict[str, Any] = {
         "id": _span_record_id(span),
         "session_id": session,
         "agent_id": ctx.agent_id,
         "prompt": _messages(span, output=False) or "",
         "response": _messages(span, output=True),
-        "model": _fit(span.get(*MODEL_KEYS) or MODEL_PLACEHOLDER, 100),
+        "model": _fit(said.get("model") or MODEL_PLACEHOLDER, 100),
         "prompt_tokens": prompt or 0,
         "response_tokens": response or 0,
         "latency_ms": latency,
@@ -454,10 +520,10 @@ def _llm(span: Span, ctx: Context, session: str) -> Row:
         "created_at": _time(span.start_ns),
     }
     # Usage details: only those the span reports (absent is not zero).
-    cache_read = _count(span, CACHE_READ_KEYS, "cache read tokens")
-    cache_write = _count(span, CACHE_WRITE_KEYS, "cache creation tokens")
-    reasoning = _count(span, REASONING_KEYS, "reasoning tokens")
-    ttft_s = span.get("gen_ai.response.time_to_first_chunk")
+    cache_read = _count(said, "cache_read_tokens", "cache read tokens")
+    cache_write = _count(said, "cache_write_tokens", "cache creation tokens")
+    reasoning = _count(said, "reasoning_tokens", "reasoning tokens")
+    ttft_s = said.get("time_to_first_chunk")
     ttft = None
     if isinstance(ttft_s, int | float) and not isinstance(ttft_s, bool) and 0 <= ttft_s < 2e6:
         ttft = min(int(ttft_s * 1000), latency)
@@ -473,11 +539,11 @@ def _llm(span: Span, ctx: Context, session: str) -> Row:
         )
         if problem is not None:
             raise MappingError(problem)
-    finish = span.get("gen_ai.response.finish_reasons", "llm.response.finish_reason")
+    finish = said.get("finish_reason")
     if isinstance(finish, list):
         finish = ",".join(str(f) for f in finish) or None
-    tier = span.get(*SERVICE_TIER_KEYS)
-    provider = span.get(*PROVIDER_KEYS)
+    tier = said.get("service_tier")
+    provider = said.get("provider")
     for name, value in (
         ("cache_read_tokens", cache_read),
         ("cache_write_tokens", cache_write),
@@ -497,20 +563,20 @@ def _first_line(exc: Exception) -> str:
     return " ".join(line.strip() for line in lines[:3])
 
 
-def _agent(span: Span, ctx: Context, session: str) -> list[Row]:
+def _agent(span: Span, said: dict[str, Any], ctx: Context, session: str) -> list[Row]:
     assert ctx.agent_id is not None
-    name = agent_name(span)
-    failed = _error(span)
+    name = agent_name(span, said)
+    failed = _error(span, said)
     otel = _otel_ids(span)
     config: dict[str, Any] = {"source": "otlp", "otel": otel}
     for key in ("gen_ai.agent.id", "gen_ai.agent.description", "gen_ai.agent.version"):
         value = span.attributes.get(key)
         if value is not None:
             config[key] = value
-    model = span.get("gen_ai.request.model", "llm.model_name")
+    model = said.get("request_model")
     if model is not None:
         config["model"] = model
-    provider = span.get(*PROVIDER_KEYS)
+    provider = said.get("provider")
     started, ended = _time(span.start_ns), _time(span.end_ns)
     rows = [
         row(
@@ -547,13 +613,13 @@ def _agent(span: Span, ctx: Context, session: str) -> list[Row]:
     return rows
 
 
-def _tool(span: Span, ctx: Context, session: str) -> Row:
+def _tool(span: Span, said: dict[str, Any], ctx: Context, session: str) -> Row:
     a = span.attributes
     arguments = a.get("gen_ai.tool.call.arguments", a.get("input.value"))
     result = a.get("gen_ai.tool.call.result", a.get("output.value"))
-    error = _error(span)
+    error = _error(span, said)
     payload = {
-        "tool": _str(span.get(*TOOL_NAME_KEYS)) or span.name.removeprefix("execute_tool "),
+        "tool": _str(said.get("tool_name")) or span.name.removeprefix("execute_tool "),
         "arguments": _json_value(arguments),
         "result": _json_value(result),
         "call_id": _str(a.get("gen_ai.tool.call.id")),
@@ -580,12 +646,12 @@ def _event(span: Span, ctx: Context, session: str, event_type: str, payload: dic
     return row("events", session, fields)
 
 
-def _other(span: Span, ctx: Context, session: str) -> Row:
+def _other(span: Span, said: dict[str, Any], ctx: Context, session: str) -> Row:
     payload = {
         "name": _clean(span.name),
         "attributes": span.attributes,
         "duration_ms": max(0, (span.end_ns - span.start_ns) // 1_000_000),
-        "error": _error(span),
+        "error": _error(span, said),
         "otel": _otel_ids(span),
     }
     return _event(span, ctx, session, "otel.span", payload)
@@ -604,17 +670,22 @@ def session_record(ctx: Context, start_ns: int, end_ns: int) -> Row:
     return row("sessions", session, fields)
 
 
-def records_of(span: Span, kind: SpanKind, ctx: Context) -> list[Row]:
-    """The records of a span whose context is known; raises MappingError for a refused span."""
+def records_of(
+    span: Span, kind: SpanKind, ctx: Context, said: dict[str, Any] | None = None
+) -> list[Row]:
+    """The records of a span whose context is known; raises MappingError for a refused span.
+    ``said``: ``read(span)``, if already read."""
+    if said is None:
+        said = read(span)
     session = ctx.session_text
     try:
         if kind == "llm":
-            return [_llm(span, ctx, session)]
+            return [_llm(span, said, ctx, session)]
         if kind == "agent":
-            return _agent(span, ctx, session)
+            return _agent(span, said, ctx, session)
         if kind == "tool":
-            return [_tool(span, ctx, session)]
-        return [_other(span, ctx, session)]
+            return [_tool(span, said, ctx, session)]
+        return [_other(span, said, ctx, session)]
     except MappingError:
         raise
     except ValueError as exc:  # RowRefused: the record would break the entity contract

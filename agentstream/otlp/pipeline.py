@@ -29,6 +29,7 @@ from agentstream.otlp.mapping import (
     SpanKind,
     facts_of,
     kind_of,
+    read,
     records_of,
     resolve,
     session_record,
@@ -125,7 +126,7 @@ def map_spans(spans: Iterable[Span], *, keep_other: bool, body_bytes: int | None
     byte, in UTF-8 and in JSON), so their text is not counted."""
     out = Mapped()
     count_text = body_bytes is None or body_bytes > MAX_SPAN_TEXT
-    valid: list[tuple[Span, SpanKind]] = []
+    valid: list[tuple[Span, SpanKind, dict[str, Any]]] = []
     # trace hex -> span hex -> facts: what the request itself knows, and what it publishes
     traces: dict[str, dict[str, FactsLike]] = {}
     waiting: list[tuple[str, dict[str, Any]]] = []
@@ -142,12 +143,13 @@ def map_spans(spans: Iterable[Span], *, keep_other: bool, body_bytes: int | None
             out.rejected.append(("too_large", f"span {span.span_hex}: {reason}"))
             continue
         kind = kind_of(span)
-        valid.append((span, kind))
+        said = read(span)
+        valid.append((span, kind, said))
         facts = traces.get(span.trace_hex)
         if facts is None:
             facts = traces[span.trace_hex] = {}
-        facts[span.span_hex] = facts_of(span, kind)
-    for span, kind in valid:
+        facts[span.span_hex] = facts_of(span, kind, said)
+    for span, kind, said in valid:
         if kind == "other" and not keep_other:
             out.dropped["no_genai_meaning"] += 1
             continue
@@ -158,7 +160,7 @@ def map_spans(spans: Iterable[Span], *, keep_other: bool, body_bytes: int | None
             # Refused now, with its reason in this response, if it would be refused whatever
             # its ancestors turn out to be (bad token counts, ...): mapped with its defaults.
             try:
-                records_of(span, kind, resolve(trace, span.span_hex, lookup, final=True))  # type: ignore[arg-type]
+                records_of(span, kind, resolve(trace, span.span_hex, lookup, final=True), said)  # type: ignore[arg-type]
             except MappingError as exc:
                 out.rejected.append(("invalid_values", f"span {span.span_hex}: {exc}"))
                 continue
@@ -167,7 +169,7 @@ def map_spans(spans: Iterable[Span], *, keep_other: bool, body_bytes: int | None
             out.pending += 1
             continue
         try:
-            out.add(span, kind, ctx, records_of(span, kind, ctx))
+            out.add(span, kind, ctx, records_of(span, kind, ctx, said))
         except MappingError as exc:
             out.rejected.append(("invalid_values", f"span {span.span_hex}: {exc}"))
     for trace, facts in traces.items():
