@@ -399,3 +399,32 @@ def test_a_meaning_is_read_from_the_span_before_its_resource_first_name_first() 
     assert said["model"] == said["request_model"] == "m2" and "session" not in said
     own["gen_ai.response.model"] = "m1"
     assert read(span)["model"] == "m1" and read(span)["request_model"] == "m2"
+
+
+def test_nul_in_every_attribute_still_makes_valid_records() -> None:
+    """Text columns are cleaned by the mapper, not checked on the bytes (rows.py): a span
+    with NUL in every string it reads still maps to records that validate."""
+    nul = "a\x00b"
+    attrs = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.request.model": nul,
+        "gen_ai.response.model": nul,
+        "gen_ai.provider.name": nul,
+        "openai.response.service_tier": nul,
+        "gen_ai.response.finish_reasons": (nul, nul),
+        "gen_ai.input.messages": nul,
+        "gen_ai.output.messages": nul,
+        "gen_ai.system_instructions": nul,
+        "gen_ai.conversation.id": nul,
+        "user.id": nul,
+        "error.type": nul,
+        "gen_ai.usage.input_tokens": 10,
+        "gen_ai.usage.cache_read.input_tokens": 5,
+    }
+    mapped = map_spans(
+        spans_of(decode_request(_one_span(nul, **attrs), json_body=False)), keep_other=False
+    )
+    assert not mapped.rejected
+    (llm,) = [r for r in _models(mapped.all_records()) if isinstance(r, LLMInteraction)]
+    assert llm.model == llm.provider == llm.service_tier == "a\ufffdb"
+    assert llm.error_message == "a\ufffdb" and "\x00" not in llm.prompt + (llm.response or "")

@@ -151,7 +151,8 @@ class Resolver:
 
     def _take(self, part: _Partition, offset: int, value: bytes | None, now: float) -> None:
         try:
-            items = pydantic_core.from_json(value or b"[]")
+            # Keys only are worth caching: the values are span ids, each seen once.
+            items = pydantic_core.from_json(value or b"[]", cache_strings="keys")
         except ValueError:
             log.warning("resolver: skipping a message at offset %d that is not JSON", offset)
             return

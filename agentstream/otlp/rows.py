@@ -11,7 +11,9 @@ record's fields so that they satisfy the entity contract by construction:
 
 What construction cannot promise is in the jsonb columns, whose values come from the span:
 a NUL inside a nested string, NaN or Infinity, nesting deeper than the sink's JSON parser
-takes, a lone surrogate. :func:`row` serialises the fields (in Rust) and looks for those in
+takes, a lone surrogate. (A record without jsonb columns, an LLM call, holds only text
+the mapper cleaned and integers: only a lone surrogate is possible, and serialising
+finds it.) :func:`row` serialises the fields (in Rust) and looks for those in
 the bytes: a lone surrogate fails serialisation; the NUL escape and the NaN/Infinity
 literals are the codec's own pre-scan markers (``needs_walk``): a record with one (or with
 a false alarm, the word NaN in a prompt) is validated with its model, as the sink will;
@@ -40,6 +42,9 @@ __all__ = ["Row", "RowRefused", "row"]
 _SAFE_BRACKETS = 150
 
 
+_WITH_JSONB = frozenset(entity for entity, model in ENTITY_MODELS.items() if model.JSON_FIELDS)
+
+
 class RowRefused(ValueError):
     """A record that would break the entity contract: its span is refused with this reason."""
 
@@ -63,10 +68,11 @@ def row(entity: Entity, key: str, fields: dict[str, Any]) -> Row:
         value = pydantic_core.to_json(fields)
     except pydantic_core.PydanticSerializationError:
         raise RowRefused("a string is not valid Unicode (a lone surrogate)") from None
-    if needs_walk(value):
-        _validate(entity, value)
-    if ENTITY_MODELS[entity].JSON_FIELDS and value.count(b"[") + value.count(b"{") > _SAFE_BRACKETS:
-        _parse_in_a_batch(value)
+    if entity in _WITH_JSONB:  # the scans cost ~1 ns a byte each: only where they can find
+        if needs_walk(value):
+            _validate(entity, value)
+        if value.count(b"[") + value.count(b"{") > _SAFE_BRACKETS:
+            _parse_in_a_batch(value)
     return Row(entity, key, value)
 
 
