@@ -428,3 +428,21 @@ def test_nul_in_every_attribute_still_makes_valid_records() -> None:
     (llm,) = [r for r in _models(mapped.all_records()) if isinstance(r, LLMInteraction)]
     assert llm.model == llm.provider == llm.service_tier == "a\ufffdb"
     assert llm.error_message == "a\ufffdb" and "\x00" not in llm.prompt + (llm.response or "")
+
+
+def test_a_large_trace_is_published_in_bounded_facts_items() -> None:
+    from agentstream.otlp.pipeline import FACTS_PER_ITEM
+
+    memory = InMemorySpanExporter()
+    tp = TracerProvider()
+    tp.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = tp.get_tracer("t")
+    with tracer.start_as_current_span("root"):
+        for _ in range(FACTS_PER_ITEM + 10):
+            tracer.start_span("step").end()
+    body = _request(list(memory.get_finished_spans()))
+    spans = spans_of(decode_request(body, json_body=False))
+    mapped = map_spans(spans, keep_other=False)
+    items = [item["f"] for _, item in mapped.span_items]
+    assert [len(f) for f in items] == [FACTS_PER_ITEM, 11]
+    assert {s for f in items for s in f} == {s.span_hex for s in spans}
