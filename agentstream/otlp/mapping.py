@@ -335,10 +335,17 @@ def resolve(
     if not complete and not final:
         return None
     key = session or f"trace:{trace_hex}"
-    agent_id = None
-    if agent is not None:
-        agent_id = _agent_id(agent, agent_session or f"trace:{trace_hex}")
-    return Context(session_id_of(key), key, user or USER_PLACEHOLDER, agent_id, _session_text(key))
+    agent_key = None if agent is None else agent_session or f"trace:{trace_hex}"
+    return _context(key, user or USER_PLACEHOLDER, agent, agent_key)
+
+
+@functools.lru_cache(maxsize=65536)
+def _context(session_key: str, user: str, agent: str | None, agent_session: str | None) -> Context:
+    # A request's spans share a few contexts: each built once (a Context is immutable).
+    agent_id = None if agent is None or agent_session is None else _agent_id(agent, agent_session)
+    return Context(
+        session_id_of(session_key), session_key, user, agent_id, _session_text(session_key)
+    )
 
 
 # Span times the seed's timestamptz and Python can both hold (years 1970-9999).

@@ -51,21 +51,20 @@ class Mapped:
     mapped: Counter[str] = field(default_factory=Counter)  # by kind
     dropped: Counter[str] = field(default_factory=Counter)  # by reason
     pending: int = 0
-    # session id -> (its context, earliest start, latest end) among the spans mapped
-    _sessions: dict[Any, tuple[Context, int, int]] = field(default_factory=dict)
+    # session id -> [its context, earliest start, latest end] among the spans mapped
+    _sessions: dict[Any, list[Any]] = field(default_factory=dict)
 
     def add(self, span: Span, kind: SpanKind, ctx: Context, records: list[Row]) -> None:
         self.records.extend(records)
         self.mapped[kind] += 1
         seen = self._sessions.get(ctx.session_id)
         if seen is None:
-            self._sessions[ctx.session_id] = (ctx, span.start_ns, span.end_ns)
-        else:
-            self._sessions[ctx.session_id] = (
-                seen[0] if seen[2] >= span.end_ns else ctx,  # the latest span's user
-                min(seen[1], span.start_ns),
-                max(seen[2], span.end_ns),
-            )
+            self._sessions[ctx.session_id] = [ctx, span.start_ns, span.end_ns]
+            return
+        if span.start_ns < seen[1]:
+            seen[1] = span.start_ns
+        if span.end_ns > seen[2]:  # the latest span's context (its user) wins
+            seen[0], seen[2] = ctx, span.end_ns
 
     def all_records(self) -> list[Row]:
         """One session record per session touched, then the spans' records."""
