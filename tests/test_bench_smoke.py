@@ -88,6 +88,15 @@ def test_ingest_bench(services: Services) -> None:
     assert out["worker_exit_code"] == 0
 
 
+def test_decode_bench(services: Services) -> None:
+    out = run_bench(services, "decode.py", "--events", "600", "--repeat", "1")
+    assert out["records"] == {"sessions": 20, "events": 600, "llm_interactions": 120}
+    for shape in ("arrays", "single"):
+        for way in ("reference", "fast"):
+            assert out[f"{shape}_{way}_cpu_us_per_record"] > 0
+        assert out[f"{shape}_speedup"] > 0
+
+
 def test_peer_bench_worker_side(services: Services) -> None:
     # The agentstream side only: the peer's side needs Maven Central and a JVM (make bench).
     out = run_bench(services, "peer.py", "--scale", "0.02", "--only", "worker")

@@ -7,6 +7,10 @@ index in the batch. One bad record never takes its neighbours down with it.
 The fast path validates a whole batch in one call into pydantic-core (parsing and validation
 in Rust); only when that fails is the batch re-validated record by record to isolate the
 bad ones, so the common, all-valid case pays no per-record Python overhead.
+
+This is the reference decoder. The worker decodes with msgspec first
+(agentstream/streams/fastdecode.py, straight into rows) and comes here for every message
+that one is not sure of, so every rejection is worded here.
 """
 
 from __future__ import annotations
