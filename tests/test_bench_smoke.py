@@ -149,5 +149,11 @@ def test_alerts_bench(services: Services) -> None:
 def test_otlp_bench(services: Services) -> None:
     out = run_bench(services, "otlp.py", "--spans", "1200", "--seconds", "2", "--rate", "300")
     assert out["spans"] == 1200 and out["llm_calls"] == out["llm_rows_seen"] > 0
-    for key in ("a_intake_spans_per_s", "b_sdk_prebuilt_spans_per_s", "c_export_to_row_p99_s"):
+    for key in (
+        "a_intake_spans_per_s",
+        "b_sdk_prebuilt_spans_per_s",
+        "a_intake_cpu_us_per_span",
+        "b_sdk_cpu_us_per_span",
+        "c_export_to_row_p99_s",
+    ):
         assert out[key] > 0

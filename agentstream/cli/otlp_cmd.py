@@ -37,6 +37,7 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from agentstream.contract.settings import get_settings
     from agentstream.otlp.server import serve
+    from agentstream.streams.interpreter import tune_interpreter
     from agentstream.topic_admin import TopicRefused
 
     overrides = {
@@ -59,6 +60,9 @@ def run(args: argparse.Namespace) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Mapping allocates a dozen containers per span, nearly none in a cycle: with CPython's
+    # defaults the collector took a fifth of the intake's CPU (BENCHMARKS.md).
+    tune_interpreter()
     try:
         return asyncio.run(serve(settings))
     except TopicRefused as exc:

@@ -151,6 +151,7 @@ class Intake:
             if encoding == "gzip":
                 body = gunzip(body, limit)
             spans = spans_of(decode_request(body, json_body=json_body))
+            body_bytes = len(body)
         except (web.HTTPRequestEntityTooLarge, BodyTooLarge):
             return self._status(
                 413, _RESOURCE_EXHAUSTED, f"request body larger than {limit} bytes", json_body
@@ -161,7 +162,9 @@ class Intake:
         m.received.inc(len(spans))
         if not self.ready:
             return self._unavailable("not connected to Kafka yet", json_body)
-        mapped = map_spans(spans, keep_other=self.settings.otlp_keep_other_spans)
+        mapped = map_spans(
+            spans, keep_other=self.settings.otlp_keep_other_spans, body_bytes=body_bytes
+        )
         try:
             await self.publisher.publish(mapped.all_records(), mapped.span_items)
         except KafkaNotAcknowledged as exc:
