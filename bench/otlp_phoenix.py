@@ -119,9 +119,14 @@ def create_database(scratch: Scratch, prefix: str) -> str:
     return name
 
 
-def start_phoenix(python: Path, db_url: str, workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
+def start_phoenix(
+    python: Path, db_url: str, workdir: Path, queue_size: int | None
+) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
+    # Phoenix's default queue (20,000 spans) unless --phoenix-queue-size says otherwise.
+    queue = {"PHOENIX_MAX_SPANS_QUEUE_SIZE": str(queue_size)} if queue_size else {}
     env = {
+        **queue,
         **os.environ,
         "PHOENIX_SQL_DATABASE_URL": db_url,
         "PHOENIX_HOST": "127.0.0.1",
@@ -271,9 +276,22 @@ def watch(conninfo: str, query: str, expected: int, stop_: threading.Event, out:
             time.sleep(0.2)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of one process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_one(
-    conninfo: str, query: str, endpoint: str, args: argparse.Namespace, n_spans: int
+    conninfo: str,
+    query: str,
+    endpoint: str,
+    args: argparse.Namespace,
+    n_spans: int,
+    servers: Sequence[subprocess.Popen[bytes]],
 ) -> dict[str, Any]:
+    """Export ``n_spans`` to ``endpoint`` and count rows; CPU of the ``servers`` processes."""
+    cpu_before = sum(cpu_seconds(p.pid) for p in servers)
     stored, done = Stored(), threading.Event()
     watcher = threading.Thread(target=watch, args=(conninfo, query, n_spans, done, stored))
     watcher.start()
@@ -284,6 +302,7 @@ def run_one(
         if time.perf_counter() - max(stored.last_row, exported.finished) > args.idle_seconds:
             done.set()
     watcher.join()
+    cpu = sum(cpu_seconds(p.pid) for p in servers) - cpu_before
     seconds = stored.last_row - exported.started if stored.rows else float("nan")
     return {
         "spans_sent": exported.sent,
@@ -300,6 +319,8 @@ def run_one(
             if stored.last_row > stored.first_row
             else None
         ),
+        # What the server processes spent (PostgreSQL's own work not included, for either).
+        "server_cpu_us_per_span": round(cpu / stored.rows * 1e6) if stored.rows else None,
         "exporter_errors": exported.errors,
     }
 
@@ -313,7 +334,7 @@ def run_agentstream(args: argparse.Namespace, scratch: Scratch, tmp: Path) -> di
     try:
         time.sleep(5)  # the worker joins its group
         url = f"http://127.0.0.1:{port}/v1/traces"
-        return run_one(conninfo, SEED_ROWS, url, args, args.spans)
+        return run_one(conninfo, SEED_ROWS, url, args, args.spans, (intake, worker))
     finally:
         for p in (intake, worker):
             stop(p)
@@ -325,12 +346,13 @@ def run_phoenix(args: argparse.Namespace, scratch: Scratch, tmp: Path) -> dict[s
     dbname = create_database(scratch, "bench_phoenix_")
     workdir = tmp / "phoenix"
     workdir.mkdir()
-    proc, port = start_phoenix(python, phoenix_db_url(settings, dbname), workdir)
+    proc, port = start_phoenix(
+        python, phoenix_db_url(settings, dbname), workdir, args.phoenix_queue_size
+    )
     try:
         conninfo = make_conninfo(scratch.admin, dbname=dbname)
-        out = run_one(
-            conninfo, PHOENIX_ROWS, f"http://127.0.0.1:{port}/v1/traces", args, args.phoenix_spans
-        )
+        url = f"http://127.0.0.1:{port}/v1/traces"
+        out = run_one(conninfo, PHOENIX_ROWS, url, args, args.phoenix_spans, (proc,))
     finally:
         stop_phoenix(proc)
     log = (workdir / "phoenix.log").read_text(errors="replace")
@@ -349,13 +371,6 @@ def _commit() -> str:
     ).stdout.strip()  # fmt: skip
 
 
-def _phoenix_version(python: Path) -> str:
-    return subprocess.run(
-        [python, "-c", "import importlib.metadata as m; print(m.version('arize-phoenix'))"],
-        capture_output=True, text=True, check=True,
-    ).stdout.strip()  # fmt: skip
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--spans", type=int, default=60_000, help="to agentstream")
@@ -367,6 +382,10 @@ def main() -> None:
     parser.add_argument("--queue-size", type=int, default=200_000, help="each processor's queue")
     parser.add_argument("--idle-seconds", type=float, default=30.0)
     parser.add_argument("--skip-agentstream", action="store_true")
+    parser.add_argument("--skip-phoenix", action="store_true")
+    parser.add_argument(
+        "--phoenix-queue-size", type=int, help="PHOENIX_MAX_SPANS_QUEUE_SIZE (default: its own)"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)  # the exporter's retry warnings are counted instead
     out: dict[str, Any] = {
@@ -380,18 +399,19 @@ def main() -> None:
     scratch = Scratch(get_settings())
     tmp = Path(tempfile.mkdtemp(prefix="bench-otlp-phoenix-"))
     try:
-        out["phoenix"] = run_phoenix(args, scratch, tmp)
+        if not args.skip_phoenix:
+            out["phoenix"] = run_phoenix(args, scratch, tmp)
         if not args.skip_agentstream:
             out["agentstream"] = run_agentstream(args, scratch, tmp)
     finally:
         scratch.drop_all()
-    if "agentstream" in out and out["phoenix"]["spans_per_s"]:
+    if "agentstream" in out and out.get("phoenix", {}).get("spans_per_s"):
         out["ratio_agentstream_over_phoenix"] = round(
             out["agentstream"]["spans_per_s"] / out["phoenix"]["spans_per_s"], 1
         )
     out["loadavg_end"] = _loadavg()
     out["versions"] = {
-        "arize_phoenix": _phoenix_version(PHOENIX_VENV / "bin" / "python"),
+        "arize_phoenix": PHOENIX.split("==")[1],
         "opentelemetry_sdk": version("opentelemetry-sdk"),
         "opentelemetry_exporter_otlp_proto_http": version("opentelemetry-exporter-otlp-proto-http"),
         "python": platform.python_version(),
