@@ -23,9 +23,10 @@ stored = rows counted in PostgreSQL; dropped = sent - stored once nothing has ar
 ``--idle-seconds`` after the exporter finished. Sample sizes differ because the rates differ
 by two orders of magnitude: Phoenix accepts spans into an in-memory queue (20,000 spans by
 default) and writes them at its own pace, so ``--phoenix-spans`` only has to be large enough
-for that pace to be steady (tens of seconds of writing); ``--phoenix-spans 100000`` (about
-15 minutes) reproduces the issue's run where the queue fills and Phoenix answers 503 until
-the exporter drops batches. See BENCHMARKS.md. Prints one JSON line.
+for that pace to be steady (tens of seconds of writing). Its 503 answers need a full queue:
+``--phoenix-spans 6000 --phoenix-queue-size 2000`` shows them in two minutes;
+``--phoenix-spans 100000`` (tens of minutes) is the issue's run with Phoenix's default queue.
+See BENCHMARKS.md. Prints one JSON line.
 
 Usage: ``.venv/bin/python bench/otlp_phoenix.py [--spans 60000] [--phoenix-spans 3000]``.
 """
