@@ -127,8 +127,8 @@ def start_phoenix(
     # Phoenix's default queue (20,000 spans) unless --phoenix-queue-size says otherwise.
     queue = {"PHOENIX_MAX_SPANS_QUEUE_SIZE": str(queue_size)} if queue_size else {}
     env = {
-        **queue,
         **os.environ,
+        **queue,
         "PHOENIX_SQL_DATABASE_URL": db_url,
         "PHOENIX_HOST": "127.0.0.1",
         "PHOENIX_PORT": str(port),  # UI, REST and OTLP/HTTP (/v1/traces)
