@@ -55,7 +55,7 @@ from typing import Any
 from urllib.parse import quote
 
 import psycopg
-from ingest import Scratch
+from ingest import Scratch, cpu_s
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
@@ -280,12 +280,6 @@ def watch(conninfo: str, query: str, expected: int, stop_: threading.Event, out:
             time.sleep(0.2)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of one process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def run_one(
     conninfo: str,
     query: str,
@@ -295,7 +289,7 @@ def run_one(
     servers: Sequence[subprocess.Popen[bytes]],
 ) -> dict[str, Any]:
     """Export ``n_spans`` to ``endpoint`` and count rows; CPU of the ``servers`` processes."""
-    cpu_before = sum(cpu_seconds(p.pid) for p in servers)
+    cpu_before = sum(cpu_s(p.pid) for p in servers)
     stored, done = Stored(), threading.Event()
     watcher = threading.Thread(target=watch, args=(conninfo, query, n_spans, done, stored))
     watcher.start()
@@ -306,7 +300,7 @@ def run_one(
         if time.perf_counter() - max(stored.last_row, exported.finished) > args.idle_seconds:
             done.set()
     watcher.join()
-    cpu = sum(cpu_seconds(p.pid) for p in servers) - cpu_before
+    cpu = sum(cpu_s(p.pid) for p in servers) - cpu_before
     seconds = stored.last_row - exported.started if stored.rows else float("nan")
     return {
         "spans_sent": exported.sent,
