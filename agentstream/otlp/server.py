@@ -303,9 +303,11 @@ async def serve(settings: Settings) -> int:
             await connecting
     log.info("stopping: finishing the requests in flight")
     intake.ready = False
+    # Both stop accepting and wait for what is in flight, side by side (30 s at most each).
+    closing = [runner.cleanup()]
     if grpc_server is not None:
-        await grpc_server.stop(grace=30.0)  # stops accepting, waits for the calls in flight
-    await runner.cleanup()  # stops accepting, waits for the handlers in flight
+        closing.append(grpc_server.stop(grace=30.0))
+    await asyncio.gather(*closing)
     log.info("requests finished; stopping the resolver")
     if resolver is not None:
         await resolver.stop()
