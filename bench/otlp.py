@@ -15,7 +15,7 @@ resolver (docs/otel.md).
     built in advance; timed until close() (every ack), and its CPU time (this process's).
 (c) latency: ``--rate`` spans/s for ``--seconds``; time from the request's send to the row.
 
-Arize Phoenix is not run here (see BENCHMARKS.md). Prints one JSON line.
+Arize Phoenix runs beside it in bench/otlp_phoenix.py. Prints one JSON line.
 Usage: ``.venv/bin/python bench/otlp.py [--spans N] [--rate 1000 --seconds 20]``.
 """
 

@@ -146,6 +146,17 @@ def test_alerts_bench(services: Services) -> None:
     assert set(latency["state_bytes_per_key"]) == {"calls-session", "p95-model", "spend-daily"}
 
 
+def test_otlp_phoenix_bench_agentstream_side(services: Services) -> None:
+    """Phoenix's side needs its own virtualenv and a minute to start: `make bench` only."""
+    out = run_bench(
+        services, "otlp_phoenix.py", "--skip-phoenix", "--spans", "1200", "--idle-seconds", "10"
+    )
+    side = out["agentstream"]
+    assert side["spans_sent"] == side["spans_stored"] == 1200 and side["dropped"] == 0
+    assert side["spans_per_s"] > 0 and side["server_cpu_us_per_span"] > 0
+    assert "phoenix" not in out and out["versions"]["arize_phoenix"]
+
+
 def test_otlp_bench(services: Services) -> None:
     out = run_bench(services, "otlp.py", "--spans", "1200", "--seconds", "2", "--rate", "300")
     assert out["spans"] == 1200 and out["llm_calls"] == out["llm_rows_seen"] > 0
