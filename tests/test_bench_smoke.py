@@ -143,6 +143,8 @@ def test_alerts_bench(services: Services) -> None:
     assert out["throughput"]["alerts"] == 40
     latency = out["latency"]
     assert latency["missing"] == 0 and latency["p99_ms"] > 0
+    assert 0 < latency["to_fired_p99_ms"] <= latency["p99_ms"]  # fired before it is read
+    assert latency["cpu_us_per_record"] > 0 and out["throughput"]["cpu_us_per_record"] > 0
     assert set(latency["state_bytes_per_key"]) == {"calls-session", "p95-model", "spend-daily"}
 
 
