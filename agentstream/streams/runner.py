@@ -142,7 +142,7 @@ async def _consume(
     try:
         await consumer.start()
         consumer.subscribe(topics, listener=loop)
-        tune_interpreter()
+        tune_interpreter(settings.worker_batch_records)
         await loop.run()
         return 0
     except (SinkError, WorkerStopped) as exc:
