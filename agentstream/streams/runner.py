@@ -149,6 +149,13 @@ async def _consume(
         log.critical("event=worker_stopping reason=%r", str(exc))
         return 1
     finally:
+        stats = loop.stats
+        log.info(
+            "event=consume_loop_stopped writes=%d write_s=%.3f waited_for_writes_s=%.3f",
+            stats.writes,
+            stats.write_s,
+            stats.write_wait_s,
+        )
         # Leaving the group hands the partitions over at once (their offsets are committed
         # or, after a failure, not: then the next owner reads them again).
         await consumer.stop()
