@@ -86,13 +86,6 @@ class Batch:
     next_offsets: dict[TopicPartition, int] = field(default_factory=dict)
     opened: float = 0.0
 
-    def add(self, tp: TopicPartition, offset: int, decoded: Sized) -> None:
-        if not self.messages:
-            self.opened = time.monotonic()
-        self.messages.append(decoded)
-        self.records += decoded.size
-        self.next_offsets[tp] = offset + 1
-
 
 @dataclass(slots=True)
 class LoopStats:
@@ -178,11 +171,28 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
             timeout_ms=int(self._wait_s() * 1000), max_records=FETCH_MAX_MESSAGES
         )
         decode = self._sink.decode_message
+        max_records = self._max_records
         for tp, messages in fetched.items():
-            for message in messages:
-                self._filling.add(tp, message.offset, decode(message))
-                if self._filling.records >= self._max_records:
-                    # The rest of this fetch goes into the next batch.
+            start, end = 0, len(messages)
+            while start < end:
+                # Decode into the batch being filled until it is full; the rest of this
+                # fetch goes into the next one. (A batch is handed over as it fills, so the
+                # one being filled always has room.)
+                batch = self._filling
+                if not batch.messages:
+                    batch.opened = time.monotonic()
+                decoded = batch.messages
+                records = batch.records
+                i = start
+                while i < end and records < max_records:
+                    one = decode(messages[i])
+                    decoded.append(one)
+                    records += one.size
+                    i += 1
+                batch.records = records
+                batch.next_offsets[tp] = messages[i - 1].offset + 1
+                start = i
+                if records >= max_records:
                     await self._hand_over()
 
     # --- writing and committing ---------------------------------------------------------
