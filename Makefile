@@ -50,7 +50,7 @@ demo: install services ## the whole pipeline on synthetic traffic, with a report
 	scripts/demo.sh
 
 bench: install services migrate ## run the benchmarks in bench/ (minutes; see BENCHMARKS.md)
-	for b in bench/produce.py bench/ingest.py bench/peer.py bench/analytics.py bench/otlp.py bench/alerts.py; do [ -f $$b ] && $(BIN)/python $$b; done
+	for b in bench/produce.py bench/decode.py bench/ingest.py bench/peer.py bench/analytics.py bench/otlp.py bench/otlp_phoenix.py bench/alerts.py; do [ -f $$b ] && $(BIN)/python $$b; done
 
 check-compose: ## validate docker-compose.yml with `docker compose config` (builds the plugin once)
 	scripts/check-compose.sh

@@ -10,11 +10,12 @@ resolver (docs/otel.md).
 
 (a) intake: protobuf ExportTraceServiceRequests of ``--spans-per-request`` spans, posted by
     ``--concurrency`` clients; timed until every request was answered 200 (i.e. acked).
+    Also the intake process's CPU time per span (user + system, its resolver included).
 (b) sdk: ``AgentStream`` publishing the records the intake derives from the same spans,
-    built in advance; timed until close() (every ack).
+    built in advance; timed until close() (every ack), and its CPU time (this process's).
 (c) latency: ``--rate`` spans/s for ``--seconds``; time from the request's send to the row.
 
-Arize Phoenix is not run here (see BENCHMARKS.md). Prints one JSON line.
+Arize Phoenix runs beside it in bench/otlp_phoenix.py. Prints one JSON line.
 Usage: ``.venv/bin/python bench/otlp.py [--spans N] [--rate 1000 --seconds 20]``.
 """
 
@@ -38,10 +39,11 @@ from typing import Any
 
 import aiohttp
 import psycopg
-from ingest import Scratch, percentile
+from ingest import Scratch, cpu_s, percentile
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 
+from agentstream.contract.entities import Record
 from agentstream.contract.settings import Settings, get_settings
 from agentstream.otlp.decode import decode_request, spans_of
 from agentstream.otlp.pipeline import map_spans
@@ -102,9 +104,24 @@ def trace_spans(start_ns: int, n: int) -> tuple[PbSpan, list[PbSpan]]:
     return agent, children
 
 
+# What the OpenTelemetry SDK puts on every request's resource (none of it GenAI).
+RESOURCE = {
+    "service.name": "bench-agent",
+    "telemetry.sdk.language": "python",
+    "telemetry.sdk.name": "opentelemetry",
+    "telemetry.sdk.version": "1.45.2",
+}
+
+
 def request_of(spans: list[PbSpan]) -> bytes:
     req = ExportTraceServiceRequest()
-    scope = req.resource_spans.add().scope_spans.add()
+    resource_spans = req.resource_spans.add()
+    for key, value in RESOURCE.items():
+        a = resource_spans.resource.attributes.add()
+        a.key = key
+        a.value.string_value = value
+    scope = resource_spans.scope_spans.add()
+    scope.scope.name = "bench"
     scope.spans.extend(spans)
     return req.SerializeToString()
 
@@ -186,23 +203,32 @@ async def post_all(url: str, bodies: list[bytes], concurrency: int) -> float:
         return time.perf_counter() - started
 
 
-async def sdk_publish(settings: Settings, bodies: list[bytes]) -> float:
+def prebuilt_records(bodies: list[bytes]) -> list[Record]:
+    """The records the intake derives from ``bodies``, as the SDK's models."""
     records = []
     for body in bodies:
-        records.extend(
-            map_spans(
-                spans_of(decode_request(body, json_body=False)), keep_other=False
-            ).all_records()
-        )
+        mapped = map_spans(spans_of(decode_request(body, json_body=False)), keep_other=False)
+        records.extend(row.model() for row in mapped.all_records())
+    return records
+
+
+async def publish_records(settings: Settings, records: list[Record]) -> tuple[float, float]:
+    """``AgentStream`` publishing ``records`` until flushed: (seconds, CPU seconds)."""
     async with AgentStream(settings) as stream:
         await stream.ensure_partitions(
             "sessions", "agents", "agent_executions", "llm_interactions", "events"
         )
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         for r in records:
             await stream.publish(r)
         await stream.flush()
-        return time.perf_counter() - started
+        return time.perf_counter() - started, time.process_time() - cpu
+
+
+async def sdk_publish(settings: Settings, bodies: list[bytes]) -> float:
+    """(b): seconds for the SDK to publish the records derived from ``bodies``."""
+    seconds, _ = await publish_records(settings, prebuilt_records(bodies))
+    return seconds
 
 
 async def latency(url: str, conninfo: str, rate: int, seconds: float) -> tuple[list[float], int]:
@@ -286,14 +312,17 @@ async def run(args: argparse.Namespace, scratch: Scratch, tmp: Path) -> dict[str
     port = free_port()
     intake = start_intake(intake_settings, port, tmp / "intake.log")
     try:
+        cpu_before = cpu_s(intake.pid)
         intake_s = await post_all(f"http://127.0.0.1:{port}/v1/traces", bodies, args.concurrency)
+        await asyncio.sleep(1)  # the resolver reads the spans topic's facts back: its share
+        intake_cpu_s = cpu_s(intake.pid) - cpu_before
     finally:
         stop(intake)
     sdk_settings = base.model_copy(update={"topic_prefix": scratch.prefix()})
     await ensure_topics(
         sdk_settings, ["sessions", "agents", "agent_executions", "llm_interactions", "events"]
     )
-    sdk_s = await sdk_publish(sdk_settings, bodies)
+    sdk_s, sdk_cpu_s = await publish_records(sdk_settings, prebuilt_records(bodies))
 
     out: dict[str, Any] = {
         "bench": "otlp",
@@ -303,6 +332,9 @@ async def run(args: argparse.Namespace, scratch: Scratch, tmp: Path) -> dict[str
         "a_intake_spans_per_s": round(len(spans) / intake_s),
         "b_sdk_prebuilt_spans_per_s": round(len(spans) / sdk_s),
         "a_over_b": round(sdk_s / intake_s, 2),
+        # The figure that moves least with other load on the machine (BENCHMARKS.md).
+        "a_intake_cpu_us_per_span": round(intake_cpu_s / len(spans) * 1e6, 1),
+        "b_sdk_cpu_us_per_span": round(sdk_cpu_s / len(spans) * 1e6, 1),
     }
     if args.seconds > 0:
         lat_settings = base.model_copy(update={"topic_prefix": scratch.prefix()})

@@ -341,6 +341,33 @@ def test_parents_rewritten_unchanged_touch_nothing_and_changed_ones_refold(
     assert snapshot(database) == incremental
 
 
+def test_a_day_touched_only_by_a_changed_parent_is_rebuilt_whole_beside_new_calls(
+    database: str,
+) -> None:
+    # A run reads the days of its new calls early, while it folds them in; a day that only
+    # a changed session touches is read after, without the hour the change made dirty.
+    day_b = T0 + timedelta(days=2, hours=-3)
+    with psycopg.connect(database) as conn:
+        moved = add_session(conn, "ann", T0)
+        stays = add_session(conn, "bob", T0)
+        for i in range(6):
+            add_call(conn, moved, None, "gpt-4o", T0 + timedelta(minutes=i), latency_ms=100 + i)
+            add_call(conn, stays, None, "gpt-4o", T0 - timedelta(hours=5), latency_ms=900 + i)
+            add_call(conn, stays, None, "gpt-4o", day_b, latency_ms=50 * i)
+    run_rollup(database)
+    with psycopg.connect(database) as conn:
+        add_call(conn, stays, None, "gpt-4o", day_b + timedelta(hours=1), latency_ms=7)
+        conn.execute("UPDATE sessions SET user_id = 'cat' WHERE id = %s", (moved,))
+        log_change(conn, "sessions", moved)
+    changed = run_rollup(database)
+    assert (changed.changes, changed.hours, changed.days) == (2, 2, 2)
+    days = rollup_rows(database, granularity="day", dimension="all")
+    assert sorted(r["calls"] for r in days.values()) == [7, 12]
+    incremental = snapshot(database)
+    run_rollup(database, full=True)
+    assert snapshot(database) == incremental
+
+
 def test_rerun_without_changes_changes_nothing(database: str) -> None:
     with psycopg.connect(database) as conn:
         s = add_session(conn, "erin", T0)

@@ -88,6 +88,15 @@ def test_ingest_bench(services: Services) -> None:
     assert out["worker_exit_code"] == 0
 
 
+def test_decode_bench(services: Services) -> None:
+    out = run_bench(services, "decode.py", "--events", "600", "--repeat", "1")
+    assert out["records"] == {"sessions": 20, "events": 600, "llm_interactions": 120}
+    for shape in ("arrays", "single"):
+        for way in ("reference", "fast"):
+            assert out[f"{shape}_{way}_cpu_us_per_record"] > 0
+        assert out[f"{shape}_speedup"] > 0
+
+
 def test_peer_bench_worker_side(services: Services) -> None:
     # The agentstream side only: the peer's side needs Maven Central and a JVM (make bench).
     out = run_bench(services, "peer.py", "--scale", "0.02", "--only", "worker")
@@ -137,8 +146,25 @@ def test_alerts_bench(services: Services) -> None:
     assert set(latency["state_bytes_per_key"]) == {"calls-session", "p95-model", "spend-daily"}
 
 
+def test_otlp_phoenix_bench_agentstream_side(services: Services) -> None:
+    """Phoenix's side needs its own virtualenv and a minute to start: `make bench` only."""
+    out = run_bench(
+        services, "otlp_phoenix.py", "--skip-phoenix", "--spans", "1200", "--idle-seconds", "10"
+    )
+    side = out["agentstream"]
+    assert side["spans_sent"] == side["spans_stored"] == 1200 and side["dropped"] == 0
+    assert side["spans_per_s"] > 0 and side["server_cpu_us_per_span"] > 0
+    assert "phoenix" not in out and out["versions"]["arize_phoenix"]
+
+
 def test_otlp_bench(services: Services) -> None:
     out = run_bench(services, "otlp.py", "--spans", "1200", "--seconds", "2", "--rate", "300")
     assert out["spans"] == 1200 and out["llm_calls"] == out["llm_rows_seen"] > 0
-    for key in ("a_intake_spans_per_s", "b_sdk_prebuilt_spans_per_s", "c_export_to_row_p99_s"):
+    for key in (
+        "a_intake_spans_per_s",
+        "b_sdk_prebuilt_spans_per_s",
+        "a_intake_cpu_us_per_span",
+        "b_sdk_cpu_us_per_span",
+        "c_export_to_row_p99_s",
+    ):
         assert out[key] > 0

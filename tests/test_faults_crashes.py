@@ -1,7 +1,9 @@
 """Fault suite: the worker is SIGKILLed at random moments during ingest, four times.
 
 Nothing may be lost (offsets are committed only after the rows are) and nothing may be
-duplicated (writes are idempotent, so re-delivered messages change nothing).
+duplicated (writes are idempotent, so re-delivered messages change nothing): duplicates are
+counted where they could show, as change_log lines beyond one per call (primary keys cannot
+hold a second row).
 """
 
 from __future__ import annotations

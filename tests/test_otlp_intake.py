@@ -1,5 +1,6 @@
-"""``agentstream otlp`` as a process, fed by the OpenTelemetry SDK's own OTLP/HTTP exporters
-(protobuf and JSON), through the real worker into PostgreSQL; and its answers to bad input."""
+"""``agentstream otlp`` as a process, fed by the OpenTelemetry SDK's own OTLP exporters
+(HTTP protobuf and JSON, and gRPC), through the real worker into PostgreSQL; and its answers
+to bad input."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import grpc
 import psycopg
 import pytest
 from google.rpc.status_pb2 import Status
@@ -88,7 +90,7 @@ def _check_rows(conninfo: str, e: Expected) -> None:
         assert {k: payload[k] for k in want_tool} == want_tool
 
 
-@pytest.mark.parametrize("encoding", ["protobuf", "json"])
+@pytest.mark.parametrize("encoding", ["protobuf", "json", "grpc"])
 async def test_every_convention_lands_as_the_table_says_across_two_intakes(
     settings: Settings, tmp_path: Path, encoding: str
 ) -> None:
@@ -99,7 +101,7 @@ async def test_every_convention_lands_as_the_table_says_across_two_intakes(
     b = IntakeProcess(settings, tmp_path / "b.log").start()
     try:
         a.wait_ready(), b.wait_ready()
-        ea, eb = exporter(a.url, encoding), exporter(b.url, encoding)
+        ea, eb = a.exporter(encoding), b.exporter(encoding)
         tp = provider(*[(p, eb) for p in AGENT_SPANS], ("", ea))
         tracer = tp.get_tracer("agentstream-tests")
         tag = uuid.uuid4().hex[:8]
@@ -233,35 +235,110 @@ async def test_bad_input_gets_its_documented_answer_and_the_intake_survives(
     assert token not in intake.log(), "tokens are secrets: never logged"
 
 
-async def test_the_exporters_retry_after_a_503_loses_nothing(
+def _pb_request(*spans: tuple[bytes, bytes]) -> bytes:
+    """(trace id, span id) -> chat spans in one protobuf ExportTraceServiceRequest."""
+    request = ExportTraceServiceRequest()
+    scope = request.resource_spans.add().scope_spans.add()
+    for trace_id, span_id in spans:
+        s = scope.spans.add()
+        s.trace_id, s.span_id, s.name = trace_id, span_id, "chat"
+        s.start_time_unix_nano, s.end_time_unix_nano = 1_796_000_000 * 10**9, 1_796_000_001 * 10**9
+        attr = s.attributes.add()
+        attr.key, attr.value.string_value = "gen_ai.operation.name", "chat"
+    body: bytes = request.SerializeToString()
+    return body
+
+
+def test_bad_input_over_grpc_gets_its_status_code_and_the_intake_survives(
     settings: Settings, tmp_path: Path
 ) -> None:
-    """The intake cannot reach Kafka: it answers 503 + Retry-After; the exporter retries on
-    its own; meanwhile the intake is replaced by one that can reach Kafka (the shared
-    broker is never stopped): every span lands, once."""
-    port = free_port()
+    """OTLP/gRPC answers with gRPC status codes what OTLP/HTTP answers with 4xx/5xx."""
+    token = "tok-" + uuid.uuid4().hex
+    intake = IntakeProcess(settings, tmp_path / "intake.log", AGENTSTREAM_OTLP_TOKENS=token)
+    intake.start()
+    auth = (("authorization", f"Bearer {token}"),)
+    good = _pb_request((uuid.uuid4().bytes, b"\x01" * 8))
+    try:
+        intake.wait_ready()
+        with grpc.insecure_channel(
+            intake.grpc_target, options=[("grpc.max_send_message_length", -1)]
+        ) as channel:
+            # No serializers: raw request bytes in, raw response bytes out.
+            export = channel.unary_unary(
+                "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+            )
+
+            def code(body: bytes, metadata: tuple[tuple[str, str], ...] = ()) -> grpc.StatusCode:
+                try:
+                    export(body, metadata=metadata, timeout=60)
+                except grpc.RpcError as exc:
+                    status: grpc.StatusCode = exc.code()
+                    return status
+                return grpc.StatusCode.OK
+
+            assert code(good) == grpc.StatusCode.UNAUTHENTICATED
+            assert code(good, (("authorization", "Bearer nope"),)) == (
+                grpc.StatusCode.UNAUTHENTICATED
+            )
+            assert intake.metric("otlp_spans_received_total") == 0
+            assert code(b"\x0a\xff\xff\xff\x0f", auth) == grpc.StatusCode.INVALID_ARGUMENT
+            big = b"\x00" * (16 * 1024 * 1024 + 1)
+            assert code(big, auth) == grpc.StatusCode.RESOURCE_EXHAUSTED
+            # Partial success: a span id of 3 bytes refused with its reason; gzip is gRPC's own.
+            trace = uuid.uuid4().bytes
+            answer = ExportTraceServiceResponse.FromString(
+                export(
+                    _pb_request((trace, b"abc"), (trace, b"\x02" * 8)),
+                    metadata=auth,
+                    timeout=60,
+                    compression=grpc.Compression.Gzip,
+                )
+            )
+            assert answer.partial_success.rejected_spans == 1
+            assert "span id must be 8 bytes" in answer.partial_success.error_message
+        assert intake.metric("otlp_requests_total", code="grpc_UNAUTHENTICATED") == 2
+        assert intake.metric("otlp_requests_total", code="grpc_INVALID_ARGUMENT") == 1
+        assert intake.metric("otlp_requests_total", code="grpc_OK") == 1
+        assert intake.alive and intake.get("/healthz")[0] == 200
+    finally:
+        assert intake.terminate() == 0, intake.log()[-3000:]
+    assert token not in intake.log(), "tokens are secrets: never logged"
+
+
+@pytest.mark.parametrize("encoding", ["protobuf", "grpc"])
+async def test_the_exporters_retry_after_a_503_loses_nothing(
+    settings: Settings, tmp_path: Path, encoding: str
+) -> None:
+    """The intake cannot reach Kafka: it answers 503 + Retry-After (gRPC: UNAVAILABLE with a
+    RetryInfo); the exporter retries on its own; meanwhile the intake is replaced by one that
+    can reach Kafka (the shared broker is never stopped): every span lands, once."""
+    port, grpc_port = free_port(), free_port()
     nowhere = f"127.0.0.1:{free_port()}"  # nothing listens there
     cut_off = IntakeProcess(
         settings.model_copy(update={"kafka_bootstrap": nowhere}),
         tmp_path / "cut_off.log",
         port=port,
+        grpc_port=grpc_port,
         AGENTSTREAM_OTLP_RETRY_AFTER_S="1",
     ).start()
     worker = WorkerProcess(settings, tmp_path / "worker.log").start()
     replacement: IntakeProcess | None = None
     try:
         assert wait_for(lambda: cut_off.get("/healthz")[0] == 503, 30)
-        tp = provider(("", exporter(cut_off.url, "protobuf", timeout=60)))
+        refused = "grpc_UNAVAILABLE" if encoding == "grpc" else "503"
+        tp = provider(("", cut_off.exporter(encoding, timeout=60)))
         tracer = tp.get_tracer("t")
         tag = uuid.uuid4().hex[:8]
         export = asyncio.create_task(
             asyncio.to_thread(lambda: [make(tracer, tag) for make in CONVENTIONS])
         )
         assert await asyncio.to_thread(
-            wait_for, lambda: cut_off.metric("otlp_requests_total", code="503") >= 2, 30
+            wait_for, lambda: cut_off.metric("otlp_requests_total", code=refused) >= 2, 30
         )
         assert cut_off.terminate() == 0
-        replacement = IntakeProcess(settings, tmp_path / "replacement.log", port=port).start()
+        replacement = IntakeProcess(
+            settings, tmp_path / "replacement.log", port=port, grpc_port=grpc_port
+        ).start()
         expected = await export  # RouteByName asserts every export ended in SUCCESS
         tp.shutdown()
         conninfo = settings.database_conninfo()

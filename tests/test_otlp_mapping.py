@@ -5,19 +5,25 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pydantic_core
 import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from agentstream.contract.codec import decode
 from agentstream.contract.entities import Agent, AgentExecution, Event, LLMInteraction, Record
-from agentstream.otlp.decode import BodyError, decode_request, spans_of
-from agentstream.otlp.mapping import Facts, records_of, resolve
+from agentstream.otlp.decode import BodyError, Span, decode_request, spans_of
+from agentstream.otlp.mapping import OTEL_NAMESPACE, _time, read, records_of, resolve
 from agentstream.otlp.pipeline import Mapped, map_spans, span_from_json
+from agentstream.otlp.resolver import Resolver, _Partition
+from agentstream.otlp.rows import Row
 from tests.support import otlp_traces
 from tests.support.otlp_traces import CONVENTIONS, Expected
 
@@ -34,21 +40,32 @@ def _request(spans: list[ReadableSpan]) -> bytes:
     return bytes(encode_spans(spans).SerializeToString())
 
 
+def _models(rows: list[Row]) -> list[Record]:
+    """Every record as the sink validates it: the mapper builds records without their
+    models (rows.py), so each must validate, and validation must change nothing."""
+    out = []
+    for r in rows:
+        model = r.model()
+        assert model.model_dump(mode="json", exclude_unset=True) == json.loads(r.value), r
+        out.append(model)
+    return out
+
+
 def _map_each_alone(spans: list[ReadableSpan]) -> list[Record]:
     """Each span in a request of its own, in the order they ended (children first), then the
     waiting ones resolved from every span's facts, as the resolver does."""
-    records: list[Record] = []
-    facts: dict[str, Facts] = {}
+    rows: list[Row] = []
+    facts: dict[str, Any] = {}
     waiting: list[dict[str, Any]] = []
     for span in spans:
         mapped = map_spans(
             spans_of(decode_request(_request([span]), json_body=False)), keep_other=False
         )
         assert not mapped.rejected
-        records.extend(mapped.all_records())
-        for _, item in mapped.span_items:
-            facts[item["span"]] = Facts.from_json(item["f"])
-            if "body" in item:
+        rows.extend(mapped.all_records())
+        for _, item in json.loads(json.dumps(mapped.span_items)):  # as the topic carries them
+            facts.update(item.get("f", {}))
+            if "w" in item:
                 waiting.append(item)
     out = Mapped()
     for item in waiting:
@@ -56,7 +73,7 @@ def _map_each_alone(spans: list[ReadableSpan]) -> list[Record]:
         ctx = resolve(waiting_span.trace_hex, waiting_span.span_hex, facts.get)
         assert ctx is not None, f"span {waiting_span.name} unresolved with every span seen"
         out.add(waiting_span, item["k"], ctx, records_of(waiting_span, item["k"], ctx))
-    return records + out.all_records()
+    return _models(rows + out.all_records())
 
 
 @pytest.mark.parametrize("make", CONVENTIONS, ids=lambda f: f.__name__)
@@ -68,7 +85,7 @@ def test_convention_maps_as_the_table_says(make: Callable[..., Expected], batchi
             spans_of(decode_request(_request(spans), json_body=False)), keep_other=False
         )
         assert not mapped.rejected and mapped.pending == 0
-        records = mapped.all_records()
+        records = _models(mapped.all_records())
     else:
         records = _map_each_alone(spans)
     session_id = otlp_traces.session_uuid(e)
@@ -121,7 +138,9 @@ def test_child_without_its_ancestors_waits_then_falls_back() -> None:
     )
     assert mapped.pending == 1 and not mapped.records
     (item,) = [i for _, i in mapped.span_items if "body" in i]
-    facts = {item["span"]: Facts.from_json(item["f"])}
+    ((_, facts_item),) = [i for i in mapped.span_items if "f" in i[1]]
+    facts = facts_item["f"]
+    assert list(facts) == [item["w"]]
     span = span_from_json(item["body"])
     assert resolve(span.trace_hex, span.span_hex, facts.get) is None
     ctx = resolve(span.trace_hex, span.span_hex, facts.get, final=True)
@@ -135,7 +154,8 @@ def test_spans_without_genai_meaning_are_dropped_or_kept() -> None:
     dropped = map_spans(spans_of(decode_request(body, json_body=False)), keep_other=False)
     assert dropped.dropped["no_genai_meaning"] == 1
     kept = map_spans(spans_of(decode_request(body, json_body=False)), keep_other=True)
-    assert [r.event_type for r in kept.records if isinstance(r, Event)].count("otel.span") == 1
+    kept_events = [r for r in _models(kept.records) if isinstance(r, Event)]
+    assert [r.event_type for r in kept_events].count("otel.span") == 1
 
 
 def test_otlp_json_hex_ids_and_string_int64() -> None:
@@ -178,7 +198,7 @@ def test_otlp_json_hex_ids_and_string_int64() -> None:
     mapped = map_spans(
         spans_of(decode_request(json.dumps(body).encode(), json_body=True)), keep_other=False
     )
-    (llm,) = [r for r in mapped.records if isinstance(r, LLMInteraction)]
+    (llm,) = [r for r in _models(mapped.records) if isinstance(r, LLMInteraction)]
     assert llm.prompt_tokens == 12 and llm.latency_ms == 500
     assert llm.success is False and llm.error_message == "boom"
 
@@ -232,7 +252,7 @@ def test_bad_token_counts_refuse_the_span(attrs: dict[str, Any], reason: str) ->
 def test_values_past_varchar_limits_are_truncated_with_a_marker() -> None:
     body = _one_llm_span(**{"gen_ai.request.model": "m" * 300, "gen_ai.provider.name": "p" * 300})
     mapped = map_spans(spans_of(decode_request(body, json_body=False)), keep_other=False)
-    (llm,) = [r for r in mapped.records if isinstance(r, LLMInteraction)]
+    (llm,) = [r for r in _models(mapped.records) if isinstance(r, LLMInteraction)]
     assert llm.model == "m" * 99 + "…" and llm.provider == "p" * 99 + "…"
 
 
@@ -265,7 +285,7 @@ def test_a_span_whose_parent_is_remote_waits_for_no_ancestor() -> None:
         keep_other=False,
     )
     assert mapped.pending == 0
-    (llm,) = [r for r in mapped.records if isinstance(r, LLMInteraction)]
+    (llm,) = [r for r in _models(mapped.records) if isinstance(r, LLMInteraction)]
     assert llm.agent_id is not None
 
 
@@ -274,3 +294,155 @@ def test_a_span_too_large_for_a_kafka_message_is_refused_not_retried() -> None:
     mapped = map_spans(spans_of(decode_request(body, json_body=False)), keep_other=False)
     assert [label for label, _ in mapped.rejected] == ["too_large"]
     assert not mapped.records and not mapped.span_items
+
+
+def _one_span(name: str, **attrs: Any) -> bytes:
+    memory = InMemorySpanExporter()
+    tp = TracerProvider()
+    tp.add_span_processor(SimpleSpanProcessor(memory))
+    tp.get_tracer("t").start_span(name, attributes=attrs).end()
+    return _request(list(memory.get_finished_spans()))
+
+
+def _tool_arguments(arguments: str) -> bytes:
+    attrs = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.call.arguments": arguments}
+    return _one_span("t", **attrs)
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (_tool_arguments('{"q": "a\\u0000b"}'), "NUL character"),
+        (_tool_arguments('{"q": "\\ud800"}'), "lone surrogate"),
+        # Within the model's 200 levels, but past what the sink's parser reads in a batch.
+        (_tool_arguments("[" * 199 + "]" * 199), "cannot be read back in a batch message"),
+        (_one_span("x", v=float("nan")), "non-finite number"),
+    ],
+    ids=["nul", "surrogate", "too_deep", "nan"],
+)
+def test_a_record_the_sink_would_refuse_refuses_its_span(body: bytes, reason: str) -> None:
+    """What the mapper cannot guarantee by construction (rows.py) is checked on the bytes."""
+    mapped = map_spans(spans_of(decode_request(body, json_body=False)), keep_other=True)
+    assert len(mapped.rejected) == 1 and reason in mapped.rejected[0][1], mapped.rejected
+    assert mapped.rejected[0][0] == "invalid_values" and not mapped.records
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        _tool_arguments("[" * 100 + "]" * 100),
+        _one_span("chat", **{"gen_ai.operation.name": "chat", "gen_ai.input.messages": "NaN"}),
+        _one_span("x", v=[1.5, 2.5], w="Infinity"),
+    ],
+    ids=["deep_but_readable", "word_nan", "other_span"],
+)
+def test_records_past_the_cheap_checks_validate(body: bytes) -> None:
+    mapped = map_spans(spans_of(decode_request(body, json_body=False)), keep_other=True)
+    assert not mapped.rejected
+    rows = mapped.all_records()
+    assert len(_models(rows)) == len(rows) == 2  # the session and the span's record
+    for r in rows:  # as the publisher sends them: a batch message of one entity
+        decoded = decode(r.entity, b"[" + r.value + b"]")
+        assert not decoded.invalid and len(decoded.records) == 1
+
+
+def test_record_ids_are_the_uuid5_the_table_documents() -> None:
+    spans, _ = _spans(otlp_traces.genai_current)
+    decoded = spans_of(decode_request(_request(spans), json_body=False))
+    mapped = map_spans(decoded, keep_other=False)
+    span_ids = {
+        uuid.uuid5(OTEL_NAMESPACE, f"span\x1f{s.trace_hex}\x1f{s.span_hex}") for s in decoded
+    }
+    ids = {r.id for r in _models(mapped.records) if not isinstance(r, Agent)}
+    assert len(ids) == len(decoded) - 1 and ids <= span_ids  # all but the dropped span
+
+
+def test_the_resolver_reads_the_first_spans_topic_items_too() -> None:
+    """Items written by an intake of the first version (one span each) still resolve."""
+    spans, e = _spans(otlp_traces.genai_current)
+    chat = next(
+        s for s in spans_of(decode_request(_request(spans), json_body=False)) if "chat" in s.name
+    )
+    mapped = map_spans([chat], keep_other=False)
+    (waiting,) = [i for _, i in mapped.span_items if "w" in i]
+    (facts,) = [i for _, i in mapped.span_items if "f" in i]
+    p, s, u, a = facts["f"][chat.span_hex]
+    first = {"t": chat.trace_hex, "span": chat.span_hex, "f": {"p": p, "s": s, "u": u, "a": a}}
+    old = _Partition()
+    Resolver._take_item(old, 1, {**first, "k": waiting["k"], "body": waiting["body"]}, 0.0)
+    new = _Partition()
+    for item in json.loads(json.dumps([facts, waiting])):
+        Resolver._take_item(new, 1, item, 0.0)
+    for part in (old, new):
+        trace = part.traces[chat.trace_hex]
+        assert list(trace.waiting) == [chat.span_hex] and list(part.waiting) == [chat.trace_hex]
+        ctx = resolve(chat.trace_hex, chat.span_hex, trace.facts.get, final=True)
+        assert ctx is not None and ctx.session_key == f"trace:{e.trace_hex}"
+
+
+@pytest.mark.parametrize(
+    "ns", [0, 999, 1_796_000_000_000_000_000, 1_796_000_000_123_456_789, 253_402_214_399 * 10**9]
+)
+def test_span_times_are_spelled_as_pydantic_spells_them(ns: int) -> None:
+    exact = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=ns // 1000)
+    assert _time(ns) == json.loads(pydantic_core.to_json(exact))
+
+
+def test_a_meaning_is_read_from_the_span_before_its_resource_first_name_first() -> None:
+    """docs/otel.md: the first attribute set wins; a span's own attributes win over its
+    resource's (all of them: a later name on the span beats an earlier one on the resource)."""
+    resource = {"gen_ai.provider.name": "from-resource", "user.id": "u-resource"}
+    own = {"gen_ai.system": "older-name", "llm.provider": "later", "llm.model_name": "m2"}
+    span = Span(b"\1" * 16, b"\2" * 8, b"", "chat", 0, 1, 0, "", own, resource)
+    said = read(span)
+    assert said["provider"] == "older-name" and said["user"] == "u-resource"
+    assert said["model"] == said["request_model"] == "m2" and "session" not in said
+    own["gen_ai.response.model"] = "m1"
+    assert read(span)["model"] == "m1" and read(span)["request_model"] == "m2"
+
+
+def test_nul_in_every_attribute_still_makes_valid_records() -> None:
+    """Text columns are cleaned by the mapper, not checked on the bytes (rows.py): a span
+    with NUL in every string it reads still maps to records that validate."""
+    nul = "a\x00b"
+    attrs = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.request.model": nul,
+        "gen_ai.response.model": nul,
+        "gen_ai.provider.name": nul,
+        "openai.response.service_tier": nul,
+        "gen_ai.response.finish_reasons": (nul, nul),
+        "gen_ai.input.messages": nul,
+        "gen_ai.output.messages": nul,
+        "gen_ai.system_instructions": nul,
+        "gen_ai.conversation.id": nul,
+        "user.id": nul,
+        "error.type": nul,
+        "gen_ai.usage.input_tokens": 10,
+        "gen_ai.usage.cache_read.input_tokens": 5,
+    }
+    mapped = map_spans(
+        spans_of(decode_request(_one_span(nul, **attrs), json_body=False)), keep_other=False
+    )
+    assert not mapped.rejected
+    (llm,) = [r for r in _models(mapped.all_records()) if isinstance(r, LLMInteraction)]
+    assert llm.model == llm.provider == llm.service_tier == "a\ufffdb"
+    assert llm.error_message == "a\ufffdb" and "\x00" not in llm.prompt + (llm.response or "")
+
+
+def test_a_large_trace_is_published_in_bounded_facts_items() -> None:
+    from agentstream.otlp.pipeline import FACTS_PER_ITEM
+
+    memory = InMemorySpanExporter()
+    tp = TracerProvider()
+    tp.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = tp.get_tracer("t")
+    with tracer.start_as_current_span("root"):
+        for _ in range(FACTS_PER_ITEM + 10):
+            tracer.start_span("step").end()
+    body = _request(list(memory.get_finished_spans()))
+    spans = spans_of(decode_request(body, json_body=False))
+    mapped = map_spans(spans, keep_other=False)
+    items = [item["f"] for _, item in mapped.span_items]
+    assert [len(f) for f in items] == [FACTS_PER_ITEM, 11]
+    assert {s for f in items for s in f} == {s.span_hex for s in spans}

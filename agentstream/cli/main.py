@@ -50,7 +50,7 @@ _MODULES_OF_EXTRA = {
         "adbc_driver_postgresql",
         "adbc_driver_manager",
     ),
-    "otlp": ("aiohttp", "opentelemetry", "google", "prometheus_client"),
+    "otlp": ("aiohttp", "opentelemetry", "google", "prometheus_client", "grpc"),
 }
 # Both extras bring psycopg: the analytics commands name theirs, the others the worker's.
 _EXTRA_OF_COMMAND = dict.fromkeys(("rollup", "report", "export", "session"), "analytics")

@@ -20,10 +20,16 @@ def register(sub: Any) -> None:
         "mapping). Answers 200 only once Kafka acknowledged every record of the request. "
         "/healthz and /metrics on the same port. With AGENTSTREAM_OTLP_TOKENS set, every "
         "export needs `Authorization: Bearer <token>`. SIGTERM/SIGINT finish the requests "
-        "in flight and exit 0.",
+        "in flight and exit 0. With --grpc-port, OTLP/gRPC too (the same answers as gRPC "
+        "status codes).",
     )
     p.add_argument("--host", help="address to listen on (otlp_host, default 127.0.0.1)")
     p.add_argument("--port", type=port, help="port to listen on (otlp_port, default 4318)")
+    p.add_argument(
+        "--grpc-port",
+        type=port,
+        help="also serve OTLP/gRPC on this port, e.g. 4317 (otlp_grpc_port; default 0: off)",
+    )
     p.add_argument(
         "--keep-other-spans",
         action="store_true",
@@ -37,11 +43,13 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from agentstream.contract.settings import get_settings
     from agentstream.otlp.server import serve
+    from agentstream.streams.interpreter import tune_interpreter
     from agentstream.topic_admin import TopicRefused
 
     overrides = {
         "otlp_host": args.host,
         "otlp_port": args.port,
+        "otlp_grpc_port": args.grpc_port,
         "otlp_keep_other_spans": args.keep_other_spans,
     }
     settings = get_settings().model_copy(
@@ -59,12 +67,17 @@ def run(args: argparse.Namespace) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Mapping allocates a dozen containers per span, nearly none in a cycle: with CPython's
+    # defaults the collector took a fifth of the intake's CPU (BENCHMARKS.md).
+    tune_interpreter()
     try:
         return asyncio.run(serve(settings))
     except TopicRefused as exc:
         raise CommandError(str(exc)) from None
     except OSError as exc:
+        grpc = f" (gRPC {settings.otlp_grpc_port})" if settings.otlp_grpc_port else ""
         raise CommandError(
-            f"cannot serve on {settings.otlp_host}:{settings.otlp_port} or reach Kafka: {exc}; "
+            f"cannot serve on {settings.otlp_host}:{settings.otlp_port}{grpc} or reach Kafka: "
+            f"{exc}; "
             f"{settings.kafka_advice()}"
         ) from None

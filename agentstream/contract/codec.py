@@ -7,6 +7,10 @@ index in the batch. One bad record never takes its neighbours down with it.
 The fast path validates a whole batch in one call into pydantic-core (parsing and validation
 in Rust); only when that fails is the batch re-validated record by record to isolate the
 bad ones, so the common, all-valid case pays no per-record Python overhead.
+
+This is the reference decoder. The worker decodes with msgspec first
+(agentstream/streams/fastdecode.py, straight into rows) and comes here for every message
+that one is not sure of, so every rejection is worded here.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ __all__ = [
     "describe_error",
     "encode_batch",
     "encode_record",
+    "needs_walk",
 ]
 
 # A message larger than this is refused before parsing. Kafka's own default limit is 1 MiB;
@@ -65,8 +70,14 @@ class Decoded:
 _WALK_MARKERS = (b"\\u0000", b"NaN", b"Infinity")
 
 
+def needs_walk(value: bytes) -> bool:
+    """Whether a record's JSON may hold what only the jsonb walker finds (NUL, NaN, ...)."""
+    nul, nan, inf = _WALK_MARKERS  # unrolled: a generator here cost more than the scans
+    return nul in value or nan in value or inf in value
+
+
 def _prescanned(value: bytes) -> dict[str, bool] | None:
-    return None if any(marker in value for marker in _WALK_MARKERS) else PRESCANNED
+    return None if needs_walk(value) else PRESCANNED
 
 
 _LIST_ADAPTERS: dict[str, TypeAdapter[list[Record]]] = {

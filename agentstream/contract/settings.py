@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     # --- OpenTelemetry intake (`agentstream otlp`, docs/otel.md) ---
     otlp_host: str = "127.0.0.1"
     otlp_port: int = Field(default=4318, ge=0, le=65535)
+    # OTLP/gRPC beside OTLP/HTTP, on this port (4317 is OTLP's); 0 leaves it off, so that
+    # several intakes on one host do not contend for one port unless asked to.
+    otlp_grpc_port: int = Field(default=0, ge=0, le=65535)
     # Bearer tokens, comma-separated; required on every request when set. Secrets: never logged.
     otlp_tokens: SecretStr | None = None
     otlp_max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)

@@ -63,29 +63,29 @@ class Span:
     # The parent is another process's span (a remote caller's): this span is its process's
     # root, so its ancestors' spans need not be waited for (they go to another backend).
     parent_remote: bool = False
+    # The ids in hex, as every record and the spans topic spell them: formatted once.
+    trace_hex: str = field(init=False)
+    span_hex: str = field(init=False)
+    parent_hex: str | None = field(init=False)
 
-    @property
-    def trace_hex(self) -> str:
-        return self.trace_id.hex()
-
-    @property
-    def span_hex(self) -> str:
-        return self.span_id.hex()
-
-    @property
-    def parent_hex(self) -> str | None:
-        return self.parent_span_id.hex() if self.parent_span_id else None
+    def __post_init__(self) -> None:
+        self.trace_hex = self.trace_id.hex()
+        self.span_hex = self.span_id.hex()
+        self.parent_hex = self.parent_span_id.hex() if self.parent_span_id else None
 
     def get(self, *names: str) -> Any:
         """The first of ``names`` set on the span, else on its resource, else None."""
+        attributes = self.attributes
         for name in names:
-            value = self.attributes.get(name)
+            value = attributes.get(name)
             if value is not None:
                 return value
-        for name in names:
-            value = self.resource.get(name)
-            if value is not None:
-                return value
+        resource = self.resource
+        if resource:
+            for name in names:
+                value = resource.get(name)
+                if value is not None:
+                    return value
         return None
 
     def id_problem(self) -> str | None:
@@ -160,14 +160,8 @@ def _value(v: AnyValue, depth: int = 0) -> Any:
     kind = v.WhichOneof("value")
     if kind is None:
         return None
-    if kind == "string_value":
-        return v.string_value
-    if kind == "bool_value":
-        return v.bool_value
-    if kind == "int_value":
-        return v.int_value
-    if kind == "double_value":
-        return v.double_value
+    if kind in _SCALARS:
+        return getattr(v, kind)
     if kind == "bytes_value":
         return binascii.hexlify(v.bytes_value).decode()
     if depth > 32:  # deeper than any attribute means anything; keep the span, not the depth
@@ -177,34 +171,47 @@ def _value(v: AnyValue, depth: int = 0) -> Any:
     return {kv.key: _value(kv.value, depth + 1) for kv in v.kvlist_value.values}
 
 
+_SCALARS = frozenset({"string_value", "int_value", "bool_value", "double_value"})
+
+
 def _attributes(kvs: Any) -> dict[str, Any]:
-    return {kv.key: _value(kv.value) for kv in kvs}
+    # Scalars (nearly every attribute) are read inline: a call per attribute cost more than
+    # reading it (measured under bench/otlp.py; BENCHMARKS.md).
+    return {
+        kv.key: getattr(v, kind) if (kind := (v := kv.value).WhichOneof("value")) in _SCALARS
+        else _value(v)
+        for kv in kvs
+    }  # fmt: skip
 
 
 def spans_of(request: ExportTraceServiceRequest) -> list[Span]:
     spans: list[Span] = []
+    remote = _HAS_IS_REMOTE | _IS_REMOTE
     for resource_spans in request.resource_spans:
         resource = _attributes(resource_spans.resource.attributes)
         for scope_spans in resource_spans.scope_spans:
             for s in scope_spans.spans:
+                status = s.status
+                events = s.events
                 spans.append(
                     Span(
-                        trace_id=s.trace_id,
-                        span_id=s.span_id,
-                        parent_span_id=s.parent_span_id,
-                        name=s.name,
-                        start_ns=s.start_time_unix_nano,
-                        end_ns=s.end_time_unix_nano,
-                        status_code=s.status.code,
-                        status_message=s.status.message,
-                        attributes=_attributes(s.attributes),
-                        resource=resource,
-                        events=[
+                        s.trace_id,
+                        s.span_id,
+                        s.parent_span_id,
+                        s.name,
+                        s.start_time_unix_nano,
+                        s.end_time_unix_nano,
+                        status.code,
+                        status.message,
+                        _attributes(s.attributes),
+                        resource,
+                        [
                             SpanEvent(e.name, e.time_unix_nano, _attributes(e.attributes))
-                            for e in s.events
-                        ],
-                        parent_remote=s.flags & (_HAS_IS_REMOTE | _IS_REMOTE)
-                        == (_HAS_IS_REMOTE | _IS_REMOTE),
+                            for e in events
+                        ]
+                        if events
+                        else [],
+                        s.flags & remote == remote,
                     )
                 )
     return spans

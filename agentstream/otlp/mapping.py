@@ -5,7 +5,7 @@ are often set only on the agent's or the root's span, which ends (and is exporte
 So mapping is two steps:
 
 * :func:`facts_of` reads what a span says about itself and passes down to its descendants
-  (:class:`Facts`: parent, explicit session, user, agent identity);
+  (``Facts``: parent, explicit session, user, agent identity);
 * :func:`resolve` walks a span's ancestors' facts to its :class:`Context` (session id, user id,
   agent id), or says it cannot yet (an ancestor has not been seen);
 * :func:`records_of` builds the span's records once its context is known.
@@ -18,32 +18,29 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import json
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
-from agentstream.contract.entities import (
-    INT4_MAX,
-    Agent,
-    AgentExecution,
-    Event,
-    LLMInteraction,
-    Record,
-    Session,
-)
+from agentstream.contract.entities import INT4_MAX, usage_problem
 from agentstream.otlp.decode import STATUS_ERROR, Span
+from agentstream.otlp.rows import Row, row
 
 __all__ = [
+    "FACTS_LENGTH",
     "USER_PLACEHOLDER",
     "Context",
     "Facts",
+    "FactsLike",
     "MappingError",
     "SpanKind",
+    "facts_from_first_json",
     "facts_of",
     "kind_of",
+    "read",
     "records_of",
     "resolve",
 ]
@@ -114,6 +111,68 @@ SERVICE_TIER_KEYS = (
 )
 
 
+# Everything read from a span (or its resource) by meaning, from the names above.
+_READS: dict[str, tuple[str, ...]] = {
+    "session": SESSION_KEYS,
+    "user": USER_KEYS,
+    "agent_name": AGENT_NAME_KEYS,
+    "tool_name": TOOL_NAME_KEYS,
+    "model": MODEL_KEYS,
+    "request_model": ("gen_ai.request.model", "llm.model_name"),
+    "provider": PROVIDER_KEYS,
+    "input_tokens": INPUT_TOKEN_KEYS,
+    "output_tokens": OUTPUT_TOKEN_KEYS,
+    "total_tokens": TOTAL_TOKEN_KEYS,
+    "cache_read_tokens": CACHE_READ_KEYS,
+    "cache_write_tokens": CACHE_WRITE_KEYS,
+    "reasoning_tokens": REASONING_KEYS,
+    "service_tier": SERVICE_TIER_KEYS,
+    "time_to_first_chunk": ("gen_ai.response.time_to_first_chunk",),
+    "finish_reason": ("gen_ai.response.finish_reasons", "llm.response.finish_reason"),
+    "error_type": ("error.type",),
+}
+# attribute name -> every (meaning, rank) it says; rank 0 is the meaning's first name.
+_MEANINGS: dict[str, list[tuple[str, int]]] = {}
+for _meaning, _names in _READS.items():
+    for _rank, _name in enumerate(_names):
+        _MEANINGS.setdefault(_name, []).append((_meaning, _rank))
+_NAMES = frozenset(_MEANINGS)
+_NO_RANK = len(_NAMES)
+
+
+def _said(attributes: dict[str, Any]) -> dict[str, Any]:
+    """meaning -> the value of its first name set in ``attributes``."""
+    said: dict[str, Any] = {}
+    ranks: dict[str, int] = {}
+    for name in _NAMES.intersection(attributes):  # the few names that mean something
+        value = attributes[name]
+        if value is None:
+            continue
+        for meaning, rank in _MEANINGS[name]:
+            if rank < ranks.get(meaning, _NO_RANK):
+                ranks[meaning] = rank
+                said[meaning] = value
+    return said
+
+
+_last_resource: tuple[dict[str, Any], dict[str, Any]] = ({}, {})
+
+
+def read(span: Span) -> dict[str, Any]:
+    """What the span says by meaning (``_READS``): for each, the first of its names set on
+    the span, else on its resource. One pass over the attributes instead of a lookup per
+    name and meaning; a resource (shared by a request's spans) is read once."""
+    global _last_resource
+    said = _said(span.attributes)
+    resource = span.resource
+    if not resource:
+        return said
+    if _last_resource[0] is not resource:
+        _last_resource = (resource, _said(resource))
+    from_resource = _last_resource[1]
+    return from_resource | said if from_resource else said
+
+
 class MappingError(ValueError):
     """A span refused: its reason goes into the response's partial_success.error_message."""
 
@@ -162,51 +221,46 @@ def kind_of(span: Span) -> SpanKind:
     return "other"
 
 
-@dataclass(frozen=True, slots=True)
-class Facts:
-    """What a span says about itself that its descendants inherit."""
-
-    parent: str | None  # parent span id, hex
-    session: str | None  # an explicit session key (conversation/session id)
-    user: str | None
-    agent: str | None  # an agent span's identity: "id:<gen_ai.agent.id>" or "name:<name>"
-
-    def to_json(self) -> dict[str, Any]:
-        return {"p": self.parent, "s": self.session, "u": self.user, "a": self.agent}
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> Facts:
-        return cls(d.get("p"), d.get("s"), d.get("u"), d.get("a"))
+# What a span says about itself that its descendants inherit: (parent span id hex, explicit
+# session key, user, agent identity "id:<gen_ai.agent.id>" or "name:<name>"). A plain tuple,
+# as it travels on the spans topic (a JSON array, which ``resolve`` takes as it is read).
+Facts = tuple[str | None, str | None, str | None, str | None]
+FactsLike = Facts | Sequence[str | None]
+FACTS_LENGTH = 4
 
 
-def agent_name(span: Span) -> str:
-    name = _str(span.get(*AGENT_NAME_KEYS))
+def facts_from_first_json(d: dict[str, Any]) -> Facts:
+    """Facts as the first version of the spans topic spelled them (an object)."""
+    return (d.get("p"), d.get("s"), d.get("u"), d.get("a"))
+
+
+def agent_name(span: Span, said: dict[str, Any]) -> str:
+    name = _str(said.get("agent_name"))
     if name is None:
         # invoke_agent spans are named "invoke_agent {gen_ai.agent.name}" when they have one.
         name = span.name.removeprefix("invoke_agent ").removeprefix("create_agent ") or "agent"
     return name
 
 
-def facts_of(span: Span, kind: SpanKind) -> Facts:
+def facts_of(span: Span, kind: SpanKind, said: dict[str, Any] | None = None) -> Facts:
+    """``said``: ``read(span)``, if already read."""
+    if said is None:
+        said = read(span)
     agent = None
     if kind == "agent":
         agent_id = _str(span.attributes.get("gen_ai.agent.id"))
-        agent = f"id:{agent_id}" if agent_id else f"name:{agent_name(span)}"
-    return Facts(
-        # A span whose parent is remote is where its process's part of the trace begins.
-        parent=None if span.parent_remote else span.parent_hex,
-        session=_str(span.get(*SESSION_KEYS)),
-        user=_str(span.get(*USER_KEYS)),
-        agent=agent,
-    )
+        agent = f"id:{agent_id}" if agent_id else f"name:{agent_name(span, said)}"
+    # A span whose parent is remote is where its process's part of the trace begins.
+    parent = None if span.parent_remote else span.parent_hex
+    return (parent, _str(said.get("session")), _str(said.get("user")), agent)
 
 
-@dataclass(frozen=True, slots=True)
-class Context:
+class Context(NamedTuple):
     session_id: uuid.UUID
     session_key: str
     user_id: str
     agent_id: uuid.UUID | None
+    session_text: str  # session_id as the records spell it (and their Kafka key)
 
 
 @functools.lru_cache(maxsize=65536)
@@ -219,16 +273,27 @@ def session_id_of(key: str) -> uuid.UUID:
 
 
 @functools.lru_cache(maxsize=65536)
+def _session_text(key: str) -> str:
+    return str(session_id_of(key))
+
+
+@functools.lru_cache(maxsize=65536)
 def agent_id_of(agent: str, session_id: uuid.UUID) -> uuid.UUID:
     if agent.startswith("id:"):
         return _id("agent", agent)
     return _id("agent", str(session_id), agent)
 
 
+@functools.lru_cache(maxsize=65536)
+def _agent_id(agent: str, session_key: str) -> uuid.UUID:
+    # Cached by the keys' text: a UUID argument is hashed in Python, a str's hash is cached.
+    return agent_id_of(agent, session_id_of(session_key))
+
+
 def resolve(
     trace_hex: str,
     span_hex: str,
-    lookup: Callable[[str], Facts | None],
+    lookup: Callable[[str], FactsLike | None],
     *,
     final: bool = False,
 ) -> Context | None:
@@ -251,12 +316,13 @@ def resolve(
             if not final:
                 return None
             break
-        session = session or facts.session
-        user = user or facts.user
-        if agent is None and facts.agent is not None:
-            agent = facts.agent
+        parent, its_session, its_user, its_agent = facts
+        session = session or its_session
+        user = user or its_user
+        if agent is None and its_agent is not None:
+            agent = its_agent
         if agent is not None and agent_session is None:
-            agent_session = facts.session
+            agent_session = its_session
         if (
             session is not None
             and user is not None
@@ -265,14 +331,21 @@ def resolve(
         ):
             complete = True
             break
-        current = facts.parent
+        current = parent
     if not complete and not final:
         return None
     key = session or f"trace:{trace_hex}"
-    agent_id = None
-    if agent is not None:
-        agent_id = agent_id_of(agent, session_id_of(agent_session or f"trace:{trace_hex}"))
-    return Context(session_id_of(key), key, user or USER_PLACEHOLDER, agent_id)
+    agent_key = None if agent is None else agent_session or f"trace:{trace_hex}"
+    return _context(key, user or USER_PLACEHOLDER, agent, agent_key)
+
+
+@functools.lru_cache(maxsize=65536)
+def _context(session_key: str, user: str, agent: str | None, agent_session: str | None) -> Context:
+    # A request's spans share a few contexts: each built once (a Context is immutable).
+    agent_id = None if agent is None or agent_session is None else _agent_id(agent, agent_session)
+    return Context(
+        session_id_of(session_key), session_key, user, agent_id, _session_text(session_key)
+    )
 
 
 # Span times the seed's timestamptz and Python can both hold (years 1970-9999).
@@ -280,15 +353,23 @@ _LATEST_NS = 253_402_214_400 * 10**9  # 9999-12-30
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _time(ns: int) -> datetime:
+def _time(ns: int) -> str:
+    """The RFC 3339 text of a span time, to the microsecond (as a float of seconds is not)."""
     if not 0 <= ns < _LATEST_NS:
         raise MappingError(f"span time {ns} ns since the epoch is out of range")
-    # Exact to the microsecond (a float of seconds since 1970 is not).
-    return _EPOCH + timedelta(microseconds=ns // 1000)
+    seconds, micros = divmod(ns // 1000, 1_000_000)
+    # Spelled as pydantic spells a datetime (what the SDK sends): no fraction when it is 0.
+    return f"{_second(seconds)}.{micros:06d}Z" if micros else f"{_second(seconds)}Z"
 
 
-def _count(span: Span, keys: tuple[str, ...], name: str) -> int | None:
-    value = span.get(*keys)
+@functools.lru_cache(maxsize=4096)
+def _second(seconds: int) -> str:
+    # A request's spans start and end within a few seconds: each formatted once.
+    return (_EPOCH + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def _count(said: dict[str, Any], meaning: str, name: str) -> int | None:
+    value: Any = said.get(meaning)
     if value is None:
         return None
     if isinstance(value, str):
@@ -396,9 +477,9 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-def _error(span: Span) -> str | None:
+def _error(span: Span, said: dict[str, Any]) -> str | None:
     if span.status_code == STATUS_ERROR:
-        return _str(span.status_message) or _str(span.get("error.type")) or "error"
+        return _str(span.status_message) or _str(said.get("error_type")) or "error"
     return _str(span.attributes.get("error.type"))
 
 
@@ -406,47 +487,82 @@ def _otel_ids(span: Span) -> dict[str, Any]:
     return {"trace_id": span.trace_hex, "span_id": span.span_hex, "parent_span_id": span.parent_hex}
 
 
-def _llm(span: Span, ctx: Context) -> LLMInteraction:
-    prompt = _count(span, INPUT_TOKEN_KEYS, "input tokens")
-    response = _count(span, OUTPUT_TOKEN_KEYS, "output tokens")
-    total = _count(span, TOTAL_TOKEN_KEYS, "total tokens")
+def _uuid_text(hex32: str) -> str:
+    return f"{hex32[:8]}-{hex32[8:12]}-{hex32[12:16]}-{hex32[16:20]}-{hex32[20:]}"
+
+
+# uuid5's variant bits (RFC 4122: 10xx) applied to the hex digit that holds them.
+_VARIANT = {d: "89ab"[int(d, 16) & 0x3] for d in "0123456789abcdef"}
+_NAMESPACE_BYTES = OTEL_NAMESPACE.bytes
+
+
+def _span_record_id(span: Span) -> str:
+    """uuid5(trace id, span id) as text: ``_id("span", ...)`` without building a UUID
+    object (uuid.uuid5 was a twentieth of the intake's time; the test checks they agree)."""
+    name = f"span\x1f{span.trace_hex}\x1f{span.span_hex}".encode()
+    h = hashlib.sha1(_NAMESPACE_BYTES + name).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
+
+
+def _llm(span: Span, said: dict[str, Any], ctx: Context, session: str) -> Row:
+    prompt = _count(said, "input_tokens", "input tokens")
+    response = _count(said, "output_tokens", "output tokens")
+    total = _count(said, "total_tokens", "total tokens")
     if prompt is None and response is None and total is not None:
         prompt = total  # only a total: counted as prompt tokens (docs/otel.md)
     latency = max(0, min(INT4_MAX, (span.end_ns - span.start_ns) // 1_000_000))
-    ttft_s = span.get("gen_ai.response.time_to_first_chunk")
+    error = _error(span, said)
+    fields: dict[str, Any] = {
+        "id": _span_record_id(span),
+        "session_id": session,
+        "agent_id": ctx.agent_id,
+        "prompt": _messages(span, output=False) or "",
+        "response": _messages(span, output=True),
+        "model": _fit(said.get("model") or MODEL_PLACEHOLDER, 100),
+        "prompt_tokens": prompt or 0,
+        "response_tokens": response or 0,
+        "latency_ms": latency,
+        "success": error is None,
+        "error_message": error,
+        "created_at": _time(span.start_ns),
+    }
+    # Usage details: only those the span reports (absent is not zero).
+    cache_read = _count(said, "cache_read_tokens", "cache read tokens")
+    cache_write = _count(said, "cache_write_tokens", "cache creation tokens")
+    reasoning = _count(said, "reasoning_tokens", "reasoning tokens")
+    ttft_s = said.get("time_to_first_chunk")
     ttft = None
     if isinstance(ttft_s, int | float) and not isinstance(ttft_s, bool) and 0 <= ttft_s < 2e6:
         ttft = min(int(ttft_s * 1000), latency)
-    finish = span.get("gen_ai.response.finish_reasons", "llm.response.finish_reason")
-    if isinstance(finish, list):
-        finish = ",".join(str(f) for f in finish) or None
-    error = _error(span)
-    tier = span.get(*SERVICE_TIER_KEYS)
-    provider = span.get(*PROVIDER_KEYS)
-    try:
-        return LLMInteraction(
-            id=_id("span", span.trace_hex, span.span_hex),
-            session_id=ctx.session_id,
-            agent_id=ctx.agent_id,
-            prompt=_messages(span, output=False) or "",
-            response=_messages(span, output=True),
-            model=_fit(span.get(*MODEL_KEYS) or MODEL_PLACEHOLDER, 100),
+    if cache_read is not None or cache_write is not None or reasoning is not None or ttft:
+        problem = usage_problem(
             prompt_tokens=prompt or 0,
             response_tokens=response or 0,
             latency_ms=latency,
-            success=error is None,
-            error_message=error,
-            created_at=_time(span.start_ns),
-            cache_read_tokens=_count(span, CACHE_READ_KEYS, "cache read tokens"),
-            cache_write_tokens=_count(span, CACHE_WRITE_KEYS, "cache creation tokens"),
-            reasoning_tokens=_count(span, REASONING_KEYS, "reasoning tokens"),
+            cache_read_tokens=cache_read,
+            cache_write_tokens=cache_write,
+            reasoning_tokens=reasoning,
             time_to_first_token_ms=ttft,
-            provider=None if provider is None else _fit(provider, 100),
-            service_tier=None if tier is None else _fit(tier, 50),
-            finish_reason=None if finish is None else _fit(finish, 100),
         )
-    except ValueError as exc:  # pydantic's ValidationError, e.g. cache > prompt tokens
-        raise MappingError(_first_line(exc)) from None
+        if problem is not None:
+            raise MappingError(problem)
+    finish = said.get("finish_reason")
+    if isinstance(finish, list):
+        finish = ",".join(str(f) for f in finish) or None
+    tier = said.get("service_tier")
+    provider = said.get("provider")
+    for name, value in (
+        ("cache_read_tokens", cache_read),
+        ("cache_write_tokens", cache_write),
+        ("reasoning_tokens", reasoning),
+        ("time_to_first_token_ms", ttft),
+        ("provider", None if provider is None else _fit(provider, 100)),
+        ("service_tier", None if tier is None else _fit(tier, 50)),
+        ("finish_reason", None if finish is None else _fit(finish, 100)),
+    ):
+        if value is not None:
+            fields[name] = value
+    return row("llm_interactions", session, fields)
 
 
 def _first_line(exc: Exception) -> str:
@@ -454,114 +570,130 @@ def _first_line(exc: Exception) -> str:
     return " ".join(line.strip() for line in lines[:3])
 
 
-def _agent(span: Span, ctx: Context) -> list[Record]:
+def _agent(span: Span, said: dict[str, Any], ctx: Context, session: str) -> list[Row]:
     assert ctx.agent_id is not None
-    name = agent_name(span)
-    failed = _error(span)
-    config: dict[str, Any] = {"source": "otlp", "otel": _otel_ids(span)}
+    name = agent_name(span, said)
+    failed = _error(span, said)
+    otel = _otel_ids(span)
+    config: dict[str, Any] = {"source": "otlp", "otel": otel}
     for key in ("gen_ai.agent.id", "gen_ai.agent.description", "gen_ai.agent.version"):
         value = span.attributes.get(key)
         if value is not None:
             config[key] = value
-    model = span.get("gen_ai.request.model", "llm.model_name")
+    model = said.get("request_model")
     if model is not None:
         config["model"] = model
-    provider = span.get(*PROVIDER_KEYS)
-    records: list[Record] = [
-        Agent(
-            id=ctx.agent_id,
-            name=_fit(name, 255),
-            type=_fit(provider or "otel", 100),
-            configuration=config,
-            status="error" if failed else "active",
-            session_id=ctx.session_id,
-            created_at=_time(span.start_ns),
-            updated_at=_time(span.end_ns),
+    provider = said.get("provider")
+    started, ended = _time(span.start_ns), _time(span.end_ns)
+    rows = [
+        row(
+            "agents",
+            session,
+            {
+                "id": ctx.agent_id,
+                "name": _fit(name, 255),
+                "type": _fit(provider or "otel", 100),
+                "configuration": config,
+                "status": "error" if failed else "active",
+                "session_id": session,
+                "created_at": started,
+                "updated_at": ended,
+            },
         )
     ]
     if span.attributes.get("gen_ai.operation.name") != "create_agent":
-        input_data = _messages(span, output=False)
         output = _messages(span, output=True)
-        records.append(
-            AgentExecution(
-                id=_id("span", span.trace_hex, span.span_hex),
-                agent_id=ctx.agent_id,
-                session_id=ctx.session_id,
-                input_data={"input": _json_value(input_data), "otel": _otel_ids(span)},
-                output_data=None if output is None else {"output": _json_value(output)},
-                status="failed" if failed else "completed",
-                started_at=_time(span.start_ns),
-                completed_at=_time(span.end_ns),
-                error_message=failed,
-            )
-        )
-    return records
+        execution: dict[str, Any] = {
+            "id": _span_record_id(span),
+            "agent_id": ctx.agent_id,
+            "session_id": session,
+            "input_data": {"input": _json_value(_messages(span, output=False)), "otel": otel},
+            "status": "failed" if failed else "completed",
+            "started_at": started,
+            "completed_at": ended,
+        }
+        if output is not None:
+            execution["output_data"] = {"output": _json_value(output)}
+        if failed is not None:
+            execution["error_message"] = failed
+        rows.append(row("agent_executions", session, execution))
+    return rows
 
 
-def _tool(span: Span, ctx: Context) -> Event:
+def _tool(span: Span, said: dict[str, Any], ctx: Context, session: str) -> Row:
     a = span.attributes
     arguments = a.get("gen_ai.tool.call.arguments", a.get("input.value"))
     result = a.get("gen_ai.tool.call.result", a.get("output.value"))
+    error = _error(span, said)
     payload = {
-        "tool": _str(span.get(*TOOL_NAME_KEYS)) or span.name.removeprefix("execute_tool "),
+        "tool": _str(said.get("tool_name")) or span.name.removeprefix("execute_tool "),
         "arguments": _json_value(arguments),
         "result": _json_value(result),
         "call_id": _str(a.get("gen_ai.tool.call.id")),
         "duration_ms": max(0, (span.end_ns - span.start_ns) // 1_000_000),
-        "success": _error(span) is None,
-        "error": _error(span),
+        "success": error is None,
+        "error": error,
         "agent_id": None if ctx.agent_id is None else str(ctx.agent_id),
         "otel": _otel_ids(span),
     }
-    return _event(span, ctx, "tool.call", payload)
+    return _event(span, ctx, session, "tool.call", payload)
 
 
-def _event(span: Span, ctx: Context, event_type: str, payload: dict[str, Any]) -> Event:
-    return Event(
-        id=_id("span", span.trace_hex, span.span_hex),
-        event_type=event_type,
-        trace_id=uuid.UUID(bytes=span.trace_id),
-        session_id=ctx.session_id,
-        user_id=_fit(ctx.user_id, 255),
-        timestamp_ms=max(0, span.start_ns // 1_000_000),
-        payload=payload,
-        created_at=_time(span.start_ns),
-    )
+def _event(span: Span, ctx: Context, session: str, event_type: str, payload: dict[str, Any]) -> Row:
+    fields = {
+        "id": _span_record_id(span),
+        "event_type": event_type,
+        "trace_id": _uuid_text(span.trace_hex),
+        "session_id": session,
+        "user_id": _fit(ctx.user_id, 255),
+        "timestamp_ms": max(0, span.start_ns // 1_000_000),
+        "payload": payload,
+        "created_at": _time(span.start_ns),
+    }
+    return row("events", session, fields)
 
 
-def _other(span: Span, ctx: Context) -> Event:
+def _other(span: Span, said: dict[str, Any], ctx: Context, session: str) -> Row:
     payload = {
         "name": _clean(span.name),
         "attributes": span.attributes,
         "duration_ms": max(0, (span.end_ns - span.start_ns) // 1_000_000),
-        "error": _error(span),
+        "error": _error(span, said),
         "otel": _otel_ids(span),
     }
-    return _event(span, ctx, "otel.span", payload)
+    return _event(span, ctx, session, "otel.span", payload)
 
 
-def session_record(ctx: Context, start_ns: int, end_ns: int) -> Session:
+def session_record(ctx: Context, start_ns: int, end_ns: int) -> Row:
     """A session as the spans mapped together know it (sessions are upserted, latest wins)."""
-    return Session(
-        id=ctx.session_id,
-        user_id=_fit(ctx.user_id, 255),
-        created_at=_time(start_ns),
-        updated_at=_time(end_ns),
-        metadata={"source": "otlp", "otel.session": _clean(ctx.session_key)},
-    )
+    session = ctx.session_text
+    fields = {
+        "id": session,
+        "user_id": _fit(ctx.user_id, 255),
+        "created_at": _time(start_ns),
+        "updated_at": _time(end_ns),
+        "metadata": {"source": "otlp", "otel.session": _clean(ctx.session_key)},
+    }
+    return row("sessions", session, fields)
 
 
-def records_of(span: Span, kind: SpanKind, ctx: Context) -> list[Record]:
-    """The records of a span whose context is known; raises MappingError for a refused span."""
+def records_of(
+    span: Span, kind: SpanKind, ctx: Context, said: dict[str, Any] | None = None
+) -> list[Row]:
+    """The records of a span whose context is known; raises MappingError for a refused span.
+    ``said``: ``read(span)``, if already read."""
+    if said is None:
+        said = read(span)
+    session = ctx.session_text
     try:
         if kind == "llm":
-            return [_llm(span, ctx)]
+            return [_llm(span, said, ctx, session)]
         if kind == "agent":
-            return _agent(span, ctx)
+            return _agent(span, said, ctx, session)
         if kind == "tool":
-            return [_tool(span, ctx)]
-        return [_other(span, ctx)]
+            return [_tool(span, said, ctx, session)]
+        return [_other(span, said, ctx, session)]
     except MappingError:
         raise
-    except ValueError as exc:
+    except ValueError as exc:  # RowRefused: the record would break the entity contract
         raise MappingError(_first_line(exc)) from None

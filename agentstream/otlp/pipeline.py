@@ -4,62 +4,71 @@ Every span leaves two things: its records (when its context is known) and, on th
 topic keyed by its trace, its facts (what its descendants inherit). A span whose context is
 not known yet (an ancestor's span has not arrived) goes on the spans topic whole, for the
 resolver (resolver.py) to map once it is. Nothing is kept in this process between requests.
+
+The spans topic's items (JSON objects, batched in arrays like the entity topics):
+
+* ``{"t": trace, "f": {span: [parent, session, user, agent], ...}}``: the facts of a
+  request's spans of one trace (at most ``FACTS_PER_ITEM`` spans an item);
+* ``{"t": trace, "w": span, "k": kind, "body": span}``: a span waiting for its ancestors;
+* ``{"t": trace, "span": span, "f": {"p", "s", "u", "a"}, ["k", "body"]}``: one span's
+  facts (and body), as the first version wrote them; still read.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentstream.contract.entities import Record
 from agentstream.otlp.decode import Span, SpanEvent
 from agentstream.otlp.mapping import (
     Context,
-    Facts,
+    FactsLike,
     MappingError,
     SpanKind,
     facts_of,
     kind_of,
+    read,
     records_of,
     resolve,
     session_record,
 )
+from agentstream.otlp.rows import Row
 
-__all__ = ["Mapped", "map_spans", "span_from_json", "span_to_json"]
+__all__ = ["FACTS_PER_ITEM", "Mapped", "map_spans", "span_from_json", "span_to_json"]
+
+# Bounds a facts item (~80 bytes a span) far below a Kafka message, whatever the request.
+FACTS_PER_ITEM = 2000
 
 
 @dataclass(slots=True)
 class Mapped:
-    records: list[Record] = field(default_factory=list)
-    # (trace hex, item) for the spans topic: {"span": hex, "f": facts} (+ "k", "body": pending)
+    records: list[Row] = field(default_factory=list)
+    # (trace hex, item) for the spans topic (the module's docstring has the items' shapes)
     span_items: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (metric label, reason)
     mapped: Counter[str] = field(default_factory=Counter)  # by kind
     dropped: Counter[str] = field(default_factory=Counter)  # by reason
     pending: int = 0
-    # session id -> (its context, earliest start, latest end) among the spans mapped
-    _sessions: dict[Any, tuple[Context, int, int]] = field(default_factory=dict)
+    # session id -> [its context, earliest start, latest end] among the spans mapped
+    _sessions: dict[Any, list[Any]] = field(default_factory=dict)
 
-    def add(self, span: Span, kind: SpanKind, ctx: Context, records: list[Record]) -> None:
+    def add(self, span: Span, kind: SpanKind, ctx: Context, records: list[Row]) -> None:
         self.records.extend(records)
         self.mapped[kind] += 1
         seen = self._sessions.get(ctx.session_id)
         if seen is None:
-            self._sessions[ctx.session_id] = (ctx, span.start_ns, span.end_ns)
-        else:
-            self._sessions[ctx.session_id] = (
-                seen[0] if seen[2] >= span.end_ns else ctx,  # the latest span's user
-                min(seen[1], span.start_ns),
-                max(seen[2], span.end_ns),
-            )
+            self._sessions[ctx.session_id] = [ctx, span.start_ns, span.end_ns]
+            return
+        if span.start_ns < seen[1]:
+            seen[1] = span.start_ns
+        if span.end_ns > seen[2]:  # the latest span's context (its user) wins
+            seen[0], seen[2] = ctx, span.end_ns
 
-    def all_records(self) -> list[Record]:
+    def all_records(self) -> list[Row]:
         """One session record per session touched, then the spans' records."""
-        sessions: list[Record] = [
-            session_record(ctx, start, end) for ctx, start, end in self._sessions.values()
-        ]
+        sessions = [session_record(ctx, start, end) for ctx, start, end in self._sessions.values()]
         return sessions + self.records
 
 
@@ -110,16 +119,22 @@ def _text_size(span: Span) -> int:
     return size
 
 
-def map_spans(spans: Iterable[Span], *, keep_other: bool) -> Mapped:
+def map_spans(spans: Iterable[Span], *, keep_other: bool, body_bytes: int | None = None) -> Mapped:
+    """``body_bytes``: the size of the (inflated) body the spans came in, if known. A body
+    smaller than MAX_SPAN_TEXT cannot hold a span past it (a character takes at least a
+    byte, in UTF-8 and in JSON), so their text is not counted."""
     out = Mapped()
-    valid: list[tuple[Span, SpanKind, Facts]] = []
-    known: dict[tuple[str, str], Facts] = {}
+    count_text = body_bytes is None or body_bytes > MAX_SPAN_TEXT
+    valid: list[tuple[Span, SpanKind, dict[str, Any]]] = []
+    # trace hex -> span hex -> facts: what the request itself knows, and what it publishes
+    traces: dict[str, dict[str, FactsLike]] = {}
+    waiting: list[tuple[str, dict[str, Any]]] = []
     for span in spans:
         problem = span.id_problem()
         if problem is not None:
             out.rejected.append(("invalid_ids", f"span {span.span_id.hex() or '?'}: {problem}"))
             continue
-        size = _text_size(span)
+        size = _text_size(span) if count_text else 0
         if size > MAX_SPAN_TEXT:
             reason = (
                 f"{size} characters of text attributes exceed the {MAX_SPAN_TEXT} a span may carry"
@@ -127,38 +142,42 @@ def map_spans(spans: Iterable[Span], *, keep_other: bool) -> Mapped:
             out.rejected.append(("too_large", f"span {span.span_hex}: {reason}"))
             continue
         kind = kind_of(span)
-        facts = facts_of(span, kind)
-        valid.append((span, kind, facts))
-        known[(span.trace_hex, span.span_hex)] = facts
-    for span, kind, facts in valid:
-        trace = span.trace_hex
-        item: dict[str, Any] = {"span": span.span_hex, "f": facts.to_json()}
+        said = read(span)
+        valid.append((span, kind, said))
+        facts = traces.get(span.trace_hex)
+        if facts is None:
+            facts = traces[span.trace_hex] = {}
+        facts[span.span_hex] = facts_of(span, kind, said)
+    for span, kind, said in valid:
         if kind == "other" and not keep_other:
             out.dropped["no_genai_meaning"] += 1
-            out.span_items.append((trace, item))
             continue
-        lookup = _lookup(known, trace)
+        trace = span.trace_hex
+        lookup = traces[trace].get
         ctx = resolve(trace, span.span_hex, lookup)
         if ctx is None:
             # Refused now, with its reason in this response, if it would be refused whatever
             # its ancestors turn out to be (bad token counts, ...): mapped with its defaults.
             try:
-                records_of(span, kind, resolve(trace, span.span_hex, lookup, final=True))  # type: ignore[arg-type]
+                records_of(span, kind, resolve(trace, span.span_hex, lookup, final=True), said)  # type: ignore[arg-type]
             except MappingError as exc:
                 out.rejected.append(("invalid_values", f"span {span.span_hex}: {exc}"))
                 continue
-            item["k"] = kind
-            item["body"] = span_to_json(span)
+            body = span_to_json(span)
+            waiting.append((trace, {"t": trace, "w": span.span_hex, "k": kind, "body": body}))
             out.pending += 1
-            out.span_items.append((trace, item))
             continue
-        out.span_items.append((trace, item))
         try:
-            out.add(span, kind, ctx, records_of(span, kind, ctx))
+            out.add(span, kind, ctx, records_of(span, kind, ctx, said))
         except MappingError as exc:
             out.rejected.append(("invalid_values", f"span {span.span_hex}: {exc}"))
+    for trace, facts in traces.items():
+        if len(facts) <= FACTS_PER_ITEM:
+            out.span_items.append((trace, {"t": trace, "f": facts}))
+            continue
+        pairs = list(facts.items())
+        for i in range(0, len(pairs), FACTS_PER_ITEM):
+            out.span_items.append((trace, {"t": trace, "f": dict(pairs[i : i + FACTS_PER_ITEM])}))
+    # After the facts: in a partition the resolver reads a waiting span's own facts first.
+    out.span_items.extend(waiting)
     return out
-
-
-def _lookup(known: dict[tuple[str, str], Facts], trace: str) -> Callable[[str], Facts | None]:
-    return lambda span_hex: known.get((trace, span_hex))

@@ -29,7 +29,15 @@ from aiokafka.structs import OffsetAndMetadata
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from agentstream.contract.settings import Settings
-from agentstream.otlp.mapping import Facts, MappingError, SpanKind, records_of, resolve
+from agentstream.otlp.mapping import (
+    FACTS_LENGTH,
+    FactsLike,
+    MappingError,
+    SpanKind,
+    facts_from_first_json,
+    records_of,
+    resolve,
+)
 from agentstream.otlp.pipeline import Mapped, span_from_json
 from agentstream.otlp.publisher import KafkaNotAcknowledged, Publisher
 
@@ -38,15 +46,25 @@ __all__ = ["Resolver"]
 log = logging.getLogger(__name__)
 
 _STOP_TIMEOUT_S = 5.0
+# Forgetting expired traces and committing walk every trace held (60 s of traffic): done
+# this often, not after every poll (under load, many a second).
+_HOUSEKEEPING_S = 1.0
 
 
 @dataclass(slots=True)
 class _Trace:
     first_offset: int
     last_seen: float
-    facts: dict[str, Facts] = field(default_factory=dict)
+    facts: dict[str, FactsLike] = field(default_factory=dict)
     # span hex -> (kind, span json, arrival time)
     waiting: dict[str, tuple[SpanKind, dict[str, Any], float]] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Partition:
+    traces: dict[str, _Trace] = field(default_factory=dict)
+    # The traces with spans waiting: the only ones each poll looks at.
+    waiting: dict[str, _Trace] = field(default_factory=dict)
 
 
 class Resolver:
@@ -56,7 +74,8 @@ class Resolver:
         self.settings = settings
         self.publisher = publisher
         self._wait = settings.otlp_resolve_wait_s
-        self._traces: dict[int, dict[str, _Trace]] = {}
+        self._partitions: dict[int, _Partition] = {}
+        self._housekept = 0.0
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._consumer: AIOKafkaConsumer | None = None
@@ -108,16 +127,19 @@ class Resolver:
             try:
                 batches = await consumer.getmany(timeout_ms=200, max_records=2000)
                 assigned = {tp.partition for tp in consumer.assignment()}
-                for partition in list(self._traces):
+                for partition in list(self._partitions):
                     if partition not in assigned:  # revoked: its new owner replays it
-                        del self._traces[partition]
+                        del self._partitions[partition]
                 now = time.monotonic()
                 for tp, messages in batches.items():
-                    traces = self._traces.setdefault(tp.partition, {})
+                    part = self._partitions.setdefault(tp.partition, _Partition())
                     for message in messages:
-                        self._take(traces, message.offset, message.value, now)
+                        self._take(part, message.offset, message.value, now)
                 await self._resolve_ready(now)
-                await self._commit(consumer)
+                if now - self._housekept >= _HOUSEKEEPING_S:
+                    self._forget_expired(now)
+                    await self._commit(consumer)
+                    self._housekept = now
             except asyncio.CancelledError:
                 raise
             except KafkaNotAcknowledged as exc:  # transient: the spans stay waiting
@@ -127,34 +149,48 @@ class Resolver:
                 log.exception("resolver: unexpected error; retrying in 1 s")
                 await asyncio.sleep(1.0)
 
-    def _take(
-        self, traces: dict[str, _Trace], offset: int, value: bytes | None, now: float
-    ) -> None:
+    def _take(self, part: _Partition, offset: int, value: bytes | None, now: float) -> None:
         try:
-            items = pydantic_core.from_json(value or b"[]")
+            # Keys only are worth caching: the values are span ids, each seen once.
+            items = pydantic_core.from_json(value or b"[]", cache_strings="keys")
         except ValueError:
             log.warning("resolver: skipping a message at offset %d that is not JSON", offset)
             return
         for item in items if isinstance(items, list) else [items]:
-            trace_hex = item["t"]
-            trace = traces.get(trace_hex)
-            if trace is None:
-                trace = traces[trace_hex] = _Trace(first_offset=offset, last_seen=now)
-            trace.last_seen = now
-            trace.facts[item["span"]] = Facts.from_json(item["f"])
-            body = item.get("body")
-            if body is not None:
-                trace.waiting[item["span"]] = (item["k"], body, now)
+            try:
+                self._take_item(part, offset, item, now)
+            except (KeyError, TypeError, ValueError):
+                log.warning("resolver: skipping an item at offset %d of an unknown shape", offset)
+
+    @staticmethod
+    def _take_item(part: _Partition, offset: int, item: Any, now: float) -> None:
+        trace_hex = item["t"]
+        trace = part.traces.get(trace_hex)
+        if trace is None:
+            trace = part.traces[trace_hex] = _Trace(first_offset=offset, last_seen=now)
+        trace.last_seen = now
+        if "span" in item:  # the first version's item: one span's facts (and body)
+            trace.facts[item["span"]] = facts_from_first_json(item["f"])
+            if item.get("body") is not None:
+                trace.waiting[item["span"]] = (item["k"], item["body"], now)
+                part.waiting[trace_hex] = trace
+            return
+        facts = item.get("f")
+        if facts is not None:
+            for span_hex, its in facts.items():
+                if not (isinstance(its, list) and len(its) == FACTS_LENGTH):
+                    raise ValueError(f"facts of span {span_hex} are not a 4-array")
+            trace.facts.update(facts)
+        if "w" in item:
+            trace.waiting[item["w"]] = (item["k"], item["body"], now)
+            part.waiting[trace_hex] = trace
 
     async def _resolve_ready(self, now: float) -> None:
         out = Mapped()
-        done: list[tuple[_Trace, str]] = []
+        done: list[tuple[_Partition, str, _Trace, str]] = []
         waiting = 0
-        for traces in self._traces.values():
-            for trace_hex, trace in list(traces.items()):
-                if not trace.waiting and now - trace.last_seen > self._wait:
-                    del traces[trace_hex]
-                    continue
+        for part in self._partitions.values():
+            for trace_hex, trace in part.waiting.items():
                 for span_hex, (kind, body, arrived) in trace.waiting.items():
                     overdue = now - arrived > self._wait
                     ctx = resolve(trace_hex, span_hex, trace.facts.get, final=overdue)
@@ -167,20 +203,30 @@ class Resolver:
                     except MappingError as exc:  # checked at the intake; defaults differ only
                         log.warning("resolver: span %s refused: %s", span_hex, exc)
                     self.resolved.labels("timeout" if overdue else "ancestors").inc()
-                    done.append((trace, span_hex))
+                    done.append((part, trace_hex, trace, span_hex))
         self.waiting.set(waiting)
         if not done:
             return
         await self.publisher.publish(out.all_records())
-        for trace, span_hex in done:
+        for part, trace_hex, trace, span_hex in done:
             trace.waiting.pop(span_hex, None)
+            if not trace.waiting:
+                part.waiting.pop(trace_hex, None)
+
+    def _forget_expired(self, now: float) -> None:
+        for part in self._partitions.values():
+            traces = part.traces
+            for trace_hex in [
+                h for h, t in traces.items() if not t.waiting and now - t.last_seen > self._wait
+            ]:
+                del traces[trace_hex]
 
     async def _commit(self, consumer: AIOKafkaConsumer) -> None:
         offsets = {}
         for tp in consumer.assignment():
-            traces = self._traces.get(tp.partition)
-            if traces:
-                offset = min(t.first_offset for t in traces.values())
+            part = self._partitions.get(tp.partition)
+            if part is not None and part.traces:
+                offset = min(t.first_offset for t in part.traces.values())
             else:
                 offset = await consumer.position(tp)
             offsets[TopicPartition(tp.topic, tp.partition)] = OffsetAndMetadata(offset, "")

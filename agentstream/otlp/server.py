@@ -29,13 +29,20 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from agentstream.contract.settings import Settings
 from agentstream.contract.topics import ENTITIES, otlp_spans_topic, topic_for
-from agentstream.otlp.decode import BodyError, BodyTooLarge, decode_request, gunzip, spans_of
+from agentstream.otlp.decode import (
+    BodyError,
+    BodyTooLarge,
+    Span,
+    decode_request,
+    gunzip,
+    spans_of,
+)
 from agentstream.otlp.pipeline import map_spans
 from agentstream.otlp.publisher import KafkaNotAcknowledged, Publisher
 from agentstream.otlp.resolver import Resolver
 from agentstream.topic_admin import create_missing_topics
 
-__all__ = ["Intake", "Metrics", "serve"]
+__all__ = ["Intake", "Metrics", "Unavailable", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +54,10 @@ _INVALID_ARGUMENT, _UNAUTHENTICATED, _UNAVAILABLE, _RESOURCE_EXHAUSTED = 3, 16, 
 _CONNECT_TIMEOUT_S = 30.0
 # At most this many refusal reasons are spelled out in one partial_success.error_message.
 _REASONS_SHOWN = 5
+
+
+class Unavailable(Exception):
+    """Not connected to Kafka, or Kafka did not acknowledge in time: the client retries."""
 
 
 class Metrics:
@@ -84,10 +95,10 @@ class Intake:
 
     # ------------------------------------------------------------------ helpers
 
-    def _authorized(self, request: web.Request) -> bool:
+    def authorized(self, header: str) -> bool:
+        """``header``: the Authorization header (HTTP) or metadata value (gRPC)."""
         if not self._tokens:
             return True
-        header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
             return False
@@ -122,7 +133,7 @@ class Intake:
         started = time.perf_counter()
         ctype = request.content_type
         json_body = ctype == JSON
-        if not self._authorized(request):
+        if not self.authorized(request.headers.get("Authorization", "")):
             # Nothing about the token is logged or echoed: it is a secret.
             return self._status(
                 401,
@@ -151,30 +162,38 @@ class Intake:
             if encoding == "gzip":
                 body = gunzip(body, limit)
             spans = spans_of(decode_request(body, json_body=json_body))
+            body_bytes = len(body)
         except (web.HTTPRequestEntityTooLarge, BodyTooLarge):
             return self._status(
                 413, _RESOURCE_EXHAUSTED, f"request body larger than {limit} bytes", json_body
             )
         except BodyError as exc:
             return self._status(400, _INVALID_ARGUMENT, str(exc), json_body)
+        try:
+            response = await self.export(spans, body_bytes)
+        except Unavailable as exc:
+            return self._unavailable(str(exc), json_body)
+        self.metrics.request_seconds.observe(time.perf_counter() - started)
+        return self._answer(200, response, json_body)
+
+    async def export(self, spans: list[Span], body_bytes: int) -> ExportTraceServiceResponse:
+        """Map and publish decoded spans; the response once Kafka acknowledged every record.
+
+        Raises Unavailable (the client retries) when not connected or Kafka did not ack in time.
+        """
         m = self.metrics
         m.received.inc(len(spans))
         if not self.ready:
-            return self._unavailable("not connected to Kafka yet", json_body)
-        mapped = map_spans(spans, keep_other=self.settings.otlp_keep_other_spans)
+            raise Unavailable("not connected to Kafka yet")
+        mapped = map_spans(
+            spans, keep_other=self.settings.otlp_keep_other_spans, body_bytes=body_bytes
+        )
         try:
             await self.publisher.publish(mapped.all_records(), mapped.span_items)
         except KafkaNotAcknowledged as exc:
             log.warning("answering 503: %s", exc)
             m.dropped.labels("kafka_unavailable_retry").inc(0)
-            retry = str(self.settings.otlp_retry_after_s)
-            return self._status(
-                503,
-                _UNAVAILABLE,
-                f"Kafka did not take the records in time ({exc}); retry",
-                json_body,
-                **{"Retry-After": retry},
-            )
+            raise Unavailable(f"Kafka did not take the records in time ({exc})") from exc
         for kind, n in mapped.mapped.items():
             m.mapped.labels(kind).inc(n)
         for reason, n in mapped.dropped.items():
@@ -190,8 +209,7 @@ class Intake:
             response.partial_success.error_message = "; ".join(reasons[:_REASONS_SHOWN]) + (
                 f"; and {more} more" if more > 0 else ""
             )
-        m.request_seconds.observe(time.perf_counter() - started)
-        return self._answer(200, response, json_body)
+        return response
 
     async def healthz(self, request: web.Request) -> web.Response:
         if not self.ready:
@@ -263,6 +281,16 @@ async def serve(settings: Settings) -> int:
         settings.otlp_host,
         settings.otlp_port,
     )
+    grpc_server = None
+    if settings.otlp_grpc_port:
+        from agentstream.otlp.grpc_server import start_grpc  # grpcio: only when asked for
+
+        try:
+            grpc_server = await start_grpc(intake)
+        except OSError:
+            await runner.cleanup()
+            raise
+        log.info("OTLP/gRPC on %s:%d", settings.otlp_host, settings.otlp_grpc_port)
     connecting = asyncio.create_task(_connect(settings, intake, metrics.registry))
     stopping = asyncio.create_task(stop.wait())
     await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -278,7 +306,11 @@ async def serve(settings: Settings) -> int:
             await connecting
     log.info("stopping: finishing the requests in flight")
     intake.ready = False
-    await runner.cleanup()  # stops accepting, waits for the handlers in flight
+    # Both stop accepting and wait for what is in flight, side by side (30 s at most each).
+    closing = [runner.cleanup()]
+    if grpc_server is not None:
+        closing.append(grpc_server.stop(grace=30.0))
+    await asyncio.gather(*closing)
     log.info("requests finished; stopping the resolver")
     if resolver is not None:
         await resolver.stop()

@@ -1,4 +1,5 @@
-"""CPython settings for the worker process: fewer garbage collections, quicker GIL hand-offs.
+"""CPython settings for the worker process (and the OTLP intake's, which maps spans into
+records much as the worker decodes them): fewer garbage collections, quicker GIL hand-offs.
 
 Measured on the ingest bench (BENCHMARKS.md), each a gain on the drain of its own:
 
@@ -49,8 +50,11 @@ def gen0_threshold(batch_records: int) -> int:
     return max(GEN0_THRESHOLD_MIN, YOUNG_PER_BATCH_RECORD * batch_records)
 
 
-def tune_interpreter(batch_records: int) -> None:
-    """Collect what start-up left, freeze it, raise the thresholds, shorten the interval."""
+def tune_interpreter(batch_records: int = 0) -> None:
+    """Collect what start-up left, freeze it, raise the thresholds, shorten the interval.
+
+    ``batch_records``: the worker's batch size; 0 (the OTLP intake, which holds no batch
+    of records for long) keeps the minimum threshold."""
     gc.collect()
     gc.freeze()
     _, gen1, gen2 = gc.get_threshold()

@@ -2,11 +2,12 @@
 
 For each batch of messages (batched and committed by consume.py):
 
-1. every message was decoded and validated as it arrived (``decode_message``): valid records get
-   their ingest defaults (an id derived from topic/partition/offset/index, the Kafka
-   timestamp for NOW() columns) and are encoded as binary COPY rows (sinks.postgres.copy:
-   done here so that the flush thread only streams bytes), invalid ones become dead
-   letters with their coordinates;
+1. every message was decoded and validated as it arrived (``decode_message``, ``decode_items``:
+   msgspec straight into rows where it is sure, the pydantic reference otherwise, see
+   fastdecode.py): valid records get their ingest defaults (an id derived from
+   topic/partition/offset/index, the Kafka timestamp for NOW() columns) and are encoded as
+   binary COPY rows (sinks.postgres.copy: done here so that the flush thread only streams
+   bytes), invalid ones become dead letters with their coordinates;
 2. the records are grouped by table, deduplicated and joined into one COPY stream per
    table on the event loop (``PostgresSink.encode_batch``), then written in one transaction
    (``write_encoded``) in a thread (``write_batch``), so that the event loop keeps
@@ -31,22 +32,24 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
-from agentstream.contract.codec import decode
+from agentstream.contract.codec import InvalidRecord, decode
 from agentstream.contract.deadletter import DeadLetter, ErrorKind
 from agentstream.contract.settings import Settings
 from agentstream.contract.topics import ENTITIES, topic_for
 from agentstream.sinks.postgres import (
     EncodedBatch,
     PostgresSink,
+    RowSource,
     SinkItem,
     Source,
     TransientSinkError,
 )
 from agentstream.streams.deadletters import DeadLetterPublisher
+from agentstream.streams.fastdecode import decode_wire, fill_ingest_defaults
 from agentstream.streams.health import HealthState
 from agentstream.streams.metrics import WorkerMetrics
 
-__all__ = ["Prepared", "Processor", "WorkerStopped"]
+__all__ = ["Prepared", "Processor", "WorkerStopped", "decode_items"]
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +98,8 @@ class Processor:
         self._rebalancing = rebalancing
         self._entity_of = {topic_for(e, settings.topic_prefix): e for e in ENTITIES}
         self._topic_of = {e: t for t, e in self._entity_of.items()}
+        self._last_timestamp_ms: int | None = None
+        self._last_timestamp = datetime.now(UTC)
 
     # --- step 1: runs on the consume loop, per message ----------------------------------
 
@@ -103,28 +108,20 @@ class Processor:
         topic, partition, offset = msg.topic, msg.partition, msg.offset
         entity = self._entity_of[topic]
         value: bytes = msg.value if msg.value is not None else b""
-        decoded = decode(entity, value)
         # Kafka's timestamp (from the producer or the broker, in ms) stands for NOW(): the
-        # same on every replay, unlike the time of the write.
-        ts = (
-            datetime.fromtimestamp(msg.timestamp / 1000, UTC)
-            if msg.timestamp
-            else datetime.now(UTC)
-        )
-        key = f"{topic}/{partition}/{offset}/"
+        # same on every replay, unlike the time of the write. Messages produced together
+        # share their millisecond: the last one's datetime is reused.
+        if msg.timestamp and msg.timestamp == self._last_timestamp_ms:
+            ts = self._last_timestamp
+        elif msg.timestamp:
+            ts = self._last_timestamp = datetime.fromtimestamp(msg.timestamp / 1000, UTC)
+            self._last_timestamp_ms = msg.timestamp
+        else:
+            ts = datetime.now(UTC)
         source = Source(topic, partition, offset, value)
-        batch = decoded.is_batch
-        encode = self._sink.encoder(entity)
-        items = []
-        for index, record in decoded.records:
-            record = record.with_ingest_defaults(id_key=key + str(index), ingest_time=ts)
-            try:
-                row: bytes | None = encode(record)
-            except Exception:  # the sink encodes it again and rejects it with the reason
-                row = None
-            items.append(SinkItem(entity, record, source, index if batch else None, row))
+        items, invalid = decode_items(entity, source, ts, self._sink.encoder(entity))
         dead = []
-        if decoded.invalid:
+        if invalid:
             headers = tuple(_headers(msg.headers))
             dead = [
                 DeadLetter(
@@ -138,7 +135,7 @@ class Processor:
                     value=bad.raw,
                     source_headers=headers,
                 )
-                for bad in decoded.invalid
+                for bad in invalid
             ]
         return Prepared(items, dead, topic, partition, offset, len(items) + len(dead))
 
@@ -232,6 +229,48 @@ class Processor:
             self._health.last_flush_ok = True
             self._health.last_error = ""
             return result
+
+
+def decode_items(
+    entity: str,
+    source: Source,
+    ingest_time: datetime,
+    encode: Callable[[RowSource], bytes],
+    *,
+    fast: bool = True,
+) -> tuple[list[SinkItem], list[InvalidRecord]]:
+    """One message's records as sink items, each with its binary COPY row, and the invalid ones.
+
+    msgspec first (fastdecode: structs straight into rows); where it is not sure, or with
+    ``fast=False``, the reference: the pydantic models (codec.decode), which also word
+    every rejection. Both give the same items and rows (tests/test_fast_decoder.py).
+    """
+    key = f"{source.topic}/{source.partition}/{source.offset}/"
+    items: list[SinkItem] = []
+    wire = decode_wire(entity, source.value) if fast else None
+    if wire is not None:
+        structs, batch = wire
+        for index, struct in enumerate(structs):
+            fill_ingest_defaults(struct, key + str(index), ingest_time)
+            items.append(
+                SinkItem(entity, struct, source, index if batch else None, _row(encode, struct))
+            )
+        return items, []
+    decoded = decode(entity, source.value)
+    batch = decoded.is_batch
+    for index, record in decoded.records:
+        record = record.with_ingest_defaults(id_key=key + str(index), ingest_time=ingest_time)
+        items.append(
+            SinkItem(entity, record, source, index if batch else None, _row(encode, record))
+        )
+    return items, decoded.invalid
+
+
+def _row(encode: Callable[[RowSource], bytes], record: RowSource) -> bytes | None:
+    try:
+        return encode(record)
+    except Exception:  # the sink encodes it again and rejects it with the reason
+        return None
 
 
 def _headers(raw: Any) -> list[tuple[str, bytes]]:

@@ -13,6 +13,9 @@ from typing import Any, Self
 from opentelemetry.exporter.otlp.json.http.trace_exporter import (
     OTLPSpanExporter as JsonSpanExporter,
 )
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+    OTLPSpanExporter as GrpcSpanExporter,
+)
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
     OTLPSpanExporter as ProtoSpanExporter,
 )
@@ -31,16 +34,24 @@ def free_port() -> int:
 
 
 class IntakeProcess(WorkerProcess):
-    """One ``agentstream otlp`` process on a free port of 127.0.0.1."""
+    """One ``agentstream otlp`` process on free ports of 127.0.0.1 (OTLP/HTTP and gRPC)."""
 
     command = "otlp"
 
     def __init__(
-        self, settings: Settings, log_path: Path, *args: str, port: int | None = None, **env: str
+        self,
+        settings: Settings,
+        log_path: Path,
+        *args: str,
+        port: int | None = None,
+        grpc_port: int | None = None,
+        **env: str,
     ) -> None:
         self.port = port or free_port()
+        self.grpc_port = grpc_port or free_port()
         env = {
             "AGENTSTREAM_OTLP_PORT": str(self.port),
+            "AGENTSTREAM_OTLP_GRPC_PORT": str(self.grpc_port),
             "AGENTSTREAM_OTLP_RESOLVER_GROUP": f"{settings.topic_prefix}resolver",
             **env,
         }
@@ -49,6 +60,16 @@ class IntakeProcess(WorkerProcess):
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def exporter(self, encoding: str, **kwargs: Any) -> SpanExporter:
+        """The SDK's exporter for ``encoding``: protobuf or json (OTLP/HTTP), or grpc."""
+        if encoding == "grpc":
+            return GrpcSpanExporter(endpoint=self.grpc_target, insecure=True, **kwargs)
+        return exporter(self.url, encoding, **kwargs)
 
     def get(self, path: str) -> tuple[int, str]:
         try:

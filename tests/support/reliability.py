@@ -120,7 +120,9 @@ hand. Generated {datetime.now(UTC):%Y-%m-%d %H:%M UTC} on {_machine()}.
 Each row is one test against the real Kafka broker and PostgreSQL server. *sent* counts
 records published; *written* those found in PostgreSQL (by id); *dead-lettered*
 those in the dead-letter topic with a reason (counted once per source coordinates); *lost*
-= sent - written - dead-lettered; *duplicated* = rows or letters beyond one per record.
+= sent - written - dead-lettered; *duplicated* = second writes of a record where they can
+show (change_log lines beyond one per call: primary keys cannot hold a second row), rows whose
+id was never sent, and dead letters beyond one per source coordinates.
 
 | fault or input | sent | written | dead-lettered | lost | duplicated | notes |
 |---|---:|---:|---:|---:|---:|---|

@@ -1,24 +1,34 @@
 """The buckets: the rollup rows of the dirty hours and of their days (or of every bucket)
 deleted and rebuilt from the committed facts, in the run's second transaction.
 
-A day's percentiles need all its facts, so every fact of a touched day is read back; the
-hour rows are rebuilt for the dirty hours only.
+The hour rows are rebuilt for the dirty hours only, from their facts. A day's percentiles
+need all its facts, so every fact of a touched day is read back: for the LLM calls, only the
+columns of those percentiles and means, the day's sums coming from its hour rows (days.py);
+for executions (few columns), all of them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+import pyarrow as pa
 from psycopg import sql
 
+from agentstream.analytics.rollup.days import (
+    LLM_DAYS,
+    DaysFromHours,
+    changed_call_days,
+    facts_of_days,
+    facts_of_hours,
+    insert_days,
+)
 from agentstream.analytics.rollup.facts import DIMENSION_COLUMNS
 from agentstream.analytics.rollup.grouping import EXEC_GROUPING, LLM_GROUPING, Grouping, aggregate
 from agentstream.analytics.rollup.reader import _CommittedReader
 
-__all__ = ["EXEC_ROLLUP", "LLM_ROLLUP", "Rollup", "recompute"]
+__all__ = ["EXEC_ROLLUP", "LLM_ROLLUP", "Rollup", "early_read", "recompute"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +42,9 @@ class Rollup:
     read: sql.SQL
     columns: tuple[str, ...]
     grouping: Grouping
+    # An incremental run's day rows from the hour rows and a narrow read (None: grouped
+    # from every column of the day's facts, like the hour rows).
+    days: DaysFromHours | None
 
     @property
     def identifier(self) -> sql.Identifier:
@@ -65,6 +78,7 @@ LLM_ROLLUP = Rollup(
         "price_flags",
     ),
     grouping=LLM_GROUPING,
+    days=LLM_DAYS,
 )
 EXEC_ROLLUP = Rollup(
     kind="exec",
@@ -73,6 +87,7 @@ EXEC_ROLLUP = Rollup(
     duration_ms FROM analytics.exec_facts {where}"""),
     columns=("hour", *DIMENSION_COLUMNS, "status", "duration_ms"),
     grouping=EXEC_GROUPING,
+    days=None,
 )
 _ROLLUPS = (LLM_ROLLUP, EXEC_ROLLUP)
 
@@ -108,17 +123,6 @@ def _clear_buckets(
     )
 
 
-def _facts_of_days(days: list[int]) -> sql.Composed:
-    """The condition on the facts' hour matching every hour of ``days``, as a literal list so
-    that the planner sees it and scans the hour index."""
-    listed = ",".join(
-        f'"{datetime.fromtimestamp(day + 3600 * i, UTC).isoformat()}"'
-        for day in days
-        for i in range(24)
-    )
-    return sql.SQL("WHERE hour = ANY({}::timestamptz[])").format(sql.Literal(f"{{{listed}}}"))
-
-
 def _count_buckets(cur: psycopg.Cursor[Any]) -> tuple[int, int]:
     """Every bucket's hours and days, counted from the rollup's own 'all' rows (the primary
     key's prefix)."""
@@ -131,6 +135,70 @@ def _count_buckets(cur: psycopg.Cursor[Any]) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
+def _copy_rows(cur: psycopg.Cursor[Any], rollup: Rollup, rows: bytes) -> None:
+    with cur.copy(sql.SQL("COPY {} FROM STDIN (FORMAT csv)").format(rollup.identifier)) as c:
+        c.write(rows)
+
+
+def early_read(cur: psycopg.Cursor[Any]) -> tuple[list[int], str, tuple[str, ...]] | None:
+    """What the reader may read while the first transaction runs (``_CommittedReader.start``):
+    the narrow facts of the days of the changed LLM calls (temp table ``changed``), or None
+    when there are none."""
+    days = changed_call_days(cur)
+    if not days:
+        return None
+    query = LLM_DAYS.read.format(where=facts_of_days(days)).as_string(cur)
+    return days, query, LLM_DAYS.statistics.columns
+
+
+def _narrow_facts(
+    cur: psycopg.Cursor[Any],
+    read: _CommittedReader,
+    spec: DaysFromHours,
+    hours: list[int],
+    days: list[int],
+) -> pa.Table:
+    """The narrow facts of ``days``: read early where the reader did (those of the dirty
+    ``hours`` among them are as they were before the first transaction, and the grouping
+    leaves them out), read now for the other days (without the dirty hours)."""
+    tables = [read.early.facts] if read.early is not None else []
+    early_days = read.early.days if read.early is not None else []
+    late = [d for d in days if d not in early_days]
+    if late or not tables:
+        dirty = set(hours)
+        clean = [h for d in late for h in range(d, d + 86400, 3600) if h not in dirty]
+        query = spec.read.format(where=facts_of_hours(clean)).as_string(cur)
+        tables.append(read(query, spec.statistics.columns))
+    return pa.concat_tables(tables)
+
+
+def _rebuild_touched(
+    cur: psycopg.Cursor[Any],
+    read: _CommittedReader,
+    rollup: Rollup,
+    hours: list[int],
+    days: list[int],
+) -> None:
+    """The rows of the dirty ``hours`` and of their ``days``, whose old rows are deleted."""
+    if rollup.days is None:
+        where = facts_of_days(days)
+        facts = read(rollup.read.format(where=where).as_string(cur), rollup.columns)
+        if facts.num_rows:
+            rows = aggregate(read.duck, rollup.grouping.query(hours), facts=facts)
+            _copy_rows(cur, rollup, rows)
+        return
+    facts = read(rollup.read.format(where=facts_of_hours(hours)).as_string(cur), rollup.columns)
+    if facts.num_rows:
+        rows = aggregate(read.duck, rollup.grouping.query(hours, days=False), facts=facts)
+        _copy_rows(cur, rollup, rows)
+    spec = rollup.days
+    narrow = _narrow_facts(cur, read, spec, hours, days)
+    if narrow.num_rows or facts.num_rows:
+        query = spec.statistics.query(hours, days)
+        statistics = aggregate(read.duck, query, narrow=narrow, facts=facts)
+        insert_days(cur, rollup.identifier, spec, rollup.grouping.dimensions, statistics, days)
+
+
 def recompute(
     cur: psycopg.Cursor[Any], read: _CommittedReader, *, all_buckets: bool
 ) -> tuple[int, int]:
@@ -140,26 +208,21 @@ def recompute(
     hours_total = days_total = 0
     read.wait()  # connected (and DuckDB opened) on its thread
     for rollup in _ROLLUPS:
-        hours: list[int] | None
-        where: sql.Composable
         if all_buckets:
             _clear_all(cur, rollup)
-            where, hours = sql.SQL(""), None
-        else:
-            hours = _take_dirty_hours(cur, rollup)
-            if not hours:
-                continue
-            days = sorted({h - h % 86400 for h in hours})
-            hours_total += len(hours)
-            days_total += len(days)
-            _clear_buckets(cur, rollup, hours, days)
-            where = _facts_of_days(days)
-        facts = read(rollup.read.format(where=where).as_string(cur), rollup.columns)
-        if facts.num_rows == 0:
+            facts = read(rollup.read.format(where=sql.SQL("")).as_string(cur), rollup.columns)
+            if facts.num_rows:
+                rows = aggregate(read.duck, rollup.grouping.query(None), facts=facts)
+                _copy_rows(cur, rollup, rows)
             continue
-        rows = aggregate(read.duck, facts, rollup.grouping, hours)
-        with cur.copy(sql.SQL("COPY {} FROM STDIN (FORMAT csv)").format(rollup.identifier)) as c:
-            c.write(rows)
+        hours = _take_dirty_hours(cur, rollup)
+        if not hours:
+            continue
+        days = sorted({h - h % 86400 for h in hours})
+        hours_total += len(hours)
+        days_total += len(days)
+        _clear_buckets(cur, rollup, hours, days)
+        _rebuild_touched(cur, read, rollup, hours, days)
     if all_buckets:
         hours_total, days_total = _count_buckets(cur)
     return hours_total, days_total

@@ -31,7 +31,9 @@ def read_changes(cur: psycopg.Cursor[Any], watermark: int) -> int:
            SELECT DISTINCT entity, id FROM agentstream.change_log WHERE seq > %s""",
         (watermark,),
     )
-    return cur.rowcount
+    count = cur.rowcount
+    cur.execute("ANALYZE changed")  # temp tables have no statistics: plans need them
+    return count
 
 
 def new_watermark(cur: psycopg.Cursor[Any], watermark: int) -> int:

@@ -340,7 +340,6 @@ def fold_changes(cur: psycopg.Cursor[Any], prices: list[PriceRow]) -> None:
     """Upsert the facts of the rows in ``changed`` (changes.read_changes), refresh the facts'
     copies of the sessions and agents in it; mark the hours facts left or entered in
     analytics.dirty_hours."""
-    cur.execute("ANALYZE changed")  # temp tables have no statistics: plans need them
     parents = cur.execute(
         "SELECT count(*) FROM changed WHERE entity IN ('sessions', 'agents')"
     ).fetchone()

@@ -23,7 +23,15 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.csv as pcsv
 
-__all__ = ["EXEC_GROUPING", "LLM_GROUPING", "Grouping", "aggregate", "duckdb_connection"]
+__all__ = [
+    "EXEC_GROUPING",
+    "LLM_DAY_STATISTICS",
+    "LLM_GROUPING",
+    "DayStatistics",
+    "Grouping",
+    "aggregate",
+    "duckdb_connection",
+]
 
 PERCENTILES = (0.5, 0.9, 0.95, 0.99)
 # Time to first token: what streaming users watch, at the percentiles the report shows.
@@ -174,10 +182,10 @@ class Grouping:
     fixed: dict[str, str]
     output: str  # the rollup table's columns from the query's (an ORDER BY-free select list)
 
-    def query(self, hours: list[int] | None) -> str:
+    def query(self, hours: list[int] | None, *, days: bool = True) -> str:
         """The grouping query over the registered ``facts``: every bucket (``hours`` None),
-        or the day buckets of all facts plus the hour buckets of ``hours`` only (the other
-        hours of a touched day need not be computed)."""
+        or the hour buckets of ``hours`` only (the other hours of a touched day need not be
+        computed) and, with ``days``, the day buckets of all facts."""
 
         def part(granularity: str, bucket: str, buckets: tuple[str, ...], source: str) -> str:
             return _fill(
@@ -197,13 +205,58 @@ class Grouping:
             # Inlined (at most 24 a day): an Arrow array built from a Python list makes
             # pyarrow import pandas, slow and needless in a CLI run.
             touched = f"(SELECT * FROM facts WHERE hour IN ({', '.join(map(str, hours))}))"
-            grouped = (
-                part("'hour'", "hour", ("hour",), touched)
-                + " UNION ALL "
-                + part("'day'", "day", ("day",), "facts")
-            )
+            grouped = part("'hour'", "hour", ("hour",), touched)
+            if days:
+                grouped += " UNION ALL " + part("'day'", "day", ("day",), "facts")
         return _fill(_ORDERED, out=self.output, query=grouped)
 
+
+@dataclass(frozen=True)
+class DayStatistics:
+    """The columns of a kind's day rows that are not sums of its hour rows (means,
+    percentiles, maxima): computed from every fact of a day, but from few of their columns
+    (``columns``, the hour first). An incremental run adds them to the sums of the day's
+    hour rows (days.py)."""
+
+    dimensions: tuple[str, ...]
+    columns: tuple[str, ...]
+    # The aggregates, after the dimension and the bucket.
+    aggregates: str
+    output: str  # the statistics' columns in the order of days.py's table, after the key
+
+    def query(self, hours: list[int], days: list[int]) -> str:
+        """The statistics of ``days`` (epoch seconds) over the registered ``narrow`` facts
+        (``columns``) of their hours other than ``hours``, and the registered ``facts`` of
+        ``hours`` (more columns, ``columns`` among them); in key order."""
+        columns = ", ".join(self.columns)
+        source = _fill(
+            """(SELECT $columns FROM narrow WHERE hour - hour % 86400 IN ($days)
+                 AND hour NOT IN ($hours)
+               UNION ALL SELECT $columns FROM facts)""",
+            columns=columns,
+            days=", ".join(map(str, days)),
+            hours=", ".join(map(str, hours)),
+        )
+        grouped = _fill(
+            _DAY_STATS,
+            dimension=_dimension_case(self.dimensions),
+            aggregates=self.aggregates,
+            facts=_fill(_SOURCE, source=source),
+            sets=_grouping_sets(self.dimensions, ("day",)),
+        )
+        return _fill(
+            "SELECT dimension, $bucket, key, $out FROM ($query) ORDER BY dimension, bucket, key",
+            bucket=_BUCKET_TEXT,
+            out=self.output,
+            query=grouped,
+        )
+
+
+_DAY_STATS = """
+SELECT $dimension, day AS bucket, $aggregates
+FROM $facts
+GROUP BY GROUPING SETS ($sets)
+"""
 
 LLM_GROUPING = Grouping(
     dimensions=DIMENSIONS,
@@ -225,6 +278,29 @@ LLM_GROUPING = Grouping(
         ttft=_quantile_columns("ttft", TTFT_PERCENTILES),
     ),
 )
+LLM_DAY_STATISTICS = DayStatistics(
+    dimensions=DIMENSIONS,
+    columns=(
+        "hour",
+        "model",
+        "agent_id",
+        "agent_type",
+        "user_id",
+        "session_id",
+        "latency_ms",
+        "ttft_ms",
+    ),
+    aggregates=_fill(
+        "avg(latency_ms)::DOUBLE AS latency_mean, $latency, max(latency_ms) AS latency_max, $ttft",
+        latency=_quantiles("latency_ms", "latency"),
+        ttft=_quantiles("ttft_ms", "ttft", TTFT_PERCENTILES),
+    ),
+    output=_fill(
+        "latency_mean, $latency, latency_max, $ttft",
+        latency=_quantile_columns("latency"),
+        ttft=_quantile_columns("ttft", TTFT_PERCENTILES),
+    ),
+)
 EXEC_GROUPING = Grouping(
     dimensions=EXEC_DIMENSIONS,
     template=_EXEC_AGG,
@@ -239,13 +315,16 @@ def duckdb_connection() -> Any:
     return duckdb.connect(config={"threads": 2})
 
 
-def aggregate(duck: Any, facts: pa.Table, grouping: Grouping, hours: list[int] | None) -> bytes:
-    """Run the grouping query in DuckDB; CSV of the rows to insert (hour rows: touched only)."""
-    duck.register("facts", facts)
+def aggregate(duck: Any, query: str, **tables: pa.Table) -> bytes:
+    """Run ``query`` (a Grouping's or DayStatistics' query) in DuckDB over ``tables``,
+    registered under their names; CSV of the rows it returns."""
+    for name, table in tables.items():
+        duck.register(name, table)
     try:
-        result = duck.sql(grouping.query(hours)).to_arrow_table()
+        result = duck.sql(query).to_arrow_table()
     finally:
-        duck.unregister("facts")
+        for name in tables:
+            duck.unregister(name)
     out = io.BytesIO()
     pcsv.write_csv(result, out, write_options=pcsv.WriteOptions(include_header=False))
     return out.getvalue()

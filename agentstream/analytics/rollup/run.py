@@ -12,9 +12,11 @@ Under an advisory lock, so that two runs serialize, in two transactions:
    (``analytics.dirty_hours``); the watermark advances and the lines folded in are deleted.
 2. The buckets (second transaction, buckets.py): the rollup rows of the dirty hours and of
    their days are deleted and rebuilt from the facts, read through a second connection
-   (reader.py) now that they are committed, and grouped in DuckDB (grouping.py); the dirty
-   hours are cleared. A run that dies between the two leaves its hours dirty; the next run
-   rebuilds them.
+   (reader.py) now that they are committed, and grouped in DuckDB (grouping.py); a day
+   row's sums are its hour rows' (days.py); the dirty hours are cleared. The columns a
+   day's percentiles need are read early, while the first transaction runs, for the days of
+   the changed calls (only the clean hours' facts of those reads are used). A run that dies
+   between the two leaves its hours dirty; the next run rebuilds them.
 
 ``full=True`` (and the first run) rebuilds every fact from the seed tables in the first
 transaction, which also catches rows written by anything other than the sink, and marks the
@@ -35,7 +37,7 @@ import psycopg
 from psycopg import sql
 
 from agentstream.analytics.prices import PriceRow, fingerprint, load_prices
-from agentstream.analytics.rollup.buckets import recompute
+from agentstream.analytics.rollup.buckets import early_read, recompute
 from agentstream.analytics.rollup.changes import new_watermark, prune_change_log, read_changes
 from agentstream.analytics.rollup.facts import fold_changes, rebuild_facts
 from agentstream.analytics.rollup.pricing import recost, sync_prices
@@ -125,7 +127,9 @@ def _fold(
     upto = new_watermark(cur, watermark)
     changes = 0 if full else read_changes(cur, watermark)
     cur.execute("SET LOCAL enable_seqscan = on")
-    reader.start()  # connects while the facts are rebuilt or folded in
+    # Connects, and reads the facts of the changed calls' days, while the facts are rebuilt
+    # or folded in.
+    reader.start(early_read(cur) if changes else None)
     if full:
         rebuild_facts(cur, prices)
     elif changes:

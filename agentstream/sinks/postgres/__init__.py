@@ -6,13 +6,14 @@ from agentstream.sinks.postgres.errors import (
     TransientSinkError,
     classify,
 )
-from agentstream.sinks.postgres.items import Rejected, SinkItem, Source, WriteResult
+from agentstream.sinks.postgres.items import Rejected, RowSource, SinkItem, Source, WriteResult
 from agentstream.sinks.postgres.writer import EncodedBatch, PostgresSink
 
 __all__ = [
     "EncodedBatch",
     "PostgresSink",
     "Rejected",
+    "RowSource",
     "SinkError",
     "SinkItem",
     "Source",

@@ -26,8 +26,8 @@ from psycopg.adapt import AdaptersMap, Dumper, Transformer
 from psycopg.pq import Format
 from psycopg.types.json import set_json_dumps
 
-from agentstream.contract.entities import Record
 from agentstream.sinks.postgres.compat import format_row_binary
+from agentstream.sinks.postgres.items import RowSource
 from agentstream.sinks.postgres.tables import Table
 
 __all__ = [
@@ -43,15 +43,25 @@ BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
 BINARY_TRAILER = b"\xff\xff"
 
 
+# What a jsonb value parsed from JSON is (pydantic's JsonValue; None is NULL, not dumped).
+_JSON_TREE = (dict, list, str, int, float)
+
+
 class _JsonbBinaryDumper(Dumper):
-    """jsonb in binary (a version byte, then the text) serialised by pydantic-core, in one
-    Python call per value: psycopg's own goes through three."""
+    """jsonb in binary (a version byte, then the text) in one Python call per value:
+    psycopg's own goes through three.
+
+    A parsed value (dict, list, str, number, bool) is serialised by pydantic-core. Anything
+    else is JSON text that the worker's decoder checked (bytes, or msgspec.Raw: a slice of
+    the message, see streams/fastdecode.py) and is passed through as it is."""
 
     format = Format.BINARY
     oid = psycopg.adapters.types["jsonb"].oid
 
     def dump(self, obj: Any) -> bytes:
-        return b"\x01" + pydantic_core.to_json(obj)
+        if isinstance(obj, _JSON_TREE):
+            return b"\x01" + pydantic_core.to_json(obj)
+        return b"\x01" + obj  # type: ignore[no-any-return]
 
 
 def sink_adapters() -> AdaptersMap:
@@ -72,7 +82,7 @@ class RowEncoder:
         self._tx = Transformer(adapters)
         self._tx.set_dumper_types([adapters.types.get_oid(t) for t in table.types], Format.BINARY)
 
-    def __call__(self, record: Record) -> bytes:
+    def __call__(self, record: RowSource) -> bytes:
         out = bytearray()
         format_row_binary(self._row(record), self._tx, out)
         return bytes(out)

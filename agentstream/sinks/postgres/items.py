@@ -6,13 +6,25 @@ coordinates so that a record PostgreSQL refuses can be dead-lettered with them.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import pydantic_core
 
-from agentstream.contract.entities import Record
+__all__ = ["Rejected", "RowSource", "SinkItem", "Source", "WriteResult"]
 
-__all__ = ["Rejected", "SinkItem", "Source", "WriteResult"]
+
+class RowSource(Protocol):
+    """What the sink reads of a record: its columns as attributes (the seed's column names),
+    its id and whether it has details. A pydantic record (contract.entities.Record) is one;
+    so is a struct of the worker's fast decoder (streams/fastdecode.py), whose jsonb values
+    are JSON text passed through to the row."""
+
+    @property
+    def id(self) -> uuid.UUID | None: ...
+
+    def has_details(self) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +40,7 @@ class Source:
 @dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs ~3x, per record
 class SinkItem:
     entity: str
-    record: Record
+    record: RowSource
     source: Source
     index: int | None  # position in a batch message; None for a single-record message
     # The record as a binary COPY row (copy.RowEncoder), encoded ahead of the flush; the

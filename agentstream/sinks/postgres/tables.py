@@ -14,7 +14,8 @@ from typing import Any
 
 import psycopg
 
-from agentstream.contract.entities import ENTITY_MODELS, Record
+from agentstream.contract.entities import ENTITY_MODELS
+from agentstream.sinks.postgres.items import RowSource
 
 __all__ = ["DETAIL_TABLES", "Table", "load_tables"]
 
@@ -28,7 +29,7 @@ class Table:
     entity: str
     columns: tuple[str, ...]
     types: tuple[str, ...]  # format_type() of each column, for copy.set_types
-    row: Callable[[Record], tuple[Any, ...]]
+    row: Callable[[RowSource], tuple[Any, ...]]
     # The entity's details table (DETAIL_TABLES): its columns are ``id`` and the model's
     # DETAIL_FIELDS; a record writes a row there only if it has details.
     details: Table | None = None
@@ -38,15 +39,9 @@ class Table:
         return ", ".join(self.columns)
 
 
-def _row_getter(columns: Sequence[str]) -> Callable[[Record], tuple[Any, ...]]:
-    # itemgetter over the instance dict is the cheapest way to turn a model into a tuple
-    # (several times faster than getattr per field); pydantic keeps field values there.
-    get = operator.itemgetter(*columns)
-
-    def row(record: Record) -> tuple[Any, ...]:
-        return get(record.__dict__)  # type: ignore[no-any-return]
-
-    return row
+def _row_getter(columns: Sequence[str]) -> Callable[[RowSource], tuple[Any, ...]]:
+    # One C call for the whole tuple, for a pydantic record and a decoder's struct alike.
+    return operator.attrgetter(*columns)
 
 
 def _describe(

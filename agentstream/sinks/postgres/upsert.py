@@ -25,7 +25,8 @@ from typing import Any, TypeVar
 
 from psycopg import sql
 
-from agentstream.contract.entities import EXECUTION_STATUS_RANK, Record
+from agentstream.contract.entities import EXECUTION_STATUS_RANK
+from agentstream.sinks.postgres.items import RowSource
 from agentstream.sinks.postgres.tables import Table
 
 __all__ = ["CHANGE_LOGGED", "MUTABLE", "dedupe", "write_statement"]
@@ -37,7 +38,7 @@ CHANGE_LOGGED = frozenset({"llm_interactions", "agent_executions"})
 _BY_UPDATED_AT = frozenset({"sessions", "agents"})
 
 
-def _wins(entity: str, new: Record, old: Record) -> bool:
+def _wins(entity: str, new: RowSource, old: RowSource) -> bool:
     """Whether ``new`` replaces ``old`` (same id, both in one flush, ``old`` arrived first)."""
     if entity in _BY_UPDATED_AT:
         new_t: Any = getattr(new, "updated_at", None)
@@ -53,7 +54,7 @@ def dedupe(entity: str, items: Sequence[T], record_of: Any) -> list[T]:
     """One item per record id, chosen by the entity's rule; Kafka order breaks ties (first)."""
     kept: dict[Any, T] = {}
     for item in items:
-        rec: Record = record_of(item)
+        rec: RowSource = record_of(item)
         old = kept.get(rec.id)
         if old is None or _wins(entity, rec, record_of(old)):
             kept[rec.id] = item

@@ -1,0 +1,322 @@
+"""The worker's fast decoder: msgspec straight into the values of the sink's rows.
+
+The pydantic models (contract/entities.py) stay the contract and ``codec.decode`` stays the
+reference. This module answers only where it is sure to answer as the reference would, and
+returns None for everything else: the caller then decodes the message with the reference,
+so every rejection, its wording and its kind come from pydantic.
+
+For each entity a msgspec Struct is derived at import from the model's fields (their types,
+length and range limits, defaults, and the validators around them); a field type or
+constraint this module does not know fails the import, so a contract change comes with its
+translation. The structs are what the worker hands the sink: they carry the column values
+under the column names, ``id`` and ``has_details()``, like a record, and the sink encodes
+rows from them with the same encoder. A decoded struct costs no pydantic model, no dict of
+jsonb values and no re-serialisation of them:
+
+* jsonb fields are kept as the message's own JSON text (``msgspec.Raw``) and written as
+  they are. msgspec parses each once more, into objects it drops, to be sure of what its
+  skipping did not check: numbers within a double's range (the reference reads a larger
+  one as infinity, which PostgreSQL then refuses), valid UTF-8, an object where the
+  contract requires one (``metadata``). What the reference would refuse or read otherwise
+  sends the message to the reference: a NUL escape (in text too), nesting that could reach
+  the parser's limit; NaN and Infinity are not JSON to msgspec.
+* timestamps are decoded by msgspec, which rounds fractions of more than 6 digits where
+  pydantic truncates them: a message with such a fraction goes to the reference.
+* the models' own model validators run on the struct as they run on the record (the usage
+  rules of an LLM call: ``usage_problem``), except ``_postgres_safe``, covered above.
+
+Equivalence with the reference is tested on the hostile corpus and on generated records
+(tests/test_fast_decoder.py): the same verdicts and the same rows.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import types
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
+
+import annotated_types
+import msgspec
+import pydantic_core
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, JsonValue
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
+
+from agentstream.contract.codec import MAX_MESSAGE_BYTES
+from agentstream.contract.entities import (
+    ENTITY_MODELS,
+    INGEST_ID_NAMESPACE,
+    MAX_JSON_DEPTH,
+    Record,
+)
+
+__all__ = ["WIRE_TYPES", "WireRecord", "decode_wire", "derive_struct", "fill_ingest_defaults"]
+
+# In the whole message: a NUL escape (text and jsonb; the reference refuses it) and a
+# timestamp fraction of 7+ digits (see the module docstring). NaN and Infinity need no
+# test here: they are not JSON, msgspec refuses them, and the reference decides. (Two
+# searches with a literal start each run at memory speed; one alternation did not.)
+_NUL_ESCAPE = b"\\u0000"
+_LONG_FRACTION = re.compile(rb"\.\d{7}")
+# The jsonb checks: a value parsed by msgspec (see _field_check).
+_VALUE: msgspec.json.Decoder[Any] = msgspec.json.Decoder()
+_OBJECT: msgspec.json.Decoder[Any] = msgspec.json.Decoder(dict[str, Any])
+# A jsonb value of at most this many bytes cannot nest deep enough to reach the parser's
+# limit (MAX_JSON_DEPTH, counted from the message: two levels above the value at most).
+_SHALLOW_BYTES = 2 * (MAX_JSON_DEPTH - 10)
+_OBJECT_START = ord("{")
+_NULL = msgspec.Raw(b"null")
+# Model validators that need no mirror here: what _postgres_safe checks, the checks above do.
+_COVERED = frozenset({"_postgres_safe"})
+
+
+class _NotSure(ValueError):
+    """Raised inside a struct's validation: msgspec reports it, the reference decides."""
+
+
+class WireRecord(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, gc=False):
+    """A record decoded by msgspec: the seed columns under their names, jsonb as JSON text."""
+
+    DETAIL_FIELDS: ClassVar[tuple[str, ...]] = ()
+    NOW_FIELDS: ClassVar[tuple[str, ...]] = ()
+    _CHECKS: ClassVar[tuple[Callable[[Any], None], ...]] = ()
+
+    id: uuid.UUID | None = None
+
+    def __post_init__(self) -> None:
+        for check in self._CHECKS:
+            check(self)
+
+    def has_details(self) -> bool:
+        """Whether any detail field is set (Record.has_details)."""
+        return any(getattr(self, n) is not None for n in self.DETAIL_FIELDS)
+
+
+def _null_default(validator: BeforeValidator) -> Any:
+    """The column default of a ``_null_is_default`` validator; refuses any other kind."""
+    probe = object()
+    if validator.func(probe) is not probe:  # type: ignore[call-arg]
+        raise TypeError(f"fastdecode: before-validator {validator!r} is not a null default")
+    return validator.func(None)  # type: ignore[call-arg]
+
+
+def _not_null(validator: AfterValidator) -> None:
+    probe = object()
+    if validator.func(probe) is not probe:  # type: ignore[call-arg]
+        raise TypeError(f"fastdecode: after-validator {validator!r} does more than refuse null")
+
+
+def _unwrap(annotation: Any, metadata: list[Any]) -> tuple[Any, bool]:
+    """The base type and whether None is allowed; constraints are appended to ``metadata``."""
+    nullable = False
+    if get_origin(annotation) in (Union, types.UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        if len(args) != 1:
+            raise TypeError(f"fastdecode: unsupported union {annotation!r}")
+        nullable, annotation = True, args[0]
+    while get_origin(annotation) is Annotated:
+        annotation, *extras = get_args(annotation)
+        for extra in extras:
+            metadata.extend(extra.metadata if isinstance(extra, FieldInfo) else [extra])
+    return annotation, nullable
+
+
+def _field_check(
+    name: str, *, json: str | None, null_default: Any, not_null: bool, bounds: tuple[Any, Any]
+) -> Callable[[Any], None] | None:
+    """What the struct checks of field ``name`` after msgspec decoded it (None: nothing)."""
+    has_default = null_default is not PydanticUndefined
+    if json is not None:
+        default_text = msgspec.Raw(pydantic_core.to_json(null_default)) if has_default else None
+        parse = (_OBJECT if json == "object" else _VALUE).decode
+
+        def check_json(struct: Any) -> None:
+            raw = getattr(struct, name)
+            if raw == _NULL:
+                if default_text is not None:
+                    setattr(struct, name, default_text)
+                    return
+                if not_null:
+                    raise _NotSure(name)
+                setattr(struct, name, None)
+                return
+            if len(raw) > _SHALLOW_BYTES:
+                text = bytes(raw)
+                if text.count(b"[") + text.count(b"{") > _SHALLOW_BYTES // 2:
+                    raise _NotSure(name)
+            # Parsed (and dropped) to be sure of what msgspec's skipping did not check: an
+            # object where one is required, numbers within a double's range (msgspec
+            # refuses the rest: "Number out of range"), valid UTF-8. Cheaper than a regular
+            # expression over the text; the text itself is what the row carries.
+            parse(raw)
+
+        return check_json
+    low, high = bounds
+    if low is not None:  # a timestamp: its range (a year within (1, 9999) always is)
+
+        def check_time(struct: Any) -> None:
+            value = getattr(struct, name)
+            if value is None:
+                return
+            if not 1 < value.year < 9999 and not low <= value <= high:
+                raise _NotSure(name)
+
+        return check_time
+    if has_default:
+
+        def fill_default(struct: Any) -> None:
+            if getattr(struct, name) is None:
+                setattr(struct, name, null_default)
+
+        return fill_default
+    return None
+
+
+def _translate(name: str, info: FieldInfo) -> tuple[Any, Any, Callable[[Any], None] | None]:
+    """The msgspec type of a model field, its default, and its check (see _field_check)."""
+    metadata = list(info.metadata)
+    base, nullable = _unwrap(info.annotation, metadata)
+    meta: dict[str, Any] = {}
+    null_default: Any = PydanticUndefined
+    not_null = False
+    for m in metadata:
+        if isinstance(m, annotated_types.MaxLen):
+            meta["max_length"] = m.max_length
+        elif isinstance(m, annotated_types.Ge):
+            meta["ge"] = m.ge
+        elif isinstance(m, annotated_types.Le):
+            meta["le"] = m.le
+        elif isinstance(m, BeforeValidator):
+            null_default = _null_default(m)
+        elif isinstance(m, AfterValidator):
+            _not_null(m)
+            not_null = True
+        elif type(m).__name__ in ("Strict", "_Kind"):
+            continue  # msgspec is strict; the markers are for _postgres_safe
+        else:
+            raise TypeError(f"fastdecode: {name}: unknown constraint {m!r}")
+    json: str | None = None
+    bounds: tuple[Any, Any] = (None, None)
+    spec: Any
+    if base is AwareDatetime:
+        bounds = (meta.pop("ge"), meta.pop("le"))
+        spec = Annotated[datetime, msgspec.Meta(tz=True)]
+    elif base is str:
+        spec = Annotated[str, msgspec.Meta(**meta)] if meta else str
+    elif base is int:
+        spec = Annotated[int, msgspec.Meta(**meta)]
+    elif base in (bool, uuid.UUID) or get_origin(base) is Literal:
+        spec = base
+    elif base is JsonValue:
+        json, spec = "any", msgspec.Raw
+    elif get_origin(base) is dict and get_args(base) == (str, JsonValue):
+        json, spec = "object", msgspec.Raw
+    else:
+        raise TypeError(f"fastdecode: {name}: unsupported type {base!r}")
+    if (nullable or null_default is not PydanticUndefined) and json is None:
+        spec = spec | None
+    if info.default_factory is not None:
+        default: Any = info.default_factory()  # type: ignore[call-arg]
+    else:
+        default = info.default
+    if json is not None and default is not PydanticUndefined:
+        default = msgspec.Raw(pydantic_core.to_json(default))
+    check = _field_check(
+        name, json=json, null_default=null_default, not_null=not_null, bounds=bounds
+    )
+    return spec, default, check
+
+
+def _model_check(func: Callable[..., Any]) -> Callable[[Any], None]:
+    def check(struct: Any) -> None:
+        func(struct)  # raises ValueError as the model's validator does
+
+    return check
+
+
+def derive_struct(model: type[Record]) -> type[WireRecord]:
+    """The msgspec struct of an entity model (see the module docstring); TypeError for what
+    it cannot mirror."""
+    fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
+    checks: list[Callable[[Any], None]] = []
+    for name, info in model.model_fields.items():
+        spec, default, check = _translate(name, info)
+        if name == "id":
+            if spec != uuid.UUID | None or default is not None:
+                raise TypeError("fastdecode: id must stay an optional uuid")
+            continue  # WireRecord's own
+        fields.append((name, spec) if default is PydanticUndefined else (name, spec, default))
+        if check is not None:
+            checks.append(check)
+    decorators = model.__pydantic_decorators__
+    if decorators.field_validators or decorators.field_serializers:
+        raise TypeError(f"fastdecode: {model.__name__} has field validators it cannot mirror")
+    for name, d in decorators.model_validators.items():
+        if d.info.mode != "after":
+            raise TypeError(f"fastdecode: {model.__name__}.{name} is not an after-validator")
+        if name in _COVERED:
+            continue
+        if len(inspect.signature(d.func).parameters) != 1:  # (self) only: no info to give
+            raise TypeError(f"fastdecode: {model.__name__}.{name} needs more than the record")
+        checks.append(_model_check(d.func))
+    struct = msgspec.defstruct(
+        f"{model.__name__}Wire",
+        fields,
+        bases=(WireRecord,),
+        kw_only=True,
+        forbid_unknown_fields=True,
+        gc=False,  # scalars only, no cycles: not tracked by the cyclic GC (fewer collections)
+        namespace={
+            "DETAIL_FIELDS": model.DETAIL_FIELDS,
+            "NOW_FIELDS": model.NOW_FIELDS,
+            "_CHECKS": tuple(checks),
+        },
+    )
+    if tuple(struct.__struct_fields__) != ("id", *(f[0] for f in fields)):
+        raise TypeError(f"fastdecode: {struct.__name__} fields out of the model's order")
+    return struct  # type: ignore[return-value]
+
+
+WIRE_TYPES: dict[str, type[WireRecord]] = {e: derive_struct(m) for e, m in ENTITY_MODELS.items()}
+_ONE = {e: msgspec.json.Decoder(t) for e, t in WIRE_TYPES.items()}
+_MANY = {e: msgspec.json.Decoder(list[t]) for e, t in WIRE_TYPES.items()}  # type: ignore[valid-type]
+
+
+def decode_wire(entity: str, value: bytes | None) -> tuple[list[WireRecord], bool] | None:
+    """The records of a valid message and whether it is a batch; None where not sure.
+
+    None sends the message to ``codec.decode``: anything invalid, and whatever this
+    decoder cannot be certain to read as the reference does (see the module docstring).
+    """
+    if not value or len(value) > MAX_MESSAGE_BYTES:
+        return None
+    first = value[0]
+    if first == _OBJECT_START:
+        decoder: msgspec.json.Decoder[Any] = _ONE[entity]
+    elif first == ord("["):
+        decoder = _MANY[entity]
+    else:
+        return None
+    if _NUL_ESCAPE in value or _LONG_FRACTION.search(value) is not None:
+        return None
+    try:
+        decoded = decoder.decode(value)
+    except (msgspec.DecodeError, ValueError):  # ValueError: invalid UTF-8 in a string
+        return None
+    if first == _OBJECT_START:
+        return [decoded], False
+    return (decoded, True) if decoded else None
+
+
+def fill_ingest_defaults(record: WireRecord, id_key: str, ingest_time: datetime) -> None:
+    """Record.with_ingest_defaults, in place: the id from the Kafka coordinates, the NOW()
+    columns from the Kafka timestamp."""
+    if record.id is None:
+        record.id = uuid.uuid5(INGEST_ID_NAMESPACE, id_key)
+    for name in record.NOW_FIELDS:
+        if getattr(record, name) is None:
+            setattr(record, name, ingest_time)
