@@ -55,7 +55,12 @@ class FakeConsumer:
     assigned: set[TopicPartition] = field(default_factory=set)
     committed: dict[TopicPartition, int] = field(default_factory=dict)
     refuse_commits: bool = False
+    fail_commits_with: BaseException | None = None
+    commit_gate: asyncio.Event = field(default_factory=asyncio.Event)
     getmany_calls: int = 0
+
+    def __post_init__(self) -> None:
+        self.commit_gate.set()
 
     def produce(self, tp: TopicPartition, n: int, size: int = 1) -> None:
         msgs = self.log.setdefault(tp, [])
@@ -84,9 +89,13 @@ class FakeConsumer:
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
         self.journal.append(("commit", dict(offsets)))
+        await self.commit_gate.wait()  # Kafka's round trip
         if self.refuse_commits:
             raise CommitFailedError("rebalanced")
+        if self.fail_commits_with is not None:
+            raise self.fail_commits_with
         self.committed.update(offsets)
+        self.journal.append(("committed", dict(offsets)))
 
     def assignment(self) -> set[TopicPartition]:
         return set(self.assigned)
@@ -200,7 +209,70 @@ async def test_stop_writes_and_commits_what_was_decoded_then_returns() -> None:
     loop.request_stop()
     await asyncio.wait_for(runner, 5)
     assert consumer.committed == {T0: 7}
-    assert [k for k, _ in journal] == ["write_started", "written", "commit"]
+    assert [k for k, _ in journal] == ["write_started", "written", "commit", "committed"]
+
+
+async def test_the_next_write_does_not_wait_for_the_previous_commit() -> None:
+    consumer, sink, loop, journal = make(max_records=2, within_s=60)
+    consumer.produce(T0, 6)
+    consumer.commit_gate.clear()  # Kafka is slow to answer commits
+    runner = asyncio.create_task(loop.run())
+    await wait_until(lambda: len(sink.written) == 3)
+    # All three batches written while the first commit is still unanswered; nothing more
+    # was committed meanwhile, and what is pending waits for that commit (one at a time).
+    assert [k for k, _ in journal if k.startswith("commit")] == ["commit"]
+    assert consumer.committed == {}
+    consumer.commit_gate.set()
+    await wait_until(lambda: consumer.committed.get(T0) == 6)
+    loop.request_stop()
+    await asyncio.wait_for(runner, 5)
+    commits = [c for k, c in journal if k == "commit"]
+    # In order, each after the write of every batch it covers; the pending ones coalesced.
+    assert commits == [{T0: 2}, {T0: 6}]
+    for i, (kind, payload) in enumerate(journal):
+        if kind == "commit":
+            written = {o for k, c in journal[:i] if k == "written" for _, _, o in c}
+            assert set(range(payload[T0])) <= written
+
+
+async def test_stop_returns_only_once_the_pending_commit_is_answered() -> None:
+    consumer, _sink, loop, journal = make(max_records=1000, within_s=60)
+    consumer.produce(T0, 3)
+    consumer.commit_gate.clear()
+    runner = asyncio.create_task(loop.run())
+    await wait_until(lambda: consumer.positions.get(T0) == 3)
+    loop.request_stop()
+    await wait_until(lambda: any(k == "commit" for k, _ in journal))
+    await asyncio.sleep(0.05)
+    assert not runner.done()
+    consumer.commit_gate.set()
+    await asyncio.wait_for(runner, 5)
+    assert consumer.committed == {T0: 3} and loop.committed == {T0: 3}
+
+
+async def test_a_failing_commit_stops_the_loop() -> None:
+    consumer, _sink, loop, _ = make(max_records=2, within_s=60)
+    consumer.produce(T0, 2)
+    consumer.fail_commits_with = KafkaTimeoutError("no answer from the coordinator")
+    with pytest.raises(KafkaTimeoutError):
+        await asyncio.wait_for(loop.run(), 5)
+    assert consumer.committed == {}
+
+
+async def test_revocation_waits_for_the_commit_in_flight() -> None:
+    consumer, _sink, loop, journal = make(max_records=2, within_s=60)
+    consumer.produce(T0, 2)
+    consumer.commit_gate.clear()
+    runner = asyncio.create_task(loop.run())
+    await wait_until(lambda: any(k == "commit" for k, _ in journal))
+    revoke = asyncio.create_task(loop.on_partitions_revoked({T0}))
+    await asyncio.sleep(0.05)
+    assert not revoke.done()  # the partitions go only once their offsets are committed
+    consumer.commit_gate.set()
+    await asyncio.wait_for(revoke, 5)
+    assert consumer.committed == {T0: 2}
+    loop.request_stop()
+    await asyncio.wait_for(runner, 5)
 
 
 async def test_revocation_finishes_the_write_in_flight_and_the_filling_batch_first() -> None:

@@ -145,6 +145,8 @@ async def test_mixed_batch_writes_the_valid_and_dead_letters_the_invalid(
         metrics = http_get(port, "/metrics")
         events_topic = f"{settings.topic_prefix}events"
         assert f'agentstream_records_written_total{{topic="{events_topic}"}} 20.0' in metrics
+        # 23 items in the array (one refused by the database) and one undecodable message.
+        assert f'agentstream_records_in_total{{topic="{events_topic}"}} 24.0' in metrics
         assert (
             f'agentstream_records_dead_lettered_total{{kind="validation",topic="{events_topic}"}}'
             " 2.0" in metrics

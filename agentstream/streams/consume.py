@@ -3,24 +3,27 @@
 The model is Sentry arroyo's: the loop fetches with ``getmany``, decodes each message as it
 arrives into the batch being filled, and hands a full (or old enough) batch to a writer task;
 it goes on fetching and decoding the next batch while that one is written (one write in
-flight at most). A batch's offsets are committed by its writer task, after the database
-commit and the dead letters' acknowledgement, so an offset is committed only for records that
-are durable in PostgreSQL or in the dead-letter topic. Nothing is ever skipped and committed.
+flight at most). Once a batch's write has returned (the database commit done and its dead
+letters acknowledged), its offsets join the pending ones, which one committer task commits
+while the next batch is written: an offset is committed only for records that are durable in
+PostgreSQL or in the dead-letter topic, in order, and the next write does not wait for the
+Kafka round trip. Nothing is ever skipped and committed.
 
 Back-pressure: when the batch being filled is full while the previous one is still being
 written, the loop stops fetching until that write is done; memory stays at about two
 batches plus what aiokafka's fetcher buffers (bounded per partition by its fetch size).
 
 Rebalances (``on_partitions_revoked``, which aiokafka awaits before rejoining the group):
-the write in flight and the batch being filled are written and committed before the
-partitions go (a failing write is given up after a budget, see processor.py, and the worker
-then stops without committing). Everything fetched before the revocation is then durable
-and committed, so messages a fetch returns after it continue from there and skip nothing;
-commits are limited to the partitions still assigned, and the rows of the others are
-simply written again by their next owner (every write is idempotent). A commit refused
-because the group moved on leaves durable rows behind, which the next owner writes again.
-Abandoning the batch being filled instead would be cheaper, but a fetch already under way
-could then return the records after the abandoned ones, and committing those would skip them.
+the write in flight and the batch being filled are written, and every pending offset
+committed, before the partitions go (a failing write is given up after a budget, see
+processor.py, and the worker then stops without committing). Everything fetched before the
+revocation is then durable and committed, so messages a fetch returns after it continue from
+there and skip nothing; commits are limited to the partitions still assigned, and the rows
+of the others are simply written again by their next owner (every write is idempotent). A
+commit refused because the group moved on leaves durable rows behind, which the next owner
+writes again. Abandoning the batch being filled instead would be cheaper, but a fetch
+already under way could then return the records after the abandoned ones, and committing
+those would skip them.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from typing import Any, Protocol
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
-__all__ = ["Batch", "BatchSink", "ConsumeLoop", "GroupConsumer", "Sized"]
+__all__ = ["Batch", "BatchSink", "ConsumeLoop", "GroupConsumer", "LoopStats", "Sized"]
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +86,17 @@ class Batch:
     next_offsets: dict[TopicPartition, int] = field(default_factory=dict)
     opened: float = 0.0
 
-    def add(self, tp: TopicPartition, offset: int, decoded: Sized) -> None:
-        if not self.messages:
-            self.opened = time.monotonic()
-        self.messages.append(decoded)
-        self.records += decoded.size
-        self.next_offsets[tp] = offset + 1
+
+@dataclass(slots=True)
+class LoopStats:
+    """Where the time goes: writing (the database busy, its commit and the dead letters'
+    acknowledgement included; not the offset commit), and the loop waiting
+    for a write to finish before it can hand over the next batch (the database is the limit).
+    A loop that never waits keeps the database idle between writes (decoding is the limit)."""
+
+    writes: int = 0
+    write_s: float = 0.0
+    write_wait_s: float = 0.0
 
 
 class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -113,8 +121,12 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         self._handover = asyncio.Lock()
         self._stop = asyncio.Event()
         self._failure: BaseException | None = None
+        # Offsets of written batches not yet committed, and the task committing them.
+        self._pending: dict[TopicPartition, int] = {}
+        self._committer: asyncio.Task[None] | None = None
         self.rebalancing = False
         self.committed: dict[TopicPartition, int] = {}
+        self.stats = LoopStats()
 
     # --- control ------------------------------------------------------------------------
 
@@ -130,8 +142,7 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         """Until ``request_stop``: then write what was decoded, commit, and return."""
         while not self._stop.is_set():
             self._raise_failure()
-            if self._writing is not None and self._writing.done():
-                await self._finish_writing()  # raises what the write raised, at once
+            await self._reap_finished()  # raises what a write or a commit raised, at once
             await self._fetch_once()
             if self._due():  # by age: a full batch was handed over as it filled
                 await self._hand_over()
@@ -160,11 +171,28 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
             timeout_ms=int(self._wait_s() * 1000), max_records=FETCH_MAX_MESSAGES
         )
         decode = self._sink.decode_message
+        max_records = self._max_records
         for tp, messages in fetched.items():
-            for message in messages:
-                self._filling.add(tp, message.offset, decode(message))
-                if self._filling.records >= self._max_records:
-                    # The rest of this fetch goes into the next batch.
+            start, end = 0, len(messages)
+            while start < end:
+                # Decode into the batch being filled until it is full; the rest of this
+                # fetch goes into the next one. (A batch is handed over as it fills, so the
+                # one being filled always has room.)
+                batch = self._filling
+                if not batch.messages:
+                    batch.opened = time.monotonic()
+                decoded = batch.messages
+                records = batch.records
+                i = start
+                while i < end and records < max_records:
+                    one = decode(messages[i])
+                    decoded.append(one)
+                    records += one.size
+                    i += 1
+                batch.records = records
+                batch.next_offsets[tp] = messages[i - 1].offset + 1
+                start = i
+                if records >= max_records:
                     await self._hand_over()
 
     # --- writing and committing ---------------------------------------------------------
@@ -172,7 +200,12 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
     async def _hand_over(self) -> None:
         """Wait for the write in flight (back-pressure), then start writing the filled batch."""
         async with self._handover:
-            await self._finish_writing_locked()
+            if self._writing is not None and not self._writing.done():
+                waited = time.monotonic()
+                await self._finish_writing_locked()
+                self.stats.write_wait_s += time.monotonic() - waited
+            else:
+                await self._finish_writing_locked()
             batch, self._filling = self._filling, Batch()
             if batch.messages:
                 self._writing = asyncio.create_task(self._write_and_commit(batch))
@@ -182,9 +215,18 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         # two would take turns instead of overlapping.
         await asyncio.sleep(0)
 
+    async def _reap_finished(self) -> None:
+        if self._writing is not None and self._writing.done():
+            async with self._handover:
+                await self._finish_writing_locked()
+        if self._committer is not None and self._committer.done():
+            await self._finish_committing()
+
     async def _finish_writing(self) -> None:
+        """The write in flight done, and every offset it made committable committed."""
         async with self._handover:
             await self._finish_writing_locked()
+            await self._finish_committing()
 
     async def _finish_writing_locked(self) -> None:
         task, self._writing = self._writing, None
@@ -192,19 +234,47 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
             await task
 
     async def _write_and_commit(self, batch: Batch) -> None:
+        started = time.monotonic()
         await self._sink.write_batch(batch.messages)
-        assigned = self._consumer.assignment()
-        offsets = {tp: o for tp, o in batch.next_offsets.items() if tp in assigned}
-        if not offsets:
-            return
-        try:
-            await self._consumer.commit(offsets)
-        except (CommitFailedError, IllegalStateError) as exc:
-            # The group moved on: the rows are durable, and the partitions' next owner
-            # writes them again from the last committed offset (idempotently).
-            log.warning("event=commit_refused partitions=%d error=%r", len(offsets), exc)
-            return
-        self.committed.update(offsets)
+        self.stats.writes += 1
+        self.stats.write_s += time.monotonic() - started
+        self._commit_later(batch.next_offsets)
+
+    # The commit is not on the next write's path: once a batch is durable its offsets join
+    # the pending ones, and one committer task commits them while the next batch is written.
+    # Commits stay in order (one at a time, each with the latest offsets of every
+    # partition), and only offsets of durable batches are ever pending.
+
+    def _commit_later(self, offsets: dict[TopicPartition, int]) -> None:
+        self._pending.update(offsets)
+        committer = self._committer
+        if committer is None or committer.done():
+            if committer is not None and not committer.cancelled():
+                failure = committer.exception()
+                if failure is not None:
+                    raise failure
+            self._committer = asyncio.create_task(self._commit_pending())
+
+    async def _finish_committing(self) -> None:
+        committer, self._committer = self._committer, None
+        if committer is not None:
+            await committer
+
+    async def _commit_pending(self) -> None:
+        while self._pending:
+            pending, self._pending = self._pending, {}
+            assigned = self._consumer.assignment()
+            offsets = {tp: o for tp, o in pending.items() if tp in assigned}
+            if not offsets:
+                continue
+            try:
+                await self._consumer.commit(offsets)
+            except (CommitFailedError, IllegalStateError) as exc:
+                # The group moved on: the rows are durable, and the partitions' next owner
+                # writes them again from the last committed offset (idempotently).
+                log.warning("event=commit_refused partitions=%d error=%r", len(offsets), exc)
+                continue
+            self.committed.update(offsets)
 
     def _raise_failure(self) -> None:
         if self._failure is not None:

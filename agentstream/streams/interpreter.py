@@ -3,17 +3,20 @@ records much as the worker decodes them): fewer garbage collections, quicker GIL
 
 Measured on the ingest bench (BENCHMARKS.md), each a gain on the drain of its own:
 
-* **Garbage collection.** Decoding a batch message allocates several container objects per
-  record (the model, its dicts, its jsonb values), so CPython's default first-generation
-  threshold (700 allocations) runs a collection every ~150 records, and every tenth of
-  those walks the older generations too. Records are freed by reference counting as soon as
-  their batch is written; almost nothing they allocate forms a cycle, so those collections
-  find nothing. Decoding and preparing 111k records in-process took 13.1 µs each with the
-  defaults and 5.6 µs with the settings below (5.6 µs with the collector off); the drain
-  went from ~31k to ~40k rows/s. ``gc.freeze()`` moves what start-up allocated (faust,
-  aiokafka, pydantic's schemas) to a permanent generation that collections no longer walk.
-  The collector stays on: cycles (futures, exceptions with tracebacks) are still
-  collected, every ~50k allocations instead of every 700.
+* **Garbage collection.** Decoding allocates several container objects per record (the
+  model, its dicts, its jsonb values, the message's bookkeeping), and they live until their
+  batch is written: two batches (the one being written, the one being filled) are alive at
+  any time. CPython collects its first generation whenever the containers allocated and
+  not yet freed since the last collection exceed a threshold; each collection walks every
+  one of them, and those that survive are walked again by the older generations. With a
+  threshold below that live set, collections run every few thousand records and walk the
+  batches in flight again and again, to find nothing: almost nothing they allocate forms a
+  cycle, and reference counting frees the batch once it is written. So the threshold is
+  set above the live set, in proportion to the batch size (``YOUNG_PER_BATCH_RECORD``):
+  collections then run only when cyclic garbage (futures, exceptions with tracebacks)
+  accumulates that far, and still run then. ``gc.freeze()`` moves what start-up allocated
+  (aiokafka, psycopg, pydantic's schemas) to a permanent generation that collections no
+  longer walk.
 * **GIL switch interval.** The flush thread streams COPY data and waits for the server; each
   time it comes back from the socket it needs the GIL, which the event-loop thread holds
   while it decodes (pydantic-core validates a 200-record message in ~1 ms without releasing
@@ -26,16 +29,34 @@ from __future__ import annotations
 import gc
 import sys
 
-__all__ = ["GEN0_THRESHOLD", "SWITCH_INTERVAL_S", "tune_interpreter"]
+__all__ = [
+    "GEN0_THRESHOLD_MIN",
+    "SWITCH_INTERVAL_S",
+    "YOUNG_PER_BATCH_RECORD",
+    "gen0_threshold",
+    "tune_interpreter",
+]
 
-GEN0_THRESHOLD = 50_000
+GEN0_THRESHOLD_MIN = 50_000
+# First-generation threshold per record of a batch: above the containers alive while two
+# batches are in flight (about 11 per record each for one-record messages, fewer in arrays),
+# with room for a fetch being decoded.
+YOUNG_PER_BATCH_RECORD = 40
 SWITCH_INTERVAL_S = 0.0005
 
 
-def tune_interpreter() -> None:
-    """Collect what start-up left, freeze it, raise the thresholds, shorten the interval."""
+def gen0_threshold(batch_records: int) -> int:
+    """The first generation's threshold for batches of ``batch_records`` records."""
+    return max(GEN0_THRESHOLD_MIN, YOUNG_PER_BATCH_RECORD * batch_records)
+
+
+def tune_interpreter(batch_records: int = 0) -> None:
+    """Collect what start-up left, freeze it, raise the thresholds, shorten the interval.
+
+    ``batch_records``: the worker's batch size; 0 (the OTLP intake, which holds no batch
+    of records for long) keeps the minimum threshold."""
     gc.collect()
     gc.freeze()
     _, gen1, gen2 = gc.get_threshold()
-    gc.set_threshold(GEN0_THRESHOLD, max(gen1, 20), gen2)
+    gc.set_threshold(gen0_threshold(batch_records), max(gen1, 20), gen2)
     sys.setswitchinterval(SWITCH_INTERVAL_S)

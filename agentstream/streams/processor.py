@@ -97,7 +97,7 @@ class Processor:
         self._highwater = highwater
         self._rebalancing = rebalancing
         self._entity_of = {topic_for(e, settings.topic_prefix): e for e in ENTITIES}
-        self._records_in = {t: metrics.records_in.labels(t) for t in self._entity_of}
+        self._topic_of = {e: t for t, e in self._entity_of.items()}
         self._last_timestamp_ms: int | None = None
         self._last_timestamp = datetime.now(UTC)
 
@@ -144,14 +144,7 @@ class Processor:
     async def write_batch(self, batch: Sequence[Prepared]) -> None:
         """Write one batch and publish its dead letters; returns once all of it is durable."""
         items = [i for p in batch for i in p.items]
-        dead = [d for p in batch for d in p.dead]
-        # Counted per batch, not per message: Counter.inc takes a lock, which one-record
-        # messages would pay per record.
-        received: Counter[str] = Counter()
-        for p in batch:
-            received[p.topic] += p.size
-        for topic, n in received.items():
-            self._records_in[topic].inc(n)
+        dead = [d for p in batch if p.dead for d in p.dead]
         started = time.perf_counter()
         # Grouped, deduplicated and joined into COPY data here, on the event loop: the
         # flush thread then holds the GIL only for a few statements (see sinks.postgres).
@@ -174,7 +167,7 @@ class Processor:
                 )
             )
         await self._publisher.publish(dead)
-        self._count_outcome(batch, dead)
+        self._count_outcome(batch, result.accepted, dead)
         log.debug(
             "event=flushed records=%d dead_letters=%d messages=%d flush_s=%.3f",
             len(items),
@@ -183,21 +176,22 @@ class Processor:
             flush_s,
         )
 
-    def _count_outcome(self, batch: Sequence[Prepared], dead: list[DeadLetter]) -> None:
+    def _count_outcome(
+        self, batch: Sequence[Prepared], accepted: dict[str, int], dead: list[DeadLetter]
+    ) -> None:
+        """Counted per batch, from per-table totals: nothing here runs per message but the
+        partitions' last offsets."""
         m = self._metrics
-        written: Counter[str] = Counter()
-        for p in batch:
-            written[p.topic] += len(p.items)
+        received = Counter({self._topic_of[e]: n for e, n in accepted.items()})
         for d in dead:
             m.records_dead_lettered.labels(d.source_topic, d.kind).inc()
-            if d.kind == ErrorKind.DATABASE:
-                written[d.source_topic] -= 1
-        for topic, n in written.items():
-            m.records_written.labels(topic).inc(n)
-        last: dict[tuple[str, int], int] = {}
-        for p in batch:
-            tp = (p.topic, p.partition)
-            last[tp] = max(last.get(tp, -1), p.offset)
+            received[d.source_topic] += 1
+        for entity, n in accepted.items():
+            m.records_written.labels(self._topic_of[entity]).inc(n)
+        for topic, n in received.items():
+            m.records_in.labels(topic).inc(n)
+        # A batch holds each partition's messages in offset order: the last one wins.
+        last = {(p.topic, p.partition): p.offset for p in batch}
         for (topic, partition), offset in last.items():
             high = self._highwater(TopicPartition(topic, partition))
             if high is not None:

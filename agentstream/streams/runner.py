@@ -19,6 +19,7 @@ The consumer (aiokafka's group consumer, driven by consume.py), and why its sett
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 
 from aiokafka import AIOKafkaConsumer
@@ -139,16 +140,30 @@ async def _consume(
     install_graceful_stop(asyncio.get_running_loop(), loop.request_stop)
     health.assigned = lambda: len(consumer.assignment())
     topics = [topic_for(e, settings.topic_prefix) for e in ENTITIES]
+    collections_before = [0, 0, 0]
     try:
         await consumer.start()
         consumer.subscribe(topics, listener=loop)
-        tune_interpreter()
+        tune_interpreter(settings.worker_batch_records)
+        collections_before = [g["collections"] for g in gc.get_stats()]
         await loop.run()
         return 0
     except (SinkError, WorkerStopped) as exc:
         log.critical("event=worker_stopping reason=%r", str(exc))
         return 1
     finally:
+        stats = loop.stats
+        log.info(
+            "event=consume_loop_stopped writes=%d write_s=%.3f waited_for_writes_s=%.3f "
+            "gc_collections=%s",
+            stats.writes,
+            stats.write_s,
+            stats.write_wait_s,
+            "/".join(
+                str(g["collections"] - b)
+                for g, b in zip(gc.get_stats(), collections_before, strict=True)
+            ),
+        )
         # Leaving the group hands the partitions over at once (their offsets are committed
         # or, after a failure, not: then the next owner reads them again).
         await consumer.stop()
