@@ -9,7 +9,6 @@ for executions (few columns), all of them.
 
 from __future__ import annotations
 
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -173,63 +172,31 @@ def _narrow_facts(
     return pa.concat_tables(tables)
 
 
-def _group_days_whole(
-    cur: psycopg.Cursor[Any],
-    read: _CommittedReader,
-    pool: ThreadPoolExecutor,
-    rollup: Rollup,
-    hours: list[int],
-    days: list[int],
-) -> Future[bytes] | None:
-    """For a rollup without ``days`` (its day rows grouped from every fact of the day, like
-    its hour rows): read the facts of ``days`` and group them on ``pool``'s thread, on a
-    DuckDB connection of its own, while the main thread writes the other rollup's rows.
-    The rows to copy, or None without facts."""
-    facts = read(rollup.read.format(where=facts_of_days(days)).as_string(cur), rollup.columns)
-    if not facts.num_rows:
-        return None
-    return _group_on(pool, read, rollup.grouping.query(hours), facts=facts)
-
-
-def _group_on(
-    pool: ThreadPoolExecutor, read: _CommittedReader, query: str, **tables: pa.Table
-) -> Future[bytes]:
-    """``aggregate`` on ``pool``'s thread, on a DuckDB connection of its own."""
-    duck = read.duck.cursor()
-
-    def group() -> bytes:
-        try:
-            return aggregate(duck, query, **tables)
-        finally:
-            duck.close()
-
-    return pool.submit(group)
-
-
 def _rebuild_touched(
     cur: psycopg.Cursor[Any],
     read: _CommittedReader,
-    pool: ThreadPoolExecutor,
     rollup: Rollup,
-    spec: DaysFromHours,
     hours: list[int],
     days: list[int],
 ) -> None:
-    """The rows of the dirty ``hours`` and of their ``days`` (from the hour rows and
-    ``spec``'s narrow read), whose old rows are deleted."""
-    facts = read(rollup.read.format(where=facts_of_hours(hours)).as_string(cur), rollup.columns)
-    narrow = _narrow_facts(cur, read, spec, hours, days)
-    if not (narrow.num_rows or facts.num_rows):
+    """The rows of the dirty ``hours`` and of their ``days``, whose old rows are deleted."""
+    if rollup.days is None:
+        where = facts_of_days(days)
+        facts = read(rollup.read.format(where=where).as_string(cur), rollup.columns)
+        if facts.num_rows:
+            rows = aggregate(read.duck, rollup.grouping.query(hours), facts=facts)
+            _copy_rows(cur, rollup, rows)
         return
-    # The days' statistics are grouped on the pool while the hour rows are grouped and
-    # written; the day rows need both.
-    statistics = _group_on(
-        pool, read, spec.statistics.query(hours, days), narrow=narrow, facts=facts
-    )
+    facts = read(rollup.read.format(where=facts_of_hours(hours)).as_string(cur), rollup.columns)
     if facts.num_rows:
         rows = aggregate(read.duck, rollup.grouping.query(hours, days=False), facts=facts)
         _copy_rows(cur, rollup, rows)
-    insert_days(cur, rollup.identifier, spec, rollup.grouping.dimensions, statistics.result(), days)
+    spec = rollup.days
+    narrow = _narrow_facts(cur, read, spec, hours, days)
+    if narrow.num_rows or facts.num_rows:
+        query = spec.statistics.query(hours, days)
+        statistics = aggregate(read.duck, query, narrow=narrow, facts=facts)
+        insert_days(cur, rollup.identifier, spec, rollup.grouping.dimensions, statistics, days)
 
 
 def recompute(
@@ -240,30 +207,22 @@ def recompute(
     rebuilt. Returns the numbers of hours and days rebuilt."""
     hours_total = days_total = 0
     read.wait()  # connected (and DuckDB opened) on its thread
-    if all_buckets:
-        for rollup in _ROLLUPS:
+    for rollup in _ROLLUPS:
+        if all_buckets:
             _clear_all(cur, rollup)
             facts = read(rollup.read.format(where=sql.SQL("")).as_string(cur), rollup.columns)
             if facts.num_rows:
                 rows = aggregate(read.duck, rollup.grouping.query(None), facts=facts)
                 _copy_rows(cur, rollup, rows)
-        return _count_buckets(cur)
-    # Groupings run on threads while the main thread writes rows (and waits on the
-    # server); the rollups without ``days`` are grouped first and copied last.
-    grouped: list[tuple[Rollup, Future[bytes]]] = []
-    with ThreadPoolExecutor(2, thread_name_prefix="rollup-group") as pool:
-        for rollup in sorted(_ROLLUPS, key=lambda r: r.days is not None):
-            hours = _take_dirty_hours(cur, rollup)
-            if not hours:
-                continue
-            days = sorted({h - h % 86400 for h in hours})
-            hours_total += len(hours)
-            days_total += len(days)
-            _clear_buckets(cur, rollup, hours, days)
-            if rollup.days is not None:
-                _rebuild_touched(cur, read, pool, rollup, rollup.days, hours, days)
-            elif (future := _group_days_whole(cur, read, pool, rollup, hours, days)) is not None:
-                grouped.append((rollup, future))
-        for rollup, future in grouped:
-            _copy_rows(cur, rollup, future.result())
+            continue
+        hours = _take_dirty_hours(cur, rollup)
+        if not hours:
+            continue
+        days = sorted({h - h % 86400 for h in hours})
+        hours_total += len(hours)
+        days_total += len(days)
+        _clear_buckets(cur, rollup, hours, days)
+        _rebuild_touched(cur, read, rollup, hours, days)
+    if all_buckets:
+        hours_total, days_total = _count_buckets(cur)
     return hours_total, days_total
