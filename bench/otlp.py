@@ -145,17 +145,26 @@ def start_intake(settings: Settings, port: int, log: Path) -> subprocess.Popen[b
         [sys.executable, "-m", "agentstream", "otlp"],
         env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
     )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    wait_healthy(proc, port, log, timeout_s=60, what="the intake")
+    return proc
+
+
+def wait_healthy(
+    proc: subprocess.Popen[bytes], port: int, log: Path, *, timeout_s: float, what: str
+) -> None:
+    """Until ``/healthz`` on ``port`` answers 200; the process killed and its log shown if it
+    does not in time (or exits)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and proc.poll() is None:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
                 if r.status == 200:
-                    return proc
+                    return
         except OSError:
             pass
         time.sleep(0.2)
     proc.kill()
-    raise SystemExit(f"intake not ready: {log.read_text()[-2000:]}")
+    raise SystemExit(f"{what} did not become healthy; its log:\n{log.read_text()[-3000:]}")
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:

@@ -45,7 +45,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -62,7 +61,15 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
-from otlp import SPANS_PER_TRACE, free_port, start_intake, start_worker, stop, trace_spans
+from otlp import (
+    SPANS_PER_TRACE,
+    free_port,
+    start_intake,
+    start_worker,
+    stop,
+    trace_spans,
+    wait_healthy,
+)
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -141,17 +148,9 @@ def start_phoenix(
         [python, "-m", "phoenix.server.main", "serve"], cwd=workdir, env=env,
         stdout=log.open("wb"), stderr=subprocess.STDOUT,
     )  # fmt: skip
-    deadline = time.monotonic() + 300  # migrations and imports: ~60 s on a loaded machine
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
-                if r.status == 200:
-                    return proc, port
-        except OSError:
-            pass
-        time.sleep(0.5)
-    proc.kill()
-    raise SystemExit(f"Phoenix did not become healthy; its log:\n{log.read_text()[-3000:]}")
+    # Migrations and imports: ~60 s on a loaded machine.
+    wait_healthy(proc, port, log, timeout_s=300, what="Phoenix")
+    return proc, port
 
 
 def stop_phoenix(proc: subprocess.Popen[bytes]) -> None:

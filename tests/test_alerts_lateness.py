@@ -17,7 +17,7 @@ import pytest
 from agentstream.analytics.rollup import run_rollup
 from agentstream.contract.entities import Agent, LLMInteraction, Session
 from agentstream.contract.settings import Settings
-from agentstream.contract.topics import ENTITIES, alerts_topic, dlq_topic, topic_for
+from agentstream.contract.topics import alerts_topic
 from tests.support.alerts import (
     AlertsProcess,
     alert_settings,
@@ -26,7 +26,7 @@ from tests.support.alerts import (
     stored_alerts,
     window_states,
 )
-from tests.support.kafka import create_topics
+from tests.support.kafka import create_pipeline_topics
 from tests.support.otlp import free_port
 from tests.support.worker import WorkerProcess, wait_for, wait_rows
 
@@ -73,11 +73,7 @@ async def test_late_records_counted_apart_and_left_to_the_rollups(
 ) -> None:
     settings = alert_settings(settings, lateness_s=LATENESS_S)
     prefix = settings.topic_prefix
-    await create_topics(
-        settings.kafka_bootstrap,
-        [topic_for(e, prefix) for e in ENTITIES] + [dlq_topic(prefix), alerts_topic(prefix)],
-        partitions=4,
-    )
+    await create_pipeline_topics(settings, partitions=4, extra=[alerts_topic(prefix)])
     rules = tmp_path / "rules.toml"
     rules.write_text(RULES)
     # One session: its calls share a partition, so they are read in the order published.

@@ -20,7 +20,7 @@ import pytest
 from agentstream.alerts.sketch import EXACT_MAX, RELATIVE_ERROR, LatencySketch
 from agentstream.analytics.rollup import run_rollup
 from agentstream.contract.settings import Settings
-from agentstream.contract.topics import ENTITIES, alerts_topic, dlq_topic, topic_for
+from agentstream.contract.topics import alerts_topic
 from tests.support.alerts import (
     AlertsProcess,
     alert_settings,
@@ -32,7 +32,7 @@ from tests.support.alerts import (
     stored_alerts,
     window_states,
 )
-from tests.support.kafka import create_topics
+from tests.support.kafka import create_pipeline_topics
 from tests.support.worker import WorkerProcess, wait_for, wait_rows
 
 pytestmark = [pytest.mark.integration]
@@ -111,11 +111,7 @@ async def test_alerts_fire_once_and_windows_equal_the_rollup(
 ) -> None:
     settings = alert_settings(settings)
     prefix = settings.topic_prefix
-    await create_topics(
-        settings.kafka_bootstrap,
-        [topic_for(e, prefix) for e in ENTITIES] + [dlq_topic(prefix), alerts_topic(prefix)],
-        partitions=4,
-    )
+    await create_pipeline_topics(settings, partitions=4, extra=[alerts_topic(prefix)])
     rules = tmp_path / "rules.toml"
     rules.write_text(RULES)
     traffic = make_traffic(sessions=60, calls_per_session=40, start=START, spread_s=7200, seed=15)

@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 from agentstream.analytics.prices import Period, PriceRow, load_prices, price_call, resolve_call
+from agentstream.contract.entities import LLMInteraction
 
 __all__ = ["Coster"]
 
@@ -57,3 +58,17 @@ class Coster:
             periods=periods,
         )
         return None if cost is None else cost.total_pico
+
+    def call_pico(self, call: LLMInteraction, at: datetime) -> int | None:
+        """``cost_pico`` of ``call`` with its counts, tier and usage details, at ``at`` (its
+        event time)."""
+        return self.cost_pico(
+            call.model,
+            at,
+            call.prompt_tokens,
+            call.response_tokens,
+            service_tier=call.service_tier,
+            cache_read_tokens=call.cache_read_tokens,
+            cache_write_tokens=call.cache_write_tokens,
+            reasoning_tokens=call.reasoning_tokens,
+        )

@@ -131,16 +131,7 @@ class Observer:
         assert isinstance(record, LLMInteraction)
         metric = rule.metric
         if metric == "cost_usd":
-            cost = self.coster.cost_pico(
-                record.model,
-                when,
-                record.prompt_tokens,
-                record.response_tokens,
-                service_tier=record.service_tier,
-                cache_read_tokens=record.cache_read_tokens,
-                cache_write_tokens=record.cache_write_tokens,
-                reasoning_tokens=record.reasoning_tokens,
-            )
+            cost = self.coster.call_pico(record, when)
             if cost is None:
                 c.unpriced += 1
             else:

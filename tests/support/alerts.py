@@ -192,13 +192,4 @@ def day(t: datetime) -> datetime:
 
 def cost_of(coster: Coster, call: LLMInteraction) -> int | None:
     assert call.created_at is not None
-    return coster.cost_pico(
-        call.model,
-        call.created_at,
-        call.prompt_tokens,
-        call.response_tokens,
-        service_tier=call.service_tier,
-        cache_read_tokens=call.cache_read_tokens,
-        cache_write_tokens=call.cache_write_tokens,
-        reasoning_tokens=call.reasoning_tokens,
-    )
+    return coster.call_pico(call, call.created_at)

@@ -34,11 +34,16 @@ async def create_topics(
         await admin.close()
 
 
-async def create_pipeline_topics(settings: Settings, partitions: int) -> None:
-    """The six entity topics and the dead-letter topic of ``settings.topic_prefix``."""
+async def create_pipeline_topics(
+    settings: Settings, partitions: int, extra: Iterable[str] = ()
+) -> None:
+    """The six entity topics and the dead-letter topic of ``settings.topic_prefix``, and
+    ``extra`` (e.g. the alerts topic)."""
     names = [topic_for(e, settings.topic_prefix) for e in ENTITIES]
     await create_topics(
-        settings.kafka_bootstrap, [*names, dlq_topic(settings.topic_prefix)], partitions
+        settings.kafka_bootstrap,
+        [*names, dlq_topic(settings.topic_prefix), *extra],
+        partitions,
     )
 
 
