@@ -32,10 +32,10 @@ Equivalence with the reference is tested on the hostile corpus and on generated 
 from __future__ import annotations
 
 import inspect
+import keyword
 import re
 import types
 import uuid
-from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
 
@@ -54,7 +54,7 @@ from agentstream.contract.entities import (
     Record,
 )
 
-__all__ = ["WIRE_TYPES", "WireRecord", "decode_wire", "derive_struct", "fill_ingest_defaults"]
+__all__ = ["WIRE_TYPES", "WireRecord", "decode_wire", "derive_struct"]
 
 # In the whole message: a NUL escape (text and jsonb; the reference refuses it) and a
 # timestamp fraction of 7+ digits (see the module docstring). NaN and Infinity need no
@@ -79,21 +79,26 @@ class _NotSure(ValueError):
 
 
 class WireRecord(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, gc=False):
-    """A record decoded by msgspec: the seed columns under their names, jsonb as JSON text."""
+    """A record decoded by msgspec: the seed columns under their names, jsonb as JSON text.
+
+    ``__post_init__`` (the field checks, then the model's validators), ``has_details`` and
+    ``fill_ingest_defaults`` are generated per entity by :func:`derive_struct` with the
+    fields named in their code (as ``dataclasses`` generates ``__init__``): a loop over
+    closures cost a Python call and a ``getattr`` per field and record."""
 
     DETAIL_FIELDS: ClassVar[tuple[str, ...]] = ()
     NOW_FIELDS: ClassVar[tuple[str, ...]] = ()
-    _CHECKS: ClassVar[tuple[Callable[[Any], None], ...]] = ()
 
     id: uuid.UUID | None = None
 
-    def __post_init__(self) -> None:
-        for check in self._CHECKS:
-            check(self)
-
     def has_details(self) -> bool:
         """Whether any detail field is set (Record.has_details)."""
-        return any(getattr(self, n) is not None for n in self.DETAIL_FIELDS)
+        raise NotImplementedError  # generated per entity
+
+    def fill_ingest_defaults(self, key: str, index: int, ingest_time: datetime) -> None:
+        """Record.with_ingest_defaults, in place: the id from the Kafka coordinates
+        (``key`` + ``index``), the NOW() columns from the Kafka timestamp."""
+        raise NotImplementedError  # generated per entity
 
 
 def _null_default(validator: BeforeValidator) -> Any:
@@ -127,23 +132,22 @@ def _unwrap(annotation: Any, metadata: list[Any]) -> tuple[Any, bool]:
 
 def _field_check(
     name: str, *, json: str | None, null_default: Any, not_null: bool, bounds: tuple[Any, Any]
-) -> Callable[[Any], None] | None:
-    """What the struct checks of field ``name`` after msgspec decoded it (None: nothing)."""
+) -> tuple[list[str], dict[str, Any]]:
+    """What the struct checks of field ``name`` after msgspec decoded it: lines of its
+    ``__post_init__`` (``self`` the struct) and the globals they use."""
     has_default = null_default is not PydanticUndefined
     if json is not None:
         default_text = msgspec.Raw(pydantic_core.to_json(null_default)) if has_default else None
         parse = (_OBJECT if json == "object" else _VALUE).decode
 
-        def check_json(struct: Any) -> None:
-            raw = getattr(struct, name)
+        def check_json(raw: Any) -> Any:
+            """The field's value once checked: its own text, its default's, or None."""
             if raw == _NULL:
                 if default_text is not None:
-                    setattr(struct, name, default_text)
-                    return
+                    return default_text
                 if not_null:
                     raise _NotSure(name)
-                setattr(struct, name, None)
-                return
+                return None
             if len(raw) > _SHALLOW_BYTES:
                 text = bytes(raw)
                 if text.count(b"[") + text.count(b"{") > _SHALLOW_BYTES // 2:
@@ -153,30 +157,25 @@ def _field_check(
             # refuses the rest: "Number out of range"), valid UTF-8. Cheaper than a regular
             # expression over the text; the text itself is what the row carries.
             parse(raw)
+            return raw
 
-        return check_json
+        return [f"self.{name} = _json_{name}(self.{name})"], {f"_json_{name}": check_json}
     low, high = bounds
     if low is not None:  # a timestamp: its range (a year within (1, 9999) always is)
-
-        def check_time(struct: Any) -> None:
-            value = getattr(struct, name)
-            if value is None:
-                return
-            if not 1 < value.year < 9999 and not low <= value <= high:
-                raise _NotSure(name)
-
-        return check_time
+        return [
+            f"v = self.{name}",
+            f"if v is not None and not 1 < v.year < 9999 and not _lo_{name} <= v <= _hi_{name}:",
+            f"    raise _NotSure({name!r})",
+        ], {f"_lo_{name}": low, f"_hi_{name}": high}
     if has_default:
-
-        def fill_default(struct: Any) -> None:
-            if getattr(struct, name) is None:
-                setattr(struct, name, null_default)
-
-        return fill_default
-    return None
+        return [
+            f"if self.{name} is None:",
+            f"    self.{name} = _default_{name}",
+        ], {f"_default_{name}": null_default}
+    return [], {}
 
 
-def _translate(name: str, info: FieldInfo) -> tuple[Any, Any, Callable[[Any], None] | None]:
+def _translate(name: str, info: FieldInfo) -> tuple[Any, Any, tuple[list[str], dict[str, Any]]]:
     """The msgspec type of a model field, its default, and its check (see _field_check)."""
     metadata = list(info.metadata)
     base, nullable = _unwrap(info.annotation, metadata)
@@ -231,38 +230,47 @@ def _translate(name: str, info: FieldInfo) -> tuple[Any, Any, Callable[[Any], No
     return spec, default, check
 
 
-def _model_check(func: Callable[..., Any]) -> Callable[[Any], None]:
-    def check(struct: Any) -> None:
-        func(struct)  # raises ValueError as the model's validator does
-
-    return check
+def _function(name: str, params: str, body: list[str], namespace: dict[str, Any]) -> Any:
+    """A function compiled from ``body`` (lines), with ``namespace`` as its globals."""
+    code = "\n".join([f"def {name}({params}):", *("    " + line for line in body or ["pass"])])
+    scope = {"_NotSure": _NotSure, **namespace}
+    exec(code, scope)  # lines made here from the model's field names, nothing else
+    return scope[name]
 
 
 def derive_struct(model: type[Record]) -> type[WireRecord]:
     """The msgspec struct of an entity model (see the module docstring); TypeError for what
     it cannot mirror."""
     fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
-    checks: list[Callable[[Any], None]] = []
+    checks: list[str] = []
+    namespace: dict[str, Any] = {}
     for name, info in model.model_fields.items():
-        spec, default, check = _translate(name, info)
+        if not name.isidentifier() or keyword.iskeyword(name) or name.startswith("_"):
+            raise TypeError(f"fastdecode: {model.__name__}.{name}: not a plain field name")
+        spec, default, (lines, names) = _translate(name, info)
         if name == "id":
             if spec != uuid.UUID | None or default is not None:
                 raise TypeError("fastdecode: id must stay an optional uuid")
             continue  # WireRecord's own
         fields.append((name, spec) if default is PydanticUndefined else (name, spec, default))
-        if check is not None:
-            checks.append(check)
+        checks.extend(lines)
+        namespace.update(names)
     decorators = model.__pydantic_decorators__
     if decorators.field_validators or decorators.field_serializers:
         raise TypeError(f"fastdecode: {model.__name__} has field validators it cannot mirror")
-    for name, d in decorators.model_validators.items():
+    for i, (name, d) in enumerate(decorators.model_validators.items()):
         if d.info.mode != "after":
             raise TypeError(f"fastdecode: {model.__name__}.{name} is not an after-validator")
         if name in _COVERED:
             continue
         if len(inspect.signature(d.func).parameters) != 1:  # (self) only: no info to give
             raise TypeError(f"fastdecode: {model.__name__}.{name} needs more than the record")
-        checks.append(_model_check(d.func))
+        checks.append(f"_model_{i}(self)")  # raises ValueError as the model's validator does
+        namespace[f"_model_{i}"] = d.func
+    details = " or ".join(f"self.{n} is not None" for n in model.DETAIL_FIELDS) or "False"
+    defaults = ["if self.id is None:", "    self.id = _uuid5(_NAMESPACE, key + str(index))"]
+    for n in model.NOW_FIELDS:
+        defaults += [f"if self.{n} is None:", f"    self.{n} = ingest_time"]
     struct = msgspec.defstruct(
         f"{model.__name__}Wire",
         fields,
@@ -273,7 +281,14 @@ def derive_struct(model: type[Record]) -> type[WireRecord]:
         namespace={
             "DETAIL_FIELDS": model.DETAIL_FIELDS,
             "NOW_FIELDS": model.NOW_FIELDS,
-            "_CHECKS": tuple(checks),
+            "__post_init__": _function("__post_init__", "self", checks, namespace),
+            "has_details": _function("has_details", "self", [f"return {details}"], {}),
+            "fill_ingest_defaults": _function(
+                "fill_ingest_defaults",
+                "self, key, index, ingest_time",
+                defaults,
+                {"_uuid5": uuid.uuid5, "_NAMESPACE": INGEST_ID_NAMESPACE},
+            ),
         },
     )
     if tuple(struct.__struct_fields__) != ("id", *(f[0] for f in fields)):
@@ -310,13 +325,3 @@ def decode_wire(entity: str, value: bytes | None) -> tuple[list[WireRecord], boo
     if first == _OBJECT_START:
         return [decoded], False
     return (decoded, True) if decoded else None
-
-
-def fill_ingest_defaults(record: WireRecord, id_key: str, ingest_time: datetime) -> None:
-    """Record.with_ingest_defaults, in place: the id from the Kafka coordinates, the NOW()
-    columns from the Kafka timestamp."""
-    if record.id is None:
-        record.id = uuid.uuid5(INGEST_ID_NAMESPACE, id_key)
-    for name in record.NOW_FIELDS:
-        if getattr(record, name) is None:
-            setattr(record, name, ingest_time)

@@ -45,7 +45,7 @@ from agentstream.sinks.postgres import (
     TransientSinkError,
 )
 from agentstream.streams.deadletters import DeadLetterPublisher
-from agentstream.streams.fastdecode import decode_wire, fill_ingest_defaults
+from agentstream.streams.fastdecode import decode_wire
 from agentstream.streams.health import HealthState
 from agentstream.streams.metrics import WorkerMetrics
 
@@ -250,11 +250,14 @@ def decode_items(
     wire = decode_wire(entity, source.value) if fast else None
     if wire is not None:
         structs, batch = wire
+        append = items.append
         for index, struct in enumerate(structs):
-            fill_ingest_defaults(struct, key + str(index), ingest_time)
-            items.append(
-                SinkItem(entity, struct, source, index if batch else None, _row(encode, struct))
-            )
+            struct.fill_ingest_defaults(key, index, ingest_time)
+            try:
+                row: bytes | None = encode(struct)
+            except Exception:  # the sink encodes it again and rejects it with the reason
+                row = None
+            append(SinkItem(entity, struct, source, index if batch else None, row))
         return items, []
     decoded = decode(entity, source.value)
     batch = decoded.is_batch
