@@ -38,11 +38,14 @@ class Message:
 
 @dataclass
 class Decoded:
-    message: Message
+    """A run of one partition's messages, decoded together (as Processor.decode_messages
+    decodes runs of one-record messages)."""
+
+    messages: list[Message]
 
     @property
     def size(self) -> int:
-        return self.message.size
+        return sum(m.size for m in self.messages)
 
 
 @dataclass
@@ -111,11 +114,18 @@ class FakeSink:
     def __post_init__(self) -> None:
         self.gate.set()
 
-    def decode_message(self, message: Message) -> Decoded:
-        return Decoded(message)
+    def decode_messages(
+        self, messages: Sequence[Message], start: int, end: int, room: int
+    ) -> tuple[Decoded, int]:
+        # At least one message, then more while the run holds fewer than ``room`` records.
+        run, i = [messages[start]], start + 1
+        while i < end and sum(m.size for m in run) < room:
+            run.append(messages[i])
+            i += 1
+        return Decoded(run), i
 
     async def write_batch(self, batch: Sequence[Decoded]) -> None:
-        coords = [(d.message.topic, d.message.partition, d.message.offset) for d in batch]
+        coords = [(m.topic, m.partition, m.offset) for d in batch for m in d.messages]
         self.journal.append(("write_started", coords))
         await self.gate.wait()
         if self.fail_with is not None:

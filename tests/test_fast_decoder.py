@@ -24,19 +24,32 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, Self
 
+import msgspec
 import psycopg
 import pydantic_core
 import pytest
+from aiokafka.structs import ConsumerRecord
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationInfo, field_validator, model_validator
 
 from agentstream.contract.entities import ENTITY_MODELS, Record, Session
-from agentstream.sinks.postgres import RowSource, Source
+from agentstream.contract.settings import Settings
+from agentstream.contract.topics import topic_for
+from agentstream.sinks.postgres import PostgresSink, RowSource, Source
 from agentstream.sinks.postgres.copy import RowEncoder, sink_adapters
 from agentstream.sinks.postgres.tables import Table, load_tables
-from agentstream.streams.fastdecode import WIRE_TYPES, decode_wire, derive_struct
-from agentstream.streams.processor import decode_items
+from agentstream.streams.deadletters import DeadLetterPublisher
+from agentstream.streams.fastdecode import (
+    WIRE_TYPES,
+    decode_object_run,
+    decode_wire,
+    derive_struct,
+    joinable,
+)
+from agentstream.streams.health import HealthState
+from agentstream.streams.metrics import WorkerMetrics
+from agentstream.streams.processor import Prepared, Processor, decode_items
 from tests.support.corpus import build_corpus
 from tests.support.services import Services
 
@@ -404,3 +417,135 @@ def test_a_shallow_document_is_still_taken() -> None:
     value = b'{"user_id": "u", "metadata": {"x": ' + b"[" * 150 + b"]" * 150 + b"}}"
     assert decode_wire("sessions", value) is not None
     assert Session.model_validate_json(value)
+
+
+# --- runs of one-record messages decoded in one call -------------------------------------
+
+
+def _run_agrees(entity: str, values: list[bytes]) -> bool:
+    """decode_object_run gives the records of the messages decoded one by one, or None when
+    one of them is not for the fast path; returns whether it took the run."""
+    run = decode_object_run(entity, values)
+    alone = [decode_wire(entity, v) for v in values]
+    if any(a is None for a in alone):
+        assert run is None
+        return False
+    assert run is not None
+    assert run == [a[0][0] for a in alone if a is not None]
+    return True
+
+
+@pytest.mark.parametrize("entity", list(ENTITY_MODELS))
+def test_a_run_of_generated_messages_decodes_as_its_messages_one_by_one(entity: str) -> None:
+    took: list[bool] = []
+
+    generated = st.tuples(_record(entity), st.booleans()).map(
+        lambda rc: _message([rc[0]], False, rc[1], True)
+    )
+    # Mostly valid records (the SDK's), some generated ones (often invalid or not for
+    # the fast path): runs taken whole and runs given up both happen.
+    message = st.one_of(_sdk_record(entity), _sdk_record(entity), generated)
+
+    @settings(
+        max_examples=200, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+    )
+    @given(st.lists(message, min_size=2, max_size=5))
+    def check(values: list[bytes]) -> None:
+        took.append(_run_agrees(entity, values))
+
+    check()
+    assert any(took) and not all(took)  # both outcomes were exercised
+
+
+def test_a_run_with_a_corpus_message_decodes_as_its_messages_one_by_one() -> None:
+    taken = 0
+    for case in CORPUS:
+        if not joinable(case.value):
+            continue
+        valid = _sdk_json(case.entity)
+        taken += _run_agrees(case.entity, [valid, case.value, valid])
+        _run_agrees(case.entity, [case.value, case.value])
+    assert taken  # the corpus's valid objects were taken as runs
+
+
+def test_a_message_that_would_swallow_its_neighbour_is_not_joined() -> None:
+    # Neither is JSON alone; joined with a comma they read as one valid session whose
+    # user_id is '},{' + ... and a valid one after it: as many records as messages.
+    sid = str(uuid.uuid4()).encode()
+    first = b'{"id":"' + sid + b'","user_id":"'
+    second = b'{","metadata":{}}'
+    third = b'{"id":"' + str(uuid.uuid4()).encode() + b'","user_id":"a"},{"user_id":"b"}'
+    joined = b"[" + b",".join([first, second, third]) + b"]"
+    assert len(msgspec.json.decode(joined)) == 3  # the count alone would not tell
+    assert decode_wire("sessions", first) is None and decode_wire("sessions", second) is None
+    assert decode_object_run("sessions", [first, second, third]) is None
+
+
+def _sdk_json(entity: str) -> bytes:
+    records = {
+        "sessions": {"user_id": "u"},
+        "events": {
+            "event_type": "e",
+            "trace_id": str(uuid.uuid4()),
+            "session_id": str(uuid.uuid4()),
+            "user_id": "u",
+            "timestamp_ms": 1,
+            "payload": {"k": [1, 2.5, None]},
+        },
+        "agents": {"name": "a", "type": "t", "session_id": str(uuid.uuid4())},
+        "agent_executions": {
+            "agent_id": str(uuid.uuid4()),
+            "session_id": str(uuid.uuid4()),
+            "input_data": {"q": "x"},
+        },
+        "llm_interactions": {"session_id": str(uuid.uuid4()), "prompt": "p", "model": "m"},
+        "documents": {"session_id": str(uuid.uuid4()), "title": "t", "content": "c"},
+    }
+    return ENTITY_MODELS[entity].model_validate(records[entity]).model_dump_json().encode()
+
+
+def test_the_worker_decodes_a_run_as_its_messages_one_by_one(database: str) -> None:
+    """Processor.decode_messages against decode_message on every message: the same items
+    (records, rows, coordinates, derived ids, ingest times) and dead letters, with runs
+    broken by an array message and one that falls back for an invalid message."""
+    settings_ = Settings(topic_prefix="run.")
+    sink = PostgresSink(database)
+    sink.connect()
+    try:
+        processor = Processor(
+            settings_, sink, DeadLetterPublisher(settings_), WorkerMetrics(), HealthState()
+        )
+        topic = topic_for("events", settings_.topic_prefix)
+        values = [_sdk_json("events") for _ in range(12)]
+        no_id = json.loads(values[0])
+        del no_id["id"], no_id["created_at"]
+        values[2] = json.dumps(no_id).encode()  # id and created_at from the coordinates
+        values[5] = b"[" + values[5] + b"]"  # an array: ends a run
+        values[9] = b'{"event_type": 5}'  # invalid: its run is decoded one by one
+        messages = [
+            ConsumerRecord(
+                topic, 1, 40 + i, 1_764_800_000_000 + i // 3, 0, None, v, None, -1, 0, ()
+            )
+            for i, v in enumerate(values)
+        ]
+
+        def flat(prepared: list[Prepared]) -> tuple[list[Any], list[Any]]:
+            items = [(i.record, i.row, i.source, i.index) for p in prepared for i in p.items]
+            dead = [(d.kind, d.offset, d.index, d.value) for p in prepared for d in p.dead]
+            return items, dead
+
+        one_by_one = [processor.decode_message(m) for m in messages]
+        runs, i = [], 0
+        while i < len(messages):
+            run, i = processor.decode_messages(messages, i, len(messages), 100)
+            runs.append(run)
+        assert len(runs) == 3  # 0-4, the array, 6-11 (one by one: message 9 is invalid)
+        assert [r.size for r in runs] == [5, 1, 6]
+        assert flat(runs) == flat(one_by_one)
+        assert [len(part) for part in flat(runs)] == [11, 1]
+        assert runs[0].items[2].record.id == one_by_one[2].items[0].record.id
+        # room bounds a run: two records' room takes two messages
+        run, i = processor.decode_messages(messages, 0, len(messages), 2)
+        assert (run.size, i) == (2, 2)
+    finally:
+        sink.close()

@@ -51,7 +51,8 @@ FETCH_MAX_MESSAGES = 2000
 
 
 class Sized(Protocol):
-    """A decoded message: how many records (valid or not) it holds."""
+    """Decoded messages (one, or a run of one partition's): how many records (valid or
+    not) they hold."""
 
     @property
     def size(self) -> int: ...
@@ -72,7 +73,13 @@ class GroupConsumer(Protocol):
 class BatchSink(Protocol):
     """Decodes messages and writes batches (processor.Processor in production)."""
 
-    def decode_message(self, message: Any) -> Sized: ...
+    def decode_messages(
+        self, messages: Sequence[Any], start: int, end: int, room: int
+    ) -> tuple[Sized, int]:
+        """Decode ``messages[start]`` and maybe more of ``messages[start:end]`` (one
+        partition's, in offset order) while they hold fewer than ``room`` records; returns
+        what was decoded and the index of the first message left."""
+        ...
 
     async def write_batch(self, batch: Sequence[Any]) -> None: ...
 
@@ -170,7 +177,7 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         fetched = await self._consumer.getmany(
             timeout_ms=int(self._wait_s() * 1000), max_records=FETCH_MAX_MESSAGES
         )
-        decode = self._sink.decode_message
+        decode = self._sink.decode_messages
         max_records = self._max_records
         for tp, messages in fetched.items():
             start, end = 0, len(messages)
@@ -185,10 +192,9 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
                 records = batch.records
                 i = start
                 while i < end and records < max_records:
-                    one = decode(messages[i])
-                    decoded.append(one)
-                    records += one.size
-                    i += 1
+                    run, i = decode(messages, i, end, max_records - records)
+                    decoded.append(run)
+                    records += run.size
                 batch.records = records
                 batch.next_offsets[tp] = messages[i - 1].offset + 1
                 start = i

@@ -54,7 +54,15 @@ from agentstream.contract.entities import (
     Record,
 )
 
-__all__ = ["WIRE_TYPES", "WireRecord", "decode_wire", "derive_struct"]
+__all__ = [
+    "RUN_MAX_MESSAGES",
+    "WIRE_TYPES",
+    "WireRecord",
+    "decode_object_run",
+    "decode_wire",
+    "derive_struct",
+    "joinable",
+]
 
 # In the whole message: a NUL escape (text and jsonb; the reference refuses it) and a
 # timestamp fraction of 7+ digits (see the module docstring). NaN and Infinity need no
@@ -70,6 +78,12 @@ _OBJECT: msgspec.json.Decoder[Any] = msgspec.json.Decoder(dict[str, Any])
 _SHALLOW_BYTES = 2 * (MAX_JSON_DEPTH - 10)
 _OBJECT_START = ord("{")
 _NULL = msgspec.Raw(b"null")
+# Each element of a JSON array as its own text: where a run of messages joined into one
+# array shows its boundaries (decode_object_run).
+_SPANS: msgspec.json.Decoder[list[msgspec.Raw]] = msgspec.json.Decoder(list[msgspec.Raw])
+# At most this many one-record messages per joined decode: a run with one message the fast
+# path is not sure of is decoded again message by message, so this bounds that cost.
+RUN_MAX_MESSAGES = 500
 # Model validators that need no mirror here: what _postgres_safe checks, the checks above do.
 _COVERED = frozenset({"_postgres_safe"})
 
@@ -325,3 +339,39 @@ def decode_wire(entity: str, value: bytes | None) -> tuple[list[WireRecord], boo
     if first == _OBJECT_START:
         return [decoded], False
     return (decoded, True) if decoded else None
+
+
+def joinable(value: bytes | None) -> bool:
+    """Whether a message can join a run for :func:`decode_object_run`: one JSON object
+    (it starts with ``{``) of a size :func:`decode_wire` would take."""
+    return bool(value) and value[0] == _OBJECT_START and len(value) <= MAX_MESSAGE_BYTES  # type: ignore[index, arg-type]
+
+
+def decode_object_run(entity: str, values: list[bytes]) -> list[WireRecord] | None:
+    """The records of one-record messages (each :func:`joinable`), decoded in one call;
+    None unless every one is valid and one the fast path is sure of (the caller then
+    decodes them one by one, each as :func:`decode_wire` would, or by the reference).
+
+    The messages are joined into one JSON array, ``[v1,v2,...]``: the same work as a batch
+    message, once per run instead of once per message. Its records are those of the
+    messages decoded one by one if and only if each element of the array is exactly one
+    message's text, and that is checked rather than assumed (a message such as
+    ``{"user_id":"`` is not JSON alone but could swallow the comma and the next message
+    into a string once joined): msgspec reads the array as raw elements (validating the
+    JSON) and each element must be as long as its message, in order. The first element
+    starts at the first message's ``{`` and every separator is ours, so elements of those
+    lengths are the messages themselves, each a complete JSON value. The scans of
+    :func:`decode_wire` (NUL escape, long fraction) cannot match across a separator (their
+    patterns hold no comma), so one scan of the array finds what one per message would.
+    """
+    joined = b"[" + b",".join(values) + b"]"
+    if _NUL_ESCAPE in joined or _LONG_FRACTION.search(joined) is not None:
+        return None
+    try:
+        spans = _SPANS.decode(joined)
+        if list(map(len, spans)) != list(map(len, values)):
+            return None
+        records: list[WireRecord] = _MANY[entity].decode(joined)
+    except (msgspec.DecodeError, ValueError):  # ValueError: invalid UTF-8 in a string
+        return None
+    return records

@@ -45,7 +45,12 @@ from agentstream.sinks.postgres import (
     TransientSinkError,
 )
 from agentstream.streams.deadletters import DeadLetterPublisher
-from agentstream.streams.fastdecode import decode_wire
+from agentstream.streams.fastdecode import (
+    RUN_MAX_MESSAGES,
+    decode_object_run,
+    decode_wire,
+    joinable,
+)
 from agentstream.streams.health import HealthState
 from agentstream.streams.metrics import WorkerMetrics
 
@@ -68,7 +73,8 @@ class WorkerStopped(Exception):
 
 @dataclass(slots=True)
 class Prepared:
-    """One message, decoded: what to write and what to dead-letter."""
+    """One message, or a run of one partition's messages, decoded: what to write and what
+    to dead-letter; ``offset`` is the (last) message's."""
 
     items: list[SinkItem]
     dead: list[DeadLetter]
@@ -103,21 +109,67 @@ class Processor:
 
     # --- step 1: runs on the consume loop, per message ----------------------------------
 
+    def decode_messages(
+        self, messages: Sequence[Any], start: int, end: int, room: int
+    ) -> tuple[Prepared, int]:
+        """``messages[start]`` decoded (see :meth:`decode_message`), or with it as many of
+        the one-record messages that follow as fit in ``room`` records, decoded in one
+        msgspec call (fastdecode.decode_object_run: the same records as one by one).
+        ``messages[start:end]`` are one partition's, in offset order. Returns the decoded
+        message or run and the index of the first message left."""
+        stop = start
+        limit = min(end, start + min(room, RUN_MAX_MESSAGES))
+        while stop < limit and joinable(messages[stop].value):
+            stop += 1
+        if stop - start < 2:
+            return self.decode_message(messages[start]), start + 1
+        run = messages[start:stop]
+        first = run[0]
+        topic, partition = first.topic, first.partition
+        entity = self._entity_of[topic]
+        structs = decode_object_run(entity, [m.value for m in run])
+        if structs is None:  # one of them at least is not sure: one by one
+            merged = Prepared([], [], topic, partition, run[-1].offset)
+            for msg in run:
+                one = self.decode_message(msg)
+                merged.items += one.items
+                merged.dead += one.dead
+            merged.size = len(merged.items) + len(merged.dead)
+            return merged, stop
+        encode = self._sink.encoder(entity)
+        prefix = f"{topic}/{partition}/"
+        items: list[SinkItem] = []
+        append = items.append
+        for msg, struct in zip(run, structs, strict=True):
+            offset = msg.offset
+            # decode_items' key for a one-record message: topic/partition/offset/0.
+            key = f"{prefix}{offset}/" if struct.id is None else ""
+            struct.fill_ingest_defaults(key, 0, self._ingest_time(msg.timestamp))
+            try:
+                row: bytes | None = encode(struct)
+            except Exception:  # the sink encodes it again and rejects it with the reason
+                row = None
+            append(SinkItem(entity, struct, Source(topic, partition, offset, msg.value), None, row))
+        return Prepared(items, [], topic, partition, run[-1].offset, len(items)), stop
+
+    def _ingest_time(self, timestamp_ms: int | None) -> datetime:
+        """Kafka's timestamp (from the producer or the broker, in ms) stands for NOW(): the
+        same on every replay, unlike the time of the write. Messages produced together
+        share their millisecond: the last one's datetime is reused."""
+        if timestamp_ms and timestamp_ms == self._last_timestamp_ms:
+            return self._last_timestamp
+        if timestamp_ms:
+            self._last_timestamp = datetime.fromtimestamp(timestamp_ms / 1000, UTC)
+            self._last_timestamp_ms = timestamp_ms
+            return self._last_timestamp
+        return datetime.now(UTC)
+
     def decode_message(self, msg: Any) -> Prepared:
         """One ``aiokafka.ConsumerRecord``: its records, encoded as rows, and its dead letters."""
         topic, partition, offset = msg.topic, msg.partition, msg.offset
         entity = self._entity_of[topic]
         value: bytes = msg.value if msg.value is not None else b""
-        # Kafka's timestamp (from the producer or the broker, in ms) stands for NOW(): the
-        # same on every replay, unlike the time of the write. Messages produced together
-        # share their millisecond: the last one's datetime is reused.
-        if msg.timestamp and msg.timestamp == self._last_timestamp_ms:
-            ts = self._last_timestamp
-        elif msg.timestamp:
-            ts = self._last_timestamp = datetime.fromtimestamp(msg.timestamp / 1000, UTC)
-            self._last_timestamp_ms = msg.timestamp
-        else:
-            ts = datetime.now(UTC)
+        ts = self._ingest_time(msg.timestamp)
         source = Source(topic, partition, offset, value)
         items, invalid = decode_items(entity, source, ts, self._sink.encoder(entity))
         dead = []
