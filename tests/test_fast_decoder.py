@@ -504,6 +504,10 @@ def _sdk_json(entity: str) -> bytes:
     return ENTITY_MODELS[entity].model_validate(records[entity]).model_dump_json().encode()
 
 
+def _coordinates(source: Any) -> tuple[Any, ...]:
+    return (source.topic, source.partition, source.offset, source.value)
+
+
 def test_the_worker_decodes_a_run_as_its_messages_one_by_one(database: str) -> None:
     """Processor.decode_messages against decode_message on every message: the same items
     (records, rows, coordinates, derived ids, ingest times) and dead letters, with runs
@@ -530,7 +534,11 @@ def test_the_worker_decodes_a_run_as_its_messages_one_by_one(database: str) -> N
         ]
 
         def flat(prepared: list[Prepared]) -> tuple[list[Any], list[Any]]:
-            items = [(i.record, i.row, i.source, i.index) for p in prepared for i in p.items]
+            items = [
+                (i.record, i.row, i.index, i.original_bytes(), *_coordinates(i.source))
+                for p in prepared
+                for i in p.items
+            ]
             dead = [(d.kind, d.offset, d.index, d.value) for p in prepared for d in p.dead]
             return items, dead
 

@@ -140,16 +140,19 @@ class Processor:
         prefix = f"{topic}/{partition}/"
         items: list[SinkItem] = []
         append = items.append
+        last_ms, ts = self._last_timestamp_ms, self._last_timestamp
         for msg, struct in zip(run, structs, strict=True):
-            offset = msg.offset
+            if msg.timestamp != last_ms or not last_ms:
+                last_ms, ts = msg.timestamp, self._ingest_time(msg.timestamp)
             # decode_items' key for a one-record message: topic/partition/offset/0.
-            key = f"{prefix}{offset}/" if struct.id is None else ""
-            struct.fill_ingest_defaults(key, 0, self._ingest_time(msg.timestamp))
+            key = f"{prefix}{msg.offset}/" if struct.id is None else ""
+            struct.fill_ingest_defaults(key, 0, ts)
             try:
                 row: bytes | None = encode(struct)
             except Exception:  # the sink encodes it again and rejects it with the reason
                 row = None
-            append(SinkItem(entity, struct, Source(topic, partition, offset, msg.value), None, row))
+            # The ConsumerRecord is the item's source (topic, partition, offset, value).
+            append(SinkItem(entity, struct, msg, None, row))
         return Prepared(items, [], topic, partition, run[-1].offset, len(items)), stop
 
     def _ingest_time(self, timestamp_ms: int | None) -> datetime:

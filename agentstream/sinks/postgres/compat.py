@@ -9,7 +9,7 @@ fails with this module's name if the function is gone or its output differs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from psycopg.abc import Transformer
@@ -25,7 +25,6 @@ except ImportError as exc:  # pragma: no cover - only after a psycopg upgrade
 
 __all__ = ["format_row_binary"]
 
-
-def format_row_binary(row: Sequence[Any], tx: Transformer, out: bytearray) -> None:
-    """Append ``row`` as one binary COPY row (field count, then length and bytes per field)."""
-    _format_row_binary(row, tx, out)
+# psycopg's function itself, not a wrapper: it runs once per row. (row, transformer, out):
+# appends ``row`` as one binary COPY row (field count, then length and bytes per field).
+format_row_binary: Callable[[Sequence[Any], Transformer, bytearray], None] = _format_row_binary

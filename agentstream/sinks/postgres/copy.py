@@ -26,7 +26,7 @@ from psycopg.adapt import AdaptersMap, Dumper, Transformer
 from psycopg.pq import Format
 from psycopg.types.json import set_json_dumps
 
-from agentstream.sinks.postgres.compat import format_row_binary
+from agentstream.sinks.postgres.compat import format_row_binary as _format_row
 from agentstream.sinks.postgres.items import RowSource
 from agentstream.sinks.postgres.tables import Table
 
@@ -84,7 +84,7 @@ class RowEncoder:
 
     def __call__(self, record: RowSource) -> bytes:
         out = bytearray()
-        format_row_binary(self._row(record), self._tx, out)
+        _format_row(self._row(record), self._tx, out)
         return bytes(out)
 
 

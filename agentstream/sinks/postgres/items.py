@@ -12,7 +12,7 @@ from typing import Protocol
 
 import pydantic_core
 
-__all__ = ["Rejected", "RowSource", "SinkItem", "Source", "WriteResult"]
+__all__ = ["MessageSource", "Rejected", "RowSource", "SinkItem", "Source", "WriteResult"]
 
 
 class RowSource(Protocol):
@@ -25,6 +25,23 @@ class RowSource(Protocol):
     def id(self) -> uuid.UUID | None: ...
 
     def has_details(self) -> bool: ...
+
+
+class MessageSource(Protocol):
+    """The Kafka message a record came from: a :class:`Source`, or the worker's
+    ``aiokafka.ConsumerRecord`` itself (one object fewer per one-record message)."""
+
+    @property
+    def topic(self) -> str: ...
+
+    @property
+    def partition(self) -> int: ...
+
+    @property
+    def offset(self) -> int: ...
+
+    @property
+    def value(self) -> bytes: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +58,7 @@ class Source:
 class SinkItem:
     entity: str
     record: RowSource
-    source: Source
+    source: MessageSource
     index: int | None  # position in a batch message; None for a single-record message
     # The record as a binary COPY row (copy.RowEncoder), encoded ahead of the flush; the
     # sink encodes the items that come without it.

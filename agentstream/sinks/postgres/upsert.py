@@ -55,9 +55,11 @@ def dedupe(entity: str, items: Sequence[T], record_of: Any) -> list[T]:
     kept: dict[Any, T] = {}
     for item in items:
         rec: RowSource = record_of(item)
-        old = kept.get(rec.id)
+        # Keyed by the id's integer: uuid.UUID's __hash__ is a Python call, an int's is not.
+        key = rec.id.int if rec.id is not None else None
+        old = kept.get(key)
         if old is None or _wins(entity, rec, record_of(old)):
-            kept[rec.id] = item
+            kept[key] = item
     if len(kept) == len(items):
         return list(items)
     return list(kept.values())
