@@ -33,6 +33,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationInfo, field_validator, model_validator
 
+from agentstream.contract.codec import MAX_MESSAGE_BYTES
 from agentstream.contract.entities import ENTITY_MODELS, Record, Session
 from agentstream.contract.settings import Settings
 from agentstream.contract.topics import topic_for
@@ -46,6 +47,7 @@ from agentstream.streams.fastdecode import (
     decode_wire,
     derive_struct,
     joinable,
+    joinable_prefix,
 )
 from agentstream.streams.health import HealthState
 from agentstream.streams.metrics import WorkerMetrics
@@ -557,3 +559,23 @@ def test_the_worker_decodes_a_run_as_its_messages_one_by_one(database: str) -> N
         assert (run.size, i) == (2, 2)
     finally:
         sink.close()
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [b"{}", b'{"a":1}', b"[{}]", b"{}"],
+        [b"{}", b"{}", b"{}"],
+        [b"{}", None, b"{}"],
+        [b"{}", b"", b"{}"],
+        [b" {}", b"{}"],
+        [b"{}", b"{" + b" " * MAX_MESSAGE_BYTES + b"}", b"{}"],
+        [b"{}", b"{}", b"[]", b"{}", b"{}"],
+        [],
+    ],
+)
+def test_joinable_prefix_counts_what_joinable_accepts(values: list[bytes | None]) -> None:
+    expected = 0
+    while expected < len(values) and joinable(values[expected]):
+        expected += 1
+    assert joinable_prefix(values) == expected

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import inspect
 import keyword
+import operator
 import re
 import types
 import uuid
@@ -62,6 +63,7 @@ __all__ = [
     "decode_wire",
     "derive_struct",
     "joinable",
+    "joinable_prefix",
 ]
 
 # In the whole message: a NUL escape (text and jsonb; the reference refuses it) and a
@@ -77,6 +79,7 @@ _OBJECT: msgspec.json.Decoder[Any] = msgspec.json.Decoder(dict[str, Any])
 # limit (MAX_JSON_DEPTH, counted from the message: two levels above the value at most).
 _SHALLOW_BYTES = 2 * (MAX_JSON_DEPTH - 10)
 _OBJECT_START = ord("{")
+_FIRST_BYTE = operator.itemgetter(slice(0, 1))
 _NULL = msgspec.Raw(b"null")
 # Each element of a JSON array as its own text: where a run of messages joined into one
 # array shows its boundaries (decode_object_run).
@@ -344,7 +347,22 @@ def decode_wire(entity: str, value: bytes | None) -> tuple[list[WireRecord], boo
 def joinable(value: bytes | None) -> bool:
     """Whether a message can join a run for :func:`decode_object_run`: one JSON object
     (it starts with ``{``) of a size :func:`decode_wire` would take."""
-    return bool(value) and value[0] == _OBJECT_START and len(value) <= MAX_MESSAGE_BYTES  # type: ignore[index, arg-type]
+    return value is not None and 0 < len(value) <= MAX_MESSAGE_BYTES and value[0] == _OBJECT_START
+
+
+def joinable_prefix(values: list[bytes | None]) -> int:
+    """How many of ``values``, from the first, are :func:`joinable`: in C-level calls when
+    none is None or empty (their first bytes joined, then the leading ``{`` counted)."""
+    if values and None not in values:
+        firsts = b"".join(map(_FIRST_BYTE, values))  # type: ignore[arg-type]
+        if len(firsts) == len(values) and max(map(len, values)) <= MAX_MESSAGE_BYTES:  # type: ignore[arg-type]
+            return len(firsts) - len(firsts.lstrip(b"{"))
+    n = 0
+    for value in values:
+        if not joinable(value):
+            break
+        n += 1
+    return n
 
 
 def decode_object_run(entity: str, values: list[bytes]) -> list[WireRecord] | None:

@@ -44,12 +44,13 @@ from agentstream.sinks.postgres import (
     Source,
     TransientSinkError,
 )
+from agentstream.sinks.postgres.copy import RowEncoder
 from agentstream.streams.deadletters import DeadLetterPublisher
 from agentstream.streams.fastdecode import (
     RUN_MAX_MESSAGES,
     decode_object_run,
     decode_wire,
-    joinable,
+    joinable_prefix,
 )
 from agentstream.streams.health import HealthState
 from agentstream.streams.metrics import WorkerMetrics
@@ -117,17 +118,16 @@ class Processor:
         msgspec call (fastdecode.decode_object_run: the same records as one by one).
         ``messages[start:end]`` are one partition's, in offset order. Returns the decoded
         message or run and the index of the first message left."""
-        stop = start
-        limit = min(end, start + min(room, RUN_MAX_MESSAGES))
-        while stop < limit and joinable(messages[stop].value):
-            stop += 1
-        if stop - start < 2:
+        window = [m.value for m in messages[start : min(end, start + min(room, RUN_MAX_MESSAGES))]]
+        n = joinable_prefix(window)
+        if n < 2:
             return self.decode_message(messages[start]), start + 1
+        stop = start + n
         run = messages[start:stop]
         first = run[0]
         topic, partition = first.topic, first.partition
         entity = self._entity_of[topic]
-        structs = decode_object_run(entity, [m.value for m in run])
+        structs = decode_object_run(entity, window[:n])
         if structs is None:  # one of them at least is not sure: one by one
             merged = Prepared([], [], topic, partition, run[-1].offset)
             for msg in run:
@@ -136,10 +136,7 @@ class Processor:
                 merged.dead += one.dead
             merged.size = len(merged.items) + len(merged.dead)
             return merged, stop
-        encode = self._sink.encoder(entity)
         prefix = f"{topic}/{partition}/"
-        items: list[SinkItem] = []
-        append = items.append
         last_ms, ts = self._last_timestamp_ms, self._last_timestamp
         for msg, struct in zip(run, structs, strict=True):
             if msg.timestamp != last_ms or not last_ms:
@@ -147,12 +144,12 @@ class Processor:
             # decode_items' key for a one-record message: topic/partition/offset/0.
             key = f"{prefix}{msg.offset}/" if struct.id is None else ""
             struct.fill_ingest_defaults(key, 0, ts)
-            try:
-                row: bytes | None = encode(struct)
-            except Exception:  # the sink encodes it again and rejects it with the reason
-                row = None
-            # The ConsumerRecord is the item's source (topic, partition, offset, value).
-            append(SinkItem(entity, struct, msg, None, row))
+        rows = self._sink.encoder(entity).rows(structs)
+        # The ConsumerRecord is the item's source (topic, partition, offset, value).
+        items = [
+            SinkItem(entity, struct, msg, None, row)
+            for msg, struct, row in zip(run, structs, rows, strict=True)
+        ]
         return Prepared(items, [], topic, partition, run[-1].offset, len(items)), stop
 
     def _ingest_time(self, timestamp_ms: int | None) -> datetime:
@@ -290,7 +287,7 @@ def decode_items(
     entity: str,
     source: Source,
     ingest_time: datetime,
-    encode: Callable[[RowSource], bytes],
+    encode: RowEncoder,
     *,
     fast: bool = True,
 ) -> tuple[list[SinkItem], list[InvalidRecord]]:
@@ -305,14 +302,13 @@ def decode_items(
     wire = decode_wire(entity, source.value) if fast else None
     if wire is not None:
         structs, batch = wire
-        append = items.append
         for index, struct in enumerate(structs):
             struct.fill_ingest_defaults(key, index, ingest_time)
-            try:
-                row: bytes | None = encode(struct)
-            except Exception:  # the sink encodes it again and rejects it with the reason
-                row = None
-            append(SinkItem(entity, struct, source, index if batch else None, row))
+        rows = encode.rows(structs)
+        items = [
+            SinkItem(entity, struct, source, index if batch else None, row)
+            for index, (struct, row) in enumerate(zip(structs, rows, strict=True))
+        ]
         return items, []
     decoded = decode(entity, source.value)
     batch = decoded.is_batch
@@ -324,7 +320,7 @@ def decode_items(
     return items, decoded.invalid
 
 
-def _row(encode: Callable[[RowSource], bytes], record: RowSource) -> bytes | None:
+def _row(encode: RowEncoder, record: RowSource) -> bytes | None:
     try:
         return encode(record)
     except Exception:  # the sink encodes it again and rejects it with the reason
