@@ -176,7 +176,21 @@ def _field_check(
             parse(raw)
             return raw
 
-        return [f"self.{name} = _json_{name}(self.{name})"], {f"_json_{name}": check_json}
+        # In line, the common case: a value (not null) short enough, parsed by msgspec.
+        return [
+            f"v = self.{name}",
+            "if v == _NULL:",
+            f"    self.{name} = _json_{name}(v)",
+            "elif len(v) > _SHALLOW_BYTES:",
+            f"    _json_{name}(v)",
+            "else:",
+            f"    _parse_{name}(v)",
+        ], {
+            f"_json_{name}": check_json,
+            f"_parse_{name}": parse,
+            "_NULL": _NULL,
+            "_SHALLOW_BYTES": _SHALLOW_BYTES,
+        }
     low, high = bounds
     if low is not None:  # a timestamp: its range (a year within (1, 9999) always is)
         return [
