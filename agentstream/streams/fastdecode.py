@@ -71,6 +71,7 @@ __all__ = [
 # test here: they are not JSON, msgspec refuses them, and the reference decides. (Two
 # searches with a literal start each run at memory speed; one alternation did not.)
 _NUL_ESCAPE = b"\\u0000"
+_BACKSLASH = b"\\"
 _LONG_FRACTION = re.compile(rb"\.\d{7}")
 # The jsonb checks: a value parsed by msgspec (see _field_check).
 _VALUE: msgspec.json.Decoder[Any] = msgspec.json.Decoder()
@@ -332,6 +333,16 @@ _ONE = {e: msgspec.json.Decoder(t) for e, t in WIRE_TYPES.items()}
 _MANY = {e: msgspec.json.Decoder(list[t]) for e, t in WIRE_TYPES.items()}  # type: ignore[valid-type]
 
 
+def _refer(value: bytes) -> bool:
+    """Whether the message holds what the reference must decide: a NUL escape or a fraction
+    of 7+ digits (see the module docstring). A NUL escape starts with a backslash, which
+    most messages do not hold at all: that search (memchr) is ~50x quicker than the
+    escape's own, so the escape is searched for only after a backslash was found."""
+    return (_BACKSLASH in value and _NUL_ESCAPE in value) or _LONG_FRACTION.search(
+        value
+    ) is not None
+
+
 def decode_wire(entity: str, value: bytes | None) -> tuple[list[WireRecord], bool] | None:
     """The records of a valid message and whether it is a batch; None where not sure.
 
@@ -347,7 +358,7 @@ def decode_wire(entity: str, value: bytes | None) -> tuple[list[WireRecord], boo
         decoder = _MANY[entity]
     else:
         return None
-    if _NUL_ESCAPE in value or _LONG_FRACTION.search(value) is not None:
+    if _refer(value):
         return None
     try:
         decoded = decoder.decode(value)
@@ -397,7 +408,7 @@ def decode_object_run(entity: str, values: list[bytes]) -> list[WireRecord] | No
     patterns hold no comma), so one scan of the array finds what one per message would.
     """
     joined = b"[" + b",".join(values) + b"]"
-    if _NUL_ESCAPE in joined or _LONG_FRACTION.search(joined) is not None:
+    if _refer(joined):
         return None
     try:
         spans = _SPANS.decode(joined)
