@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import operator
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -63,6 +64,7 @@ log = logging.getLogger(__name__)
 # flushes of that entity: a COPY that fails part-way costs the rows it already sent.
 FAST_PATH_PAUSE = 8
 _CHANGE_LOG = sql.Identifier("agentstream", "change_log")
+_RECORD = operator.attrgetter("record")  # an item's record, in C (dedupe calls it per item)
 
 
 def _stage(entity: str) -> sql.Identifier:
@@ -190,7 +192,7 @@ class PostgresSink:
         for entity in ENTITIES:
             group = by_entity.get(entity)
             if group:
-                unique = dedupe(entity, group, lambda i: i.record)
+                unique = dedupe(entity, group, _RECORD)
                 if self._tables[entity].details is not None:
                     self._encode_details(entity, unique)
                 groups.append(_group(entity, unique, len(group)))
