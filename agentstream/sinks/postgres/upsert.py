@@ -20,6 +20,7 @@ Within one flush the caller has already kept one record per id (see :func:`dedup
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
@@ -36,6 +37,7 @@ T = TypeVar("T")
 MUTABLE = frozenset({"sessions", "agents", "agent_executions"})
 CHANGE_LOGGED = frozenset({"llm_interactions", "agent_executions"})
 _BY_UPDATED_AT = frozenset({"sessions", "agents"})
+_ID_INT = operator.attrgetter("id.int")
 
 
 def _wins(entity: str, new: RowSource, old: RowSource) -> bool:
@@ -52,6 +54,12 @@ def _wins(entity: str, new: RowSource, old: RowSource) -> bool:
 
 def dedupe(entity: str, items: Sequence[T], record_of: Any) -> list[T]:
     """One item per record id, chosen by the entity's rule; Kafka order breaks ties (first)."""
+    try:  # the usual case, every id distinct, found with C-level calls only
+        ids = list(map(_ID_INT, map(record_of, items)))
+    except AttributeError:  # a record without an id: the loop below
+        ids = []
+    if ids and len(set(ids)) == len(ids):
+        return list(items)
     kept: dict[Any, T] = {}
     for item in items:
         rec: RowSource = record_of(item)
