@@ -1,7 +1,8 @@
 """The consume loop: aiokafka's consumer group, batches sized in records, commits after writes.
 
 The model is Sentry arroyo's: the loop fetches with ``getmany``, decodes each message as it
-arrives into the batch being filled, and hands a full (or old enough) batch to a writer task;
+arrives into the batch being filled (runs of one-record messages at a time, see
+``BatchSink.decode_messages``), and hands a full (or old enough) batch to a writer task;
 it goes on fetching and decoding the next batch while that one is written (one write in
 flight at most). Once a batch's write has returned (the database commit done and its dead
 letters acknowledged), its offsets join the pending ones, which one committer task commits

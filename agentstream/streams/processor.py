@@ -2,9 +2,10 @@
 
 For each batch of messages (batched and committed by consume.py):
 
-1. every message was decoded and validated as it arrived (``decode_message``, ``decode_items``:
-   msgspec straight into rows where it is sure, the pydantic reference otherwise, see
-   fastdecode.py): valid records get their ingest defaults (an id derived from
+1. every message was decoded and validated as it arrived (``decode_messages``: a run of
+   one-record messages in one msgspec call, any other message by ``decode_message`` and
+   ``decode_items``: msgspec straight into rows where it is sure, the pydantic reference
+   otherwise, see fastdecode.py): valid records get their ingest defaults (an id derived from
    topic/partition/offset/index, the Kafka timestamp for NOW() columns) and are encoded as
    binary COPY rows (sinks.postgres.copy: done here so that the flush thread only streams
    bytes), invalid ones become dead letters with their coordinates;
