@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import uuid
+from typing import Any
 
 import pytest
 from aiokafka.structs import ConsumerRecord
@@ -26,6 +27,30 @@ pytestmark = pytest.mark.integration
 BATCH_RECORDS = 300
 
 
+def _records(settings: Settings) -> list[tuple[str, bytes]]:
+    """Two batches of one-record messages (the one written, the one filling): (topic, value)."""
+    out = []
+    for i in range(2 * BATCH_RECORDS):
+        sid = uuid.uuid4()
+        entity, record = [
+            ("sessions", session(sid)),
+            ("events", event(uuid.uuid4(), sid)),
+            ("llm_interactions", llm(uuid.uuid4(), sid)),
+        ][i % 3]
+        out.append((topic_for(entity, settings.topic_prefix), encode_record(record)))
+    return out
+
+
+def _message(topic: str, offset: int, value: bytes) -> ConsumerRecord[Any, Any]:
+    return ConsumerRecord(topic, 0, offset, 1_764_800_000_000, 0, None, value, None, -1, 0, ())
+
+
+def _assert_below_the_threshold(alive: int) -> None:
+    # Containers alive per record of a batch while two are in flight, against the threshold's
+    # allowance per batch record (which also leaves room for a fetch being decoded).
+    assert alive / BATCH_RECORDS < YOUNG_PER_BATCH_RECORD / 1.5, alive / BATCH_RECORDS
+
+
 def test_two_batches_of_one_record_messages_stay_below_the_threshold(database: str) -> None:
     settings = Settings(topic_prefix="gc.")
     sink = PostgresSink(database)
@@ -33,19 +58,7 @@ def test_two_batches_of_one_record_messages_stay_below_the_threshold(database: s
     processor = Processor(
         settings, sink, DeadLetterPublisher(settings), WorkerMetrics(), HealthState()
     )
-    messages = []
-    for i in range(2 * BATCH_RECORDS):  # two batches: the one written, the one filling
-        sid = uuid.uuid4()
-        entity, record = [
-            ("sessions", session(sid)),
-            ("events", event(uuid.uuid4(), sid)),
-            ("llm_interactions", llm(uuid.uuid4(), sid)),
-        ][i % 3]
-        value = encode_record(record)
-        topic = topic_for(entity, settings.topic_prefix)
-        messages.append(
-            ConsumerRecord(topic, 0, i, 1_764_800_000_000, 0, None, value, None, -1, 0, ())
-        )
+    messages = [_message(t, i, v) for i, (t, v) in enumerate(_records(settings))]
     try:
         gc.collect()
         gc.disable()
@@ -57,6 +70,38 @@ def test_two_batches_of_one_record_messages_stay_below_the_threshold(database: s
         sink.close()
     assert len(in_flight) == 2 * BATCH_RECORDS
     assert all(p.items and not p.dead for p in in_flight)
-    # Containers alive per record of a batch while two are in flight, against the threshold's
-    # allowance per batch record (which also leaves room for a fetch being decoded).
-    assert alive / BATCH_RECORDS < YOUNG_PER_BATCH_RECORD / 1.5, alive / BATCH_RECORDS
+    _assert_below_the_threshold(alive)
+
+
+def test_runs_of_one_record_messages_stay_below_the_threshold(database: str) -> None:
+    """The worker's path (decode_messages: runs, each item keeping its ConsumerRecord as its
+    source), with the ConsumerRecords allocated inside the count, as a fetch allocates them."""
+    settings = Settings(topic_prefix="gc.")
+    sink = PostgresSink(database)
+    sink.connect()
+    processor = Processor(
+        settings, sink, DeadLetterPublisher(settings), WorkerMetrics(), HealthState()
+    )
+    by_topic: dict[str, list[bytes]] = {}
+    for topic, value in _records(settings):
+        by_topic.setdefault(topic, []).append(value)
+    try:
+        gc.collect()
+        gc.disable()
+        before = gc.get_count()[0]
+        in_flight = []
+        for topic, values in by_topic.items():
+            fetched = [_message(topic, i, v) for i, v in enumerate(values)]
+            i = 0
+            while i < len(fetched):
+                run, i = processor.decode_messages(fetched, i, len(fetched), 10 * BATCH_RECORDS)
+                in_flight.append(run)
+            del fetched
+        alive = gc.get_count()[0] - before
+    finally:
+        gc.enable()
+        sink.close()
+    assert sum(p.size for p in in_flight) == 2 * BATCH_RECORDS
+    assert len(in_flight) == 3  # one run per topic
+    assert all(p.items and not p.dead for p in in_flight)
+    _assert_below_the_threshold(alive)
