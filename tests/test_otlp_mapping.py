@@ -346,6 +346,37 @@ def test_records_past_the_cheap_checks_validate(body: bytes) -> None:
         assert not decoded.invalid and len(decoded.records) == 1
 
 
+def _agent_span(**attrs: Any) -> bytes:
+    return _one_span("invoke_agent a", **{"gen_ai.operation.name": "invoke_agent", **attrs})
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (_agent_span(**{"gen_ai.agent.description": "a\x00b"}), "NUL character"),
+        (_agent_span(**{"gen_ai.agent.version": float("nan")}), "non-finite number"),
+        (_agent_span(**{"input.value": '{"q": "a\\u0000b"}'}), "NUL character"),
+    ],
+    ids=["nul_in_configuration", "nan_in_configuration", "nul_in_parsed_input"],
+)
+def test_agent_values_the_mapper_cannot_vouch_for_are_checked(body: bytes, reason: str) -> None:
+    """Agent records skip the scans only when their jsonb values are plain (rows.row)."""
+    mapped = map_spans(spans_of(decode_request(body, json_body=False)), keep_other=False)
+    assert len(mapped.rejected) == 1 and reason in mapped.rejected[0][1], mapped.rejected
+
+
+def test_records_written_without_the_scans_are_what_pydantic_core_writes() -> None:
+    """msgspec writes the LLM calls and the plain records: byte for byte as pydantic-core."""
+    chat = {"gen_ai.operation.name": "chat", "gen_ai.usage.input_tokens": 3, "user.id": "é\u2028"}
+    for body in (_agent_span(**{"gen_ai.agent.version": 2, "input.value": "hi"}),
+                 _one_span("chat m", **chat)):  # fmt: skip
+        mapped = map_spans(spans_of(decode_request(body, json_body=False)), keep_other=False)
+        rows = mapped.all_records()
+        assert {r.entity for r in rows} & {"agents", "llm_interactions"} and not mapped.rejected
+        for r in rows:
+            assert r.value == pydantic_core.to_json(json.loads(r.value)), r.entity
+
+
 def test_record_ids_are_the_uuid5_the_table_documents() -> None:
     spans, _ = _spans(otlp_traces.genai_current)
     decoded = spans_of(decode_request(_request(spans), json_body=False))

@@ -513,6 +513,16 @@ def _error(span: Span, said: dict[str, Any]) -> str | None:
     return _str(span.attributes.get("error.type"))
 
 
+_MAPPER_KEYS = frozenset({"source", "otel"})
+
+
+def _plain(value: Any) -> bool:
+    """Whether a value can go into a jsonb column without rows.row's scans: None, a bool,
+    an int or text without NUL (no NaN, no Infinity, no nesting, nothing to replace)."""
+    cls = value.__class__
+    return value is None or cls is bool or cls is int or (cls is str and "\x00" not in value)
+
+
 def _otel_ids(span: Span) -> dict[str, Any]:
     return {"trace_id": span.trace_hex, "span_id": span.span_hex, "parent_span_id": span.parent_hex}
 
@@ -614,6 +624,8 @@ def _agent(span: Span, said: dict[str, Any], ctx: Context, session: str) -> list
     model = said.get("request_model")
     if model is not None:
         config["model"] = model
+    # The mapper's own values ("source", "otel") and the span's plain ones need no scan.
+    config_plain = all(_plain(v) for k, v in config.items() if k not in _MAPPER_KEYS)
     provider = said.get("provider")
     started, ended = _time(span.start_ns), _time(span.end_ns)
     rows = [
@@ -630,24 +642,28 @@ def _agent(span: Span, said: dict[str, Any], ctx: Context, session: str) -> list
                 "created_at": started,
                 "updated_at": ended,
             },
+            plain=config_plain,
         )
     ]
     if span.attributes.get("gen_ai.operation.name") != "create_agent":
         output = _messages(span, output=True)
+        input_ = _json_value(_messages(span, output=False))
         execution: dict[str, Any] = {
             "id": _span_record_id(span),
             "agent_id": ctx.agent_id,
             "session_id": session,
-            "input_data": {"input": _json_value(_messages(span, output=False)), "otel": otel},
+            "input_data": {"input": input_, "otel": otel},
             "status": "failed" if failed else "completed",
             "started_at": started,
             "completed_at": ended,
         }
         if output is not None:
-            execution["output_data"] = {"output": _json_value(output)}
+            output = _json_value(output)
+            execution["output_data"] = {"output": output}
         if failed is not None:
             execution["error_message"] = failed
-        rows.append(row("agent_executions", session, execution))
+        plain = _plain(input_) and _plain(output)
+        rows.append(row("agent_executions", session, execution, plain=plain))
     return rows
 
 
@@ -705,7 +721,7 @@ def session_record(ctx: Context, start_ns: int, end_ns: int) -> Row:
         "updated_at": _time(end_ns),
         "metadata": {"source": "otlp", "otel.session": _clean(ctx.session_key)},
     }
-    return row("sessions", session, fields)
+    return row("sessions", session, fields, plain=True)
 
 
 def records_of(

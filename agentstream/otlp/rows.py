@@ -13,8 +13,9 @@ What construction cannot promise is in the jsonb columns, whose values come from
 a NUL inside a nested string, NaN or Infinity, nesting deeper than the sink's JSON parser
 takes, a lone surrogate. (A record without jsonb columns, an LLM call, holds only text
 the mapper cleaned and integers: only a lone surrogate is possible, and serialising
-finds it; they are written by msgspec.) :func:`row` serialises the fields (in Rust) and looks for those in
-the bytes: a lone surrogate fails serialisation; the NUL escape and the NaN/Infinity
+finds it. msgspec writes those, and the records whose jsonb values the mapper vouches for,
+``plain``.) For the others :func:`row` serialises the fields (in Rust) and looks in the
+bytes: a lone surrogate fails serialisation; the NUL escape and the NaN/Infinity
 literals are the codec's own pre-scan markers (``needs_walk``): a record with one (or with
 a false alarm, the word NaN in a prompt) is validated with its model, as the sink will;
 nesting cannot be deeper than the count of opening brackets: a record with jsonb columns
@@ -67,10 +68,14 @@ class Row(NamedTuple):
         return ENTITY_MODELS[self.entity].model_validate_json(self.value)
 
 
-def row(entity: Entity, key: str, fields: dict[str, Any]) -> Row:
+def row(entity: Entity, key: str, fields: dict[str, Any], *, plain: bool = False) -> Row:
     """Serialise a record the mapper built; raises :class:`RowRefused` for one the sink
-    would refuse (see the module's docstring for what is checked and what is trusted)."""
-    if entity not in _WITH_JSONB:
+    would refuse (see the module's docstring for what is checked and what is trusted).
+
+    ``plain``: the mapper vouches that the record's jsonb values hold only what it built
+    (its own keys, cleaned text, ids) and the span's values that are None, bools, ints or
+    text without NUL: nothing the scans could find, so they are skipped."""
+    if plain or entity not in _WITH_JSONB:
         try:
             return Row(entity, key, _encode_plain(fields))
         except UnicodeEncodeError:
