@@ -545,10 +545,14 @@ def _span_record_id(span: Span) -> str:
     return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
+_REAL = (int, float)
+
+
 def _llm(span: Span, said: dict[str, Any], ctx: Context, session: str) -> Row:
     prompt = _count(said, "input_tokens", "input tokens")
     response = _count(said, "output_tokens", "output tokens")
-    total = _count(said, "total_tokens", "total tokens")
+    # The counts most spans do not report are not even looked up (a call each, per span).
+    total = _count(said, "total_tokens", "total tokens") if "total_tokens" in said else None
     if prompt is None and response is None and total is not None:
         prompt = total  # only a total: counted as prompt tokens (docs/otel.md)
     latency = max(0, min(INT4_MAX, (span.end_ns - span.start_ns) // 1_000_000))
@@ -568,12 +572,20 @@ def _llm(span: Span, said: dict[str, Any], ctx: Context, session: str) -> Row:
         "created_at": _time(span.start_ns),
     }
     # Usage details: only those the span reports (absent is not zero).
-    cache_read = _count(said, "cache_read_tokens", "cache read tokens")
-    cache_write = _count(said, "cache_write_tokens", "cache creation tokens")
-    reasoning = _count(said, "reasoning_tokens", "reasoning tokens")
+    cache_read = cache_write = reasoning = ttft = None
+    if "cache_read_tokens" in said:
+        cache_read = _count(said, "cache_read_tokens", "cache read tokens")
+    if "cache_write_tokens" in said:
+        cache_write = _count(said, "cache_write_tokens", "cache creation tokens")
+    if "reasoning_tokens" in said:
+        reasoning = _count(said, "reasoning_tokens", "reasoning tokens")
     ttft_s = said.get("time_to_first_chunk")
-    ttft = None
-    if isinstance(ttft_s, int | float) and not isinstance(ttft_s, bool) and 0 <= ttft_s < 2e6:
+    if (
+        ttft_s is not None
+        and isinstance(ttft_s, _REAL)
+        and ttft_s.__class__ is not bool
+        and 0 <= ttft_s < 2e6
+    ):
         ttft = min(int(ttft_s * 1000), latency)
     if cache_read is not None or cache_write is not None or reasoning is not None or ttft:
         problem = usage_problem(
@@ -592,17 +604,21 @@ def _llm(span: Span, said: dict[str, Any], ctx: Context, session: str) -> Row:
         finish = ",".join(str(f) for f in finish) or None
     tier = said.get("service_tier")
     provider = said.get("provider")
-    for name, value in (
-        ("cache_read_tokens", cache_read),
-        ("cache_write_tokens", cache_write),
-        ("reasoning_tokens", reasoning),
-        ("time_to_first_token_ms", ttft),
-        ("provider", None if provider is None else _fit(provider, 100)),
-        ("service_tier", None if tier is None else _fit(tier, 50)),
-        ("finish_reason", None if finish is None else _fit(finish, 100)),
-    ):
-        if value is not None:
-            fields[name] = value
+    # Only the details the span reports, in this order.
+    if cache_read is not None:
+        fields["cache_read_tokens"] = cache_read
+    if cache_write is not None:
+        fields["cache_write_tokens"] = cache_write
+    if reasoning is not None:
+        fields["reasoning_tokens"] = reasoning
+    if ttft is not None:
+        fields["time_to_first_token_ms"] = ttft
+    if provider is not None:
+        fields["provider"] = _fit(provider, 100)
+    if tier is not None:
+        fields["service_tier"] = _fit(tier, 50)
+    if finish is not None:
+        fields["finish_reason"] = _fit(finish, 100)
     return row("llm_interactions", session, fields)
 
 
