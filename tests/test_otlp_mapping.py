@@ -477,3 +477,14 @@ def test_a_large_trace_is_published_in_bounded_facts_items() -> None:
     items = [item["f"] for _, item in mapped.span_items]
     assert [len(f) for f in items] == [FACTS_PER_ITEM, 11]
     assert {s for f in items for s in f} == {s.span_hex for s in spans}
+
+
+def test_publisher_batch_messages_are_json_arrays_within_the_limit() -> None:
+    from agentstream.otlp.publisher import MAX_BATCH_BYTES, _batches
+
+    small = [b'{"a":%d}' % i for i in range(100)]
+    assert list(_batches(small)) == [pydantic_core.to_json([{"a": i} for i in range(100)])]
+    big = [b'"' + b"x" * (MAX_BATCH_BYTES // 3) + b'"' for _ in range(7)]
+    messages = list(_batches(big))
+    assert len(messages) > 1 and all(len(m) <= MAX_BATCH_BYTES for m in messages)
+    assert [v for m in messages for v in json.loads(m)] == [json.loads(v) for v in big]
