@@ -365,14 +365,43 @@ def test_agent_values_the_mapper_cannot_vouch_for_are_checked(body: bytes, reaso
     assert len(mapped.rejected) == 1 and reason in mapped.rejected[0][1], mapped.rejected
 
 
+@pytest.mark.parametrize(
+    ("arguments", "reason"),
+    [
+        ('{"q": NaN}', "non-finite number"),
+        ('{"q": 1e999}', "non-finite number"),
+        ('{"q": ' + "9" * 400 + ".0}", "non-finite number"),
+        ('{"q": "a\\u0000b"}', "NUL character"),
+    ],
+    ids=["nan_literal", "overflowing_exponent", "overflowing_digits", "nul_escape"],
+)
+def test_parsed_tool_arguments_that_are_not_plain_are_checked(arguments: str, reason: str) -> None:
+    """Parsed JSON skips the scans only when its text cannot hold what they find."""
+    body = _tool_arguments(arguments)
+    mapped = map_spans(spans_of(decode_request(body, json_body=False)), keep_other=False)
+    assert len(mapped.rejected) == 1 and reason in mapped.rejected[0][1], mapped.rejected
+
+
+def test_an_integer_past_64_bits_in_plain_arguments_is_written_as_before() -> None:
+    """msgspec writes 64-bit integers only: such a record takes the general path."""
+    big = 10**30
+    body = _tool_arguments(json.dumps({"q": big}))
+    mapped = map_spans(spans_of(decode_request(body, json_body=False)), keep_other=False)
+    (event,) = [r for r in mapped.all_records() if r.entity == "events"]
+    assert not mapped.rejected and isinstance(event.model(), Event)
+    assert json.loads(event.value)["payload"]["arguments"] == {"q": big}
+
+
 def test_records_written_without_the_scans_are_what_pydantic_core_writes() -> None:
     """msgspec writes the LLM calls and the plain records: byte for byte as pydantic-core."""
     chat = {"gen_ai.operation.name": "chat", "gen_ai.usage.input_tokens": 3, "user.id": "é\u2028"}
+    arguments = '{"q": "x", "n": [1, 2.5, -0.5, true, null], "d": {"k": "é"}}'
     for body in (_agent_span(**{"gen_ai.agent.version": 2, "input.value": "hi"}),
-                 _one_span("chat m", **chat)):  # fmt: skip
+                 _agent_span(**{"input.value": arguments, "output.value": "[1, 2]"}),
+                 _tool_arguments(arguments), _one_span("chat m", **chat)):  # fmt: skip
         mapped = map_spans(spans_of(decode_request(body, json_body=False)), keep_other=False)
         rows = mapped.all_records()
-        assert {r.entity for r in rows} & {"agents", "llm_interactions"} and not mapped.rejected
+        assert {r.entity for r in rows} - {"sessions"} and not mapped.rejected
         for r in rows:
             assert r.value == pydantic_core.to_json(json.loads(r.value)), r.entity
 

@@ -20,6 +20,7 @@ import contextlib
 import functools
 import hashlib
 import json
+import re
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -497,14 +498,31 @@ def _messages(span: Span, output: bool) -> str | None:
     return _str(raw)
 
 
-def _json_value(value: Any) -> Any:
-    """An attribute that holds JSON text (tool arguments, input.value) as JSON, else as is."""
+def _json_value(value: Any) -> tuple[Any, bool]:
+    """An attribute that holds JSON text (tool arguments, input.value) as JSON, else as is;
+    and whether the value is plain for a jsonb column (``rows.row``'s ``plain``)."""
     if isinstance(value, str):
         try:
-            return json.loads(value)
+            parsed = json.loads(value)
         except ValueError:
-            return _clean(value)
-    return value
+            return _clean(value), True
+        if parsed.__class__ is dict or parsed.__class__ is list:
+            # Parsed from text without what could make a NUL, NaN, an infinite float or
+            # deep nesting, a container holds only text, ints, finite floats, bools and None
+            # (rows.row falls back to its scans for what msgspec cannot write the same).
+            plain = (
+                value.count("[") + value.count("{") <= _PLAIN_JSON_BRACKETS
+                and _NOT_PLAIN_JSON.search(value) is None
+            )
+            return parsed, plain
+        return parsed, _plain(parsed)
+    return value, _plain(value)
+
+
+# In JSON text: a NUL escape, the NaN/Infinity literals, an exponent or a run of digits a
+# float could overflow on. Any of them: the parsed value is scanned as any other.
+_NOT_PLAIN_JSON = re.compile(r"\\u0000|NaN|Infinity|\d[eE]|\d{300}")
+_PLAIN_JSON_BRACKETS = 100
 
 
 def _error(span: Span, said: dict[str, Any]) -> str | None:
@@ -663,7 +681,7 @@ def _agent(span: Span, said: dict[str, Any], ctx: Context, session: str) -> list
     ]
     if span.attributes.get("gen_ai.operation.name") != "create_agent":
         output = _messages(span, output=True)
-        input_ = _json_value(_messages(span, output=False))
+        input_, input_plain = _json_value(_messages(span, output=False))
         execution: dict[str, Any] = {
             "id": _span_record_id(span),
             "agent_id": ctx.agent_id,
@@ -673,12 +691,13 @@ def _agent(span: Span, said: dict[str, Any], ctx: Context, session: str) -> list
             "started_at": started,
             "completed_at": ended,
         }
+        output_plain = True
         if output is not None:
-            output = _json_value(output)
+            output, output_plain = _json_value(output)
             execution["output_data"] = {"output": output}
         if failed is not None:
             execution["error_message"] = failed
-        plain = _plain(input_) and _plain(output)
+        plain = input_plain and output_plain
         rows.append(row("agent_executions", session, execution, plain=plain))
     return rows
 
@@ -688,10 +707,13 @@ def _tool(span: Span, said: dict[str, Any], ctx: Context, session: str) -> Row:
     arguments = a.get("gen_ai.tool.call.arguments", a.get("input.value"))
     result = a.get("gen_ai.tool.call.result", a.get("output.value"))
     error = _error(span, said)
+    tool = _str(said.get("tool_name")) or span.name.removeprefix("execute_tool ")
+    arguments, arguments_plain = _json_value(arguments)
+    result, result_plain = _json_value(result)
     payload = {
-        "tool": _str(said.get("tool_name")) or span.name.removeprefix("execute_tool "),
-        "arguments": _json_value(arguments),
-        "result": _json_value(result),
+        "tool": tool,
+        "arguments": arguments,
+        "result": result,
         "call_id": _str(a.get("gen_ai.tool.call.id")),
         "duration_ms": max(0, (span.end_ns - span.start_ns) // 1_000_000),
         "success": error is None,
@@ -699,10 +721,19 @@ def _tool(span: Span, said: dict[str, Any], ctx: Context, session: str) -> Row:
         "agent_id": None if ctx.agent_id is None else str(ctx.agent_id),
         "otel": _otel_ids(span),
     }
-    return _event(span, ctx, session, "tool.call", payload)
+    plain = arguments_plain and result_plain and "\x00" not in tool
+    return _event(span, ctx, session, "tool.call", payload, plain=plain)
 
 
-def _event(span: Span, ctx: Context, session: str, event_type: str, payload: dict[str, Any]) -> Row:
+def _event(
+    span: Span,
+    ctx: Context,
+    session: str,
+    event_type: str,
+    payload: dict[str, Any],
+    *,
+    plain: bool = False,
+) -> Row:
     fields = {
         "id": _span_record_id(span),
         "event_type": event_type,
@@ -713,7 +744,7 @@ def _event(span: Span, ctx: Context, session: str, event_type: str, payload: dic
         "payload": payload,
         "created_at": _time(span.start_ns),
     }
-    return row("events", session, fields)
+    return row("events", session, fields, plain=plain)
 
 
 def _other(span: Span, said: dict[str, Any], ctx: Context, session: str) -> Row:

@@ -80,6 +80,8 @@ def row(entity: Entity, key: str, fields: dict[str, Any], *, plain: bool = False
             return Row(entity, key, _encode_plain(fields))
         except UnicodeEncodeError:
             raise RowRefused("a string is not valid Unicode (a lone surrogate)") from None
+        except (TypeError, ValueError, OverflowError):
+            pass  # what msgspec does not write (an int past 64 bits): the general path
     try:
         value = pydantic_core.to_json(fields)
     except pydantic_core.PydanticSerializationError:
