@@ -383,7 +383,6 @@ def test_parsed_tool_arguments_that_are_not_plain_are_checked(arguments: str, re
 
 
 def test_an_integer_past_64_bits_in_plain_arguments_is_written_as_before() -> None:
-    """msgspec writes 64-bit integers only: such a record takes the general path."""
     big = 10**30
     body = _tool_arguments(json.dumps({"q": big}))
     mapped = map_spans(spans_of(decode_request(body, json_body=False)), keep_other=False)

@@ -508,8 +508,7 @@ def _json_value(value: Any) -> tuple[Any, bool]:
             return _clean(value), True
         if parsed.__class__ is dict or parsed.__class__ is list:
             # Parsed from text without what could make a NUL, NaN, an infinite float or
-            # deep nesting, a container holds only text, ints, finite floats, bools and None
-            # (rows.row falls back to its scans for what msgspec cannot write the same).
+            # deep nesting, a container holds only text, ints, finite floats, bools and None.
             plain = (
                 value.count("[") + value.count("{") <= _PLAIN_JSON_BRACKETS
                 and _NOT_PLAIN_JSON.search(value) is None

@@ -81,7 +81,7 @@ def row(entity: Entity, key: str, fields: dict[str, Any], *, plain: bool = False
         except UnicodeEncodeError:
             raise RowRefused("a string is not valid Unicode (a lone surrogate)") from None
         except (TypeError, ValueError, OverflowError):
-            pass  # what msgspec does not write (an int past 64 bits): the general path
+            pass  # a value msgspec does not write: the general path decides
     try:
         value = pydantic_core.to_json(fields)
     except pydantic_core.PydanticSerializationError:
