@@ -46,9 +46,9 @@ _SAFE_BRACKETS = 150
 
 _WITH_JSONB = frozenset(entity for entity, model in ENTITY_MODELS.items() if model.JSON_FIELDS)
 # Records without jsonb columns hold only cleaned text, integers, booleans and UUIDs, which
-# msgspec writes byte for byte as pydantic-core does, in half the time. It writes NaN and
-# Infinity as null, where pydantic-core writes the literals the scans below look for: so
-# records with jsonb columns (whose values come from the span) stay with pydantic-core.
+# msgspec writes as pydantic-core does, in half the time. It writes NaN and Infinity as
+# null, where pydantic-core writes the literals the scans below look for: so only records
+# that cannot hold them (no jsonb columns, or ``plain``) are written by msgspec.
 _encode_plain = msgspec.json.Encoder().encode
 
 
@@ -73,8 +73,9 @@ def row(entity: Entity, key: str, fields: dict[str, Any], *, plain: bool = False
     would refuse (see the module's docstring for what is checked and what is trusted).
 
     ``plain``: the mapper vouches that the record's jsonb values hold only what it built
-    (its own keys, cleaned text, ids) and the span's values that are None, bools, ints or
-    text without NUL: nothing the scans could find, so they are skipped."""
+    (its own keys, cleaned text, ids), the span's values that are None, bools, ints or text
+    without NUL, and JSON parsed from text that cannot hold what the scans find
+    (``mapping._json_value``): so they are skipped."""
     if plain or entity not in _WITH_JSONB:
         try:
             return Row(entity, key, _encode_plain(fields))
