@@ -289,6 +289,7 @@ def run_one(
 ) -> dict[str, Any]:
     """Export ``n_spans`` to ``endpoint`` and count rows; CPU of the ``servers`` processes."""
     cpu_before = sum(cpu_s(p.pid) for p in servers)
+    client_before = cpu_s(os.getpid())
     stored, done = Stored(), threading.Event()
     watcher = threading.Thread(target=watch, args=(conninfo, query, n_spans, done, stored))
     watcher.start()
@@ -300,6 +301,7 @@ def run_one(
             done.set()
     watcher.join()
     cpu = sum(cpu_s(p.pid) for p in servers) - cpu_before
+    client_cpu = cpu_s(os.getpid()) - client_before
     seconds = stored.last_row - exported.started if stored.rows else float("nan")
     return {
         "spans_sent": exported.sent,
@@ -318,6 +320,11 @@ def run_one(
         ),
         # What the server processes spent (PostgreSQL's own work not included, for either).
         "server_cpu_us_per_span": round(cpu / stored.rows * 1e6) if stored.rows else None,
+        # This process: the SDK creating the spans and the exporter encoding and posting
+        # them (and the row counting, a query every 0.2 s), on the same cores as the server.
+        "client_cpu_us_per_span": round(client_cpu / exported.sent * 1e6)
+        if exported.sent
+        else None,
         "exporter_errors": exported.errors,
     }
 

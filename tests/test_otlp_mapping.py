@@ -346,6 +346,65 @@ def test_records_past_the_cheap_checks_validate(body: bytes) -> None:
         assert not decoded.invalid and len(decoded.records) == 1
 
 
+def _agent_span(**attrs: Any) -> bytes:
+    return _one_span("invoke_agent a", **{"gen_ai.operation.name": "invoke_agent", **attrs})
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (_agent_span(**{"gen_ai.agent.description": "a\x00b"}), "NUL character"),
+        (_agent_span(**{"gen_ai.agent.version": float("nan")}), "non-finite number"),
+        (_agent_span(**{"input.value": '{"q": "a\\u0000b"}'}), "NUL character"),
+    ],
+    ids=["nul_in_configuration", "nan_in_configuration", "nul_in_parsed_input"],
+)
+def test_agent_values_the_mapper_cannot_vouch_for_are_checked(body: bytes, reason: str) -> None:
+    """Agent records skip the scans only when their jsonb values are plain (rows.row)."""
+    mapped = map_spans(spans_of(decode_request(body, json_body=False)), keep_other=False)
+    assert len(mapped.rejected) == 1 and reason in mapped.rejected[0][1], mapped.rejected
+
+
+@pytest.mark.parametrize(
+    ("arguments", "reason"),
+    [
+        ('{"q": NaN}', "non-finite number"),
+        ('{"q": 1e999}', "non-finite number"),
+        ('{"q": ' + "9" * 400 + ".0}", "non-finite number"),
+        ('{"q": "a\\u0000b"}', "NUL character"),
+    ],
+    ids=["nan_literal", "overflowing_exponent", "overflowing_digits", "nul_escape"],
+)
+def test_parsed_tool_arguments_that_are_not_plain_are_checked(arguments: str, reason: str) -> None:
+    """Parsed JSON skips the scans only when its text cannot hold what they find."""
+    body = _tool_arguments(arguments)
+    mapped = map_spans(spans_of(decode_request(body, json_body=False)), keep_other=False)
+    assert len(mapped.rejected) == 1 and reason in mapped.rejected[0][1], mapped.rejected
+
+
+def test_an_integer_past_64_bits_in_plain_arguments_is_written_as_before() -> None:
+    big = 10**30
+    body = _tool_arguments(json.dumps({"q": big}))
+    mapped = map_spans(spans_of(decode_request(body, json_body=False)), keep_other=False)
+    (event,) = [r for r in mapped.all_records() if r.entity == "events"]
+    assert not mapped.rejected and isinstance(event.model(), Event)
+    assert json.loads(event.value)["payload"]["arguments"] == {"q": big}
+
+
+def test_records_written_without_the_scans_are_what_pydantic_core_writes() -> None:
+    """msgspec writes the LLM calls and the plain records: byte for byte as pydantic-core."""
+    chat = {"gen_ai.operation.name": "chat", "gen_ai.usage.input_tokens": 3, "user.id": "é\u2028"}
+    arguments = '{"q": "x", "n": [1, 2.5, -0.5, true, null], "d": {"k": "é"}}'
+    for body in (_agent_span(**{"gen_ai.agent.version": 2, "input.value": "hi"}),
+                 _agent_span(**{"input.value": arguments, "output.value": "[1, 2]"}),
+                 _tool_arguments(arguments), _one_span("chat m", **chat)):  # fmt: skip
+        mapped = map_spans(spans_of(decode_request(body, json_body=False)), keep_other=False)
+        rows = mapped.all_records()
+        assert {r.entity for r in rows} - {"sessions"} and not mapped.rejected
+        for r in rows:
+            assert r.value == pydantic_core.to_json(json.loads(r.value)), r.entity
+
+
 def test_record_ids_are_the_uuid5_the_table_documents() -> None:
     spans, _ = _spans(otlp_traces.genai_current)
     decoded = spans_of(decode_request(_request(spans), json_body=False))
@@ -446,3 +505,14 @@ def test_a_large_trace_is_published_in_bounded_facts_items() -> None:
     items = [item["f"] for _, item in mapped.span_items]
     assert [len(f) for f in items] == [FACTS_PER_ITEM, 11]
     assert {s for f in items for s in f} == {s.span_hex for s in spans}
+
+
+def test_publisher_batch_messages_are_json_arrays_within_the_limit() -> None:
+    from agentstream.otlp.publisher import MAX_BATCH_BYTES, _batches
+
+    small = [b'{"a":%d}' % i for i in range(100)]
+    assert list(_batches(small)) == [pydantic_core.to_json([{"a": i} for i in range(100)])]
+    big = [b'"' + b"x" * (MAX_BATCH_BYTES // 3) + b'"' for _ in range(7)]
+    messages = list(_batches(big))
+    assert len(messages) > 1 and all(len(m) <= MAX_BATCH_BYTES for m in messages)
+    assert [v for m in messages for v in json.loads(m)] == [json.loads(v) for v in big]

@@ -20,9 +20,11 @@ import contextlib
 import functools
 import hashlib
 import json
+import re
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from itertools import repeat
 from typing import Any, Literal, NamedTuple
 
 from agentstream.contract.entities import INT4_MAX, usage_problem
@@ -140,11 +142,11 @@ _NAMES = frozenset(_MEANINGS)
 _NO_RANK = len(_NAMES)
 
 
-def _said(attributes: dict[str, Any]) -> dict[str, Any]:
-    """meaning -> the value of its first name set in ``attributes``."""
+def _said_by_rank(attributes: dict[str, Any], names: frozenset[str]) -> dict[str, Any]:
+    """meaning -> the value of its first name set (not None) in ``attributes``."""
     said: dict[str, Any] = {}
     ranks: dict[str, int] = {}
-    for name in _NAMES.intersection(attributes):  # the few names that mean something
+    for name in names:
         value = attributes[name]
         if value is None:
             continue
@@ -152,6 +154,31 @@ def _said(attributes: dict[str, Any]) -> dict[str, Any]:
             if rank < ranks.get(meaning, _NO_RANK):
                 ranks[meaning] = rank
                 said[meaning] = value
+    return said
+
+
+# The names of _READS a span sets -> (meaning, the name it is read from): spans of one
+# instrumentation set the same few names, so each set of names is ranked once. Bounded:
+# cleared when full (the sets seen in practice are a handful).
+_PLANS: dict[frozenset[str], tuple[tuple[str, str], ...]] = {}
+_MAX_PLANS = 1024
+
+
+def _said(attributes: dict[str, Any]) -> dict[str, Any]:
+    """meaning -> the value of its first name set in ``attributes``."""
+    names = _NAMES.intersection(attributes)  # the few names that mean something
+    plan = _PLANS.get(names)
+    if plan is None:
+        if len(_PLANS) >= _MAX_PLANS:
+            _PLANS.clear()
+        # Ranking the names themselves (each its own value) gives each meaning's name.
+        plan = _PLANS[names] = tuple(_said_by_rank({n: n for n in names}, names).items())
+    said: dict[str, Any] = {}
+    for meaning, name in plan:
+        value = attributes[name]
+        if value is None:  # a name set without a value: the next name of its meaning reads
+            return _said_by_rank(attributes, names)
+        said[meaning] = value
     return said
 
 
@@ -372,6 +399,8 @@ def _count(said: dict[str, Any], meaning: str, name: str) -> int | None:
     value: Any = said.get(meaning)
     if value is None:
         return None
+    if value.__class__ is int and 0 <= value <= INT4_MAX:  # nearly every count: as sent
+        return value
     if isinstance(value, str):
         try:
             value = int(value)
@@ -389,6 +418,8 @@ def _count(said: dict[str, Any], meaning: str, name: str) -> int | None:
 def _indexed_messages(attrs: dict[str, Any], prefix: str) -> list[dict[str, Any]]:
     """``prefix.N.field`` attributes (gen_ai.prompt.0.role, llm.input_messages.0.message.role)
     as a list of ``{"role": ..., "content": ...}`` in N order."""
+    if not any(map(str.startswith, attrs, repeat(prefix))):  # in C: most spans have none
+        return []
     found: dict[int, dict[str, Any]] = {}
     for name, value in attrs.items():
         if not name.startswith(prefix):
@@ -467,20 +498,46 @@ def _messages(span: Span, output: bool) -> str | None:
     return _str(raw)
 
 
-def _json_value(value: Any) -> Any:
-    """An attribute that holds JSON text (tool arguments, input.value) as JSON, else as is."""
+def _json_value(value: Any) -> tuple[Any, bool]:
+    """An attribute that holds JSON text (tool arguments, input.value) as JSON, else as is;
+    and whether the value is plain for a jsonb column (``rows.row``'s ``plain``)."""
     if isinstance(value, str):
         try:
-            return json.loads(value)
+            parsed = json.loads(value)
         except ValueError:
-            return _clean(value)
-    return value
+            return _clean(value), True
+        if parsed.__class__ is dict or parsed.__class__ is list:
+            # Parsed from text without what could make a NUL, NaN, an infinite float or
+            # deep nesting, a container holds only text, ints, finite floats, bools and None.
+            plain = (
+                value.count("[") + value.count("{") <= _PLAIN_JSON_BRACKETS
+                and _NOT_PLAIN_JSON.search(value) is None
+            )
+            return parsed, plain
+        return parsed, _plain(parsed)
+    return value, _plain(value)
+
+
+# In JSON text: a NUL escape, the NaN/Infinity literals, an exponent or a run of digits a
+# float could overflow on. Any of them: the parsed value is scanned as any other.
+_NOT_PLAIN_JSON = re.compile(r"\\u0000|NaN|Infinity|\d[eE]|\d{300}")
+_PLAIN_JSON_BRACKETS = 100
 
 
 def _error(span: Span, said: dict[str, Any]) -> str | None:
     if span.status_code == STATUS_ERROR:
         return _str(span.status_message) or _str(said.get("error_type")) or "error"
     return _str(span.attributes.get("error.type"))
+
+
+_MAPPER_KEYS = frozenset({"source", "otel"})
+
+
+def _plain(value: Any) -> bool:
+    """Whether a value can go into a jsonb column without rows.row's scans: None, a bool,
+    an int or text without NUL (no NaN, no Infinity, no nesting, nothing to replace)."""
+    cls = value.__class__
+    return value is None or cls is bool or cls is int or (cls is str and "\x00" not in value)
 
 
 def _otel_ids(span: Span) -> dict[str, Any]:
@@ -493,21 +550,26 @@ def _uuid_text(hex32: str) -> str:
 
 # uuid5's variant bits (RFC 4122: 10xx) applied to the hex digit that holds them.
 _VARIANT = {d: "89ab"[int(d, 16) & 0x3] for d in "0123456789abcdef"}
-_NAMESPACE_BYTES = OTEL_NAMESPACE.bytes
+_SPAN_SHA1 = hashlib.sha1(OTEL_NAMESPACE.bytes + b"span\x1f")
 
 
 def _span_record_id(span: Span) -> str:
     """uuid5(trace id, span id) as text: ``_id("span", ...)`` without building a UUID
     object (uuid.uuid5 was a twentieth of the intake's time; the test checks they agree)."""
-    name = f"span\x1f{span.trace_hex}\x1f{span.span_hex}".encode()
-    h = hashlib.sha1(_NAMESPACE_BYTES + name).hexdigest()
+    digest = _SPAN_SHA1.copy()  # the namespace and "span" prefix hashed once
+    digest.update(f"{span.trace_hex}\x1f{span.span_hex}".encode())
+    h = digest.hexdigest()
     return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
+
+
+_REAL = (int, float)
 
 
 def _llm(span: Span, said: dict[str, Any], ctx: Context, session: str) -> Row:
     prompt = _count(said, "input_tokens", "input tokens")
     response = _count(said, "output_tokens", "output tokens")
-    total = _count(said, "total_tokens", "total tokens")
+    # The counts most spans do not report are not even looked up (a call each, per span).
+    total = _count(said, "total_tokens", "total tokens") if "total_tokens" in said else None
     if prompt is None and response is None and total is not None:
         prompt = total  # only a total: counted as prompt tokens (docs/otel.md)
     latency = max(0, min(INT4_MAX, (span.end_ns - span.start_ns) // 1_000_000))
@@ -527,12 +589,20 @@ def _llm(span: Span, said: dict[str, Any], ctx: Context, session: str) -> Row:
         "created_at": _time(span.start_ns),
     }
     # Usage details: only those the span reports (absent is not zero).
-    cache_read = _count(said, "cache_read_tokens", "cache read tokens")
-    cache_write = _count(said, "cache_write_tokens", "cache creation tokens")
-    reasoning = _count(said, "reasoning_tokens", "reasoning tokens")
+    cache_read = cache_write = reasoning = ttft = None
+    if "cache_read_tokens" in said:
+        cache_read = _count(said, "cache_read_tokens", "cache read tokens")
+    if "cache_write_tokens" in said:
+        cache_write = _count(said, "cache_write_tokens", "cache creation tokens")
+    if "reasoning_tokens" in said:
+        reasoning = _count(said, "reasoning_tokens", "reasoning tokens")
     ttft_s = said.get("time_to_first_chunk")
-    ttft = None
-    if isinstance(ttft_s, int | float) and not isinstance(ttft_s, bool) and 0 <= ttft_s < 2e6:
+    if (
+        ttft_s is not None
+        and isinstance(ttft_s, _REAL)
+        and ttft_s.__class__ is not bool
+        and 0 <= ttft_s < 2e6
+    ):
         ttft = min(int(ttft_s * 1000), latency)
     if cache_read is not None or cache_write is not None or reasoning is not None or ttft:
         problem = usage_problem(
@@ -551,17 +621,21 @@ def _llm(span: Span, said: dict[str, Any], ctx: Context, session: str) -> Row:
         finish = ",".join(str(f) for f in finish) or None
     tier = said.get("service_tier")
     provider = said.get("provider")
-    for name, value in (
-        ("cache_read_tokens", cache_read),
-        ("cache_write_tokens", cache_write),
-        ("reasoning_tokens", reasoning),
-        ("time_to_first_token_ms", ttft),
-        ("provider", None if provider is None else _fit(provider, 100)),
-        ("service_tier", None if tier is None else _fit(tier, 50)),
-        ("finish_reason", None if finish is None else _fit(finish, 100)),
-    ):
-        if value is not None:
-            fields[name] = value
+    # Only the details the span reports, in this order.
+    if cache_read is not None:
+        fields["cache_read_tokens"] = cache_read
+    if cache_write is not None:
+        fields["cache_write_tokens"] = cache_write
+    if reasoning is not None:
+        fields["reasoning_tokens"] = reasoning
+    if ttft is not None:
+        fields["time_to_first_token_ms"] = ttft
+    if provider is not None:
+        fields["provider"] = _fit(provider, 100)
+    if tier is not None:
+        fields["service_tier"] = _fit(tier, 50)
+    if finish is not None:
+        fields["finish_reason"] = _fit(finish, 100)
     return row("llm_interactions", session, fields)
 
 
@@ -583,6 +657,8 @@ def _agent(span: Span, said: dict[str, Any], ctx: Context, session: str) -> list
     model = said.get("request_model")
     if model is not None:
         config["model"] = model
+    # The mapper's own values ("source", "otel") and the span's plain ones need no scan.
+    config_plain = all(_plain(v) for k, v in config.items() if k not in _MAPPER_KEYS)
     provider = said.get("provider")
     started, ended = _time(span.start_ns), _time(span.end_ns)
     rows = [
@@ -599,24 +675,29 @@ def _agent(span: Span, said: dict[str, Any], ctx: Context, session: str) -> list
                 "created_at": started,
                 "updated_at": ended,
             },
+            plain=config_plain,
         )
     ]
     if span.attributes.get("gen_ai.operation.name") != "create_agent":
         output = _messages(span, output=True)
+        input_, input_plain = _json_value(_messages(span, output=False))
         execution: dict[str, Any] = {
             "id": _span_record_id(span),
             "agent_id": ctx.agent_id,
             "session_id": session,
-            "input_data": {"input": _json_value(_messages(span, output=False)), "otel": otel},
+            "input_data": {"input": input_, "otel": otel},
             "status": "failed" if failed else "completed",
             "started_at": started,
             "completed_at": ended,
         }
+        output_plain = True
         if output is not None:
-            execution["output_data"] = {"output": _json_value(output)}
+            output, output_plain = _json_value(output)
+            execution["output_data"] = {"output": output}
         if failed is not None:
             execution["error_message"] = failed
-        rows.append(row("agent_executions", session, execution))
+        plain = input_plain and output_plain
+        rows.append(row("agent_executions", session, execution, plain=plain))
     return rows
 
 
@@ -625,10 +706,13 @@ def _tool(span: Span, said: dict[str, Any], ctx: Context, session: str) -> Row:
     arguments = a.get("gen_ai.tool.call.arguments", a.get("input.value"))
     result = a.get("gen_ai.tool.call.result", a.get("output.value"))
     error = _error(span, said)
+    tool = _str(said.get("tool_name")) or span.name.removeprefix("execute_tool ")
+    arguments, arguments_plain = _json_value(arguments)
+    result, result_plain = _json_value(result)
     payload = {
-        "tool": _str(said.get("tool_name")) or span.name.removeprefix("execute_tool "),
-        "arguments": _json_value(arguments),
-        "result": _json_value(result),
+        "tool": tool,
+        "arguments": arguments,
+        "result": result,
         "call_id": _str(a.get("gen_ai.tool.call.id")),
         "duration_ms": max(0, (span.end_ns - span.start_ns) // 1_000_000),
         "success": error is None,
@@ -636,10 +720,19 @@ def _tool(span: Span, said: dict[str, Any], ctx: Context, session: str) -> Row:
         "agent_id": None if ctx.agent_id is None else str(ctx.agent_id),
         "otel": _otel_ids(span),
     }
-    return _event(span, ctx, session, "tool.call", payload)
+    plain = arguments_plain and result_plain and "\x00" not in tool
+    return _event(span, ctx, session, "tool.call", payload, plain=plain)
 
 
-def _event(span: Span, ctx: Context, session: str, event_type: str, payload: dict[str, Any]) -> Row:
+def _event(
+    span: Span,
+    ctx: Context,
+    session: str,
+    event_type: str,
+    payload: dict[str, Any],
+    *,
+    plain: bool = False,
+) -> Row:
     fields = {
         "id": _span_record_id(span),
         "event_type": event_type,
@@ -650,7 +743,7 @@ def _event(span: Span, ctx: Context, session: str, event_type: str, payload: dic
         "payload": payload,
         "created_at": _time(span.start_ns),
     }
-    return row("events", session, fields)
+    return row("events", session, fields, plain=plain)
 
 
 def _other(span: Span, said: dict[str, Any], ctx: Context, session: str) -> Row:
@@ -674,7 +767,7 @@ def session_record(ctx: Context, start_ns: int, end_ns: int) -> Row:
         "updated_at": _time(end_ns),
         "metadata": {"source": "otlp", "otel.session": _clean(ctx.session_key)},
     }
-    return row("sessions", session, fields)
+    return row("sessions", session, fields, plain=True)
 
 
 def records_of(

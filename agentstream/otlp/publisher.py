@@ -94,11 +94,19 @@ class Publisher:
             topic = self._topics[record.entity]
             groups[(topic, _partition(record.key, counts[topic]))].append(record.value)
         count = counts[self.spans_topic]
+        items: dict[int, list[dict[str, Any]]] = defaultdict(list)
         for trace, item in span_items:
+            items[_trace_partition(trace, count)].append(item)
+        ready: list[tuple[str, int, bytes]] = []  # batch messages already built
+        for partition, its in items.items():
             # In Rust. A NaN attribute stays NaN (the resolver's parser reads it back), so a
-            # waiting span maps there exactly as it would have here.
-            value = pydantic_core.to_json(item)
-            groups[(self.spans_topic, _trace_partition(trace, count))].append(value)
+            # waiting span maps there exactly as it would have here. A partition's items in
+            # one call, already the batch message, unless they are too many for one.
+            value = pydantic_core.to_json(its)
+            if len(value) <= MAX_BATCH_BYTES:
+                ready.append((self.spans_topic, partition, value))
+            else:
+                groups[(self.spans_topic, partition)].extend(map(pydantic_core.to_json, its))
         timeout = self.settings.otlp_kafka_timeout_s if timeout_s is None else timeout_s
         futures: list[asyncio.Future[Any]] = []
 
@@ -106,6 +114,8 @@ class Publisher:
             for (topic, partition), values in groups.items():
                 for value in _batches(values):
                     futures.append(await self._producer.send(topic, value, partition=partition))
+            for topic, partition, value in ready:
+                futures.append(await self._producer.send(topic, value, partition=partition))
             await asyncio.gather(*futures)
 
         try:
@@ -119,6 +129,9 @@ class Publisher:
 
 def _batches(values: list[bytes]) -> Iterable[bytes]:
     """JSON-array messages of at most MAX_BATCH_BYTES (a larger single record goes alone)."""
+    if sum(map(len, values)) + len(values) + 1 <= MAX_BATCH_BYTES:  # the usual: one message
+        yield b"[" + b",".join(values) + b"]"
+        return
     batch: list[bytes] = []
     size = 2
     for value in values:

@@ -13,8 +13,9 @@ What construction cannot promise is in the jsonb columns, whose values come from
 a NUL inside a nested string, NaN or Infinity, nesting deeper than the sink's JSON parser
 takes, a lone surrogate. (A record without jsonb columns, an LLM call, holds only text
 the mapper cleaned and integers: only a lone surrogate is possible, and serialising
-finds it.) :func:`row` serialises the fields (in Rust) and looks for those in
-the bytes: a lone surrogate fails serialisation; the NUL escape and the NaN/Infinity
+finds it. msgspec writes those, and the records whose jsonb values the mapper vouches for,
+``plain``.) For the others :func:`row` serialises the fields (in Rust) and looks in the
+bytes: a lone surrogate fails serialisation; the NUL escape and the NaN/Infinity
 literals are the codec's own pre-scan markers (``needs_walk``): a record with one (or with
 a false alarm, the word NaN in a prompt) is validated with its model, as the sink will;
 nesting cannot be deeper than the count of opening brackets: a record with jsonb columns
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import msgspec
 import pydantic_core
 from pydantic import ValidationError
 
@@ -43,6 +45,11 @@ _SAFE_BRACKETS = 150
 
 
 _WITH_JSONB = frozenset(entity for entity, model in ENTITY_MODELS.items() if model.JSON_FIELDS)
+# Records without jsonb columns hold only cleaned text, integers, booleans and UUIDs, which
+# msgspec writes as pydantic-core does, in half the time. It writes NaN and Infinity as
+# null, where pydantic-core writes the literals the scans below look for: so only records
+# that cannot hold them (no jsonb columns, or ``plain``) are written by msgspec.
+_encode_plain = msgspec.json.Encoder().encode
 
 
 class RowRefused(ValueError):
@@ -61,18 +68,29 @@ class Row(NamedTuple):
         return ENTITY_MODELS[self.entity].model_validate_json(self.value)
 
 
-def row(entity: Entity, key: str, fields: dict[str, Any]) -> Row:
+def row(entity: Entity, key: str, fields: dict[str, Any], *, plain: bool = False) -> Row:
     """Serialise a record the mapper built; raises :class:`RowRefused` for one the sink
-    would refuse (see the module's docstring for what is checked and what is trusted)."""
+    would refuse (see the module's docstring for what is checked and what is trusted).
+
+    ``plain``: the mapper vouches that the record's jsonb values hold only what it built
+    (its own keys, cleaned text, ids), the span's values that are None, bools, ints or text
+    without NUL, and JSON parsed from text that cannot hold what the scans find
+    (``mapping._json_value``): so they are skipped."""
+    if plain or entity not in _WITH_JSONB:
+        try:
+            return Row(entity, key, _encode_plain(fields))
+        except UnicodeEncodeError:
+            raise RowRefused("a string is not valid Unicode (a lone surrogate)") from None
+        except (TypeError, ValueError, OverflowError):
+            pass  # a value msgspec does not write: the general path decides
     try:
         value = pydantic_core.to_json(fields)
     except pydantic_core.PydanticSerializationError:
         raise RowRefused("a string is not valid Unicode (a lone surrogate)") from None
-    if entity in _WITH_JSONB:  # the scans cost ~1 ns a byte each: only where they can find
-        if needs_walk(value):
-            _validate(entity, value)
-        if value.count(b"[") + value.count(b"{") > _SAFE_BRACKETS:
-            _parse_in_a_batch(value)
+    if needs_walk(value):
+        _validate(entity, value)
+    if value.count(b"[") + value.count(b"{") > _SAFE_BRACKETS:
+        _parse_in_a_batch(value)
     return Row(entity, key, value)
 
 
