@@ -278,3 +278,34 @@ def test_children_before_parents_are_copied_after_their_parents_first_write_wins
     before = dump(database)
     sink.write(items("llm_interactions", first + second))
     assert dump(database) == before
+
+
+def test_an_unexpected_error_mid_flush_leaves_nothing_of_it(
+    sink: PostgresSink, database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sink opens each flush's transaction itself: an error that is not PostgreSQL's
+    (a bug, an interrupt) after the first table was written must not leave that table's
+    rows in an open transaction for the next flush to commit."""
+    from agentstream.sinks.postgres.copy import copy_payload as real
+
+    sid = uuid.uuid4()
+    batch = items("sessions", [session(sid)]) + items("events", [event(uuid.uuid4(), sid)])
+    calls = []
+
+    def second_copy_fails(*args: Any) -> None:
+        calls.append(args)
+        if len(calls) == 2:
+            raise RuntimeError("boom")
+        real(*args)
+
+    monkeypatch.setattr("agentstream.sinks.postgres.writer.copy_payload", second_copy_fails)
+    with pytest.raises(RuntimeError):
+        sink.write(batch)
+    monkeypatch.undo()
+    assert dump(database)["sessions"] == []
+    other = uuid.uuid4()
+    sink.write(items("sessions", [session(other)]))
+    assert [r[0] for r in dump(database)["sessions"]] == [other]
+    sink.write(batch)
+    state = dump(database)
+    assert len(state["sessions"]) == 2 and len(state["events"]) == 1

@@ -72,6 +72,10 @@ log = logging.getLogger(__name__)
 FAST_PATH_PAUSE = 8
 
 
+# A flush's transaction (see the module docstring on REPEATABLE READ).
+_BEGIN = sql.SQL("BEGIN ISOLATION LEVEL REPEATABLE READ")
+
+
 class _Path(enum.Enum):
     """How a table's part of a flush is written (see the module docstring)."""
 
@@ -156,7 +160,10 @@ class PostgresSink:
                     ).format(stage, like)
                 )
             conn.commit()
-            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            # Each flush opens its transaction itself (_BEGIN), in the round trip of its first
+            # savepoint: psycopg's own BEGIN would be one more round trip per flush, and one
+            # more wait for the GIL while the event loop decodes.
+            conn.autocommit = True
         except psycopg.Error as exc:
             conn.close()
             raise self._translate(exc, "preparing the connection") from exc
@@ -239,13 +246,19 @@ class PostgresSink:
         conn = self._conn
         assert conn is not None
         try:
-            with conn.transaction(), conn.cursor() as cur:
+            with conn.cursor() as cur:
+                begin: sql.Composable | None = _BEGIN
                 for group in encoded.groups:
                     before = len(result.rejected)
-                    self._write_isolating(cur, group, result)
+                    self._write_isolating(cur, group, result, begin)
+                    begin = None
                     result.accepted[group.entity] = group.received - (len(result.rejected) - before)
+            conn.commit()
         except (psycopg.Error, OSError) as exc:
-            raise self._translate(exc, "writing a batch") from exc
+            raise self._translate(exc, "writing a batch") from exc  # closes the connection
+        except BaseException:
+            self.close()  # the transaction goes with the connection: nothing half-written stays
+            raise
         return result
 
     def _encode(
@@ -270,15 +283,23 @@ class PostgresSink:
         return TerminalSinkError(f"{doing} failed: {_describe(exc)}; {terminal_advice(exc)}")
 
     def _write_isolating(
-        self, cur: psycopg.Cursor[Any], group: _Group, result: WriteResult
+        self,
+        cur: psycopg.Cursor[Any],
+        group: _Group,
+        result: WriteResult,
+        begin: sql.Composable | None = None,
     ) -> None:
         """Write ``group`` after a savepoint; on a data error, bisect to isolate the bad ones.
 
         The savepoint is left for the COMMIT to release (a RELEASE is one more round trip,
         and one more wait for the GIL, per table and flush); ROLLBACK TO keeps it usable.
+        ``begin``, for a flush's first table, goes in the same round trip.
         """
         savepoint = sql.Identifier(f"agentstream_{group.entity}")
-        cur.execute(sql.SQL("SAVEPOINT {}").format(savepoint))
+        statement = sql.SQL("SAVEPOINT {}").format(savepoint)
+        if begin is not None:
+            statement = sql.SQL("{}; {}").format(begin, statement)
+        cur.execute(statement, prepare=False)  # two statements cannot be a prepared one
         try:
             self._write_group(cur, group, savepoint)
         except psycopg.Error as exc:
