@@ -12,7 +12,8 @@ ones replace them); ``parents-first`` is raw COPY's order.
 
     .venv/bin/python bench/sink_statements.py --scale 0.5 --order children-first
 
-Prints a table; the scratch databases are dropped at the end.
+Prints a table, then the figures as one JSON line; the scratch databases are dropped at the
+end.
 """
 
 from __future__ import annotations
@@ -176,6 +177,20 @@ def main() -> None:
         rest_w = wall - sum(v[1] for v in timer.stats.values())
         rest_c = cpu - sum(v[2] for v in timer.stats.values())
         print(f"        wall {rest_w:6.3f} s  backend {rest_c:6.3f} s  the rest (COMMIT, client)")
+        out = {
+            "bench": "sink_statements",
+            "order": args.order,
+            "records": total,
+            "a_raw_copy_rows_s": round(rate),
+            "a_pg_cpu_us_per_row": round(backend.cpu_us_per_row, 2),
+            "sink_rows_s": round(total / wall),
+            "sink_pg_cpu_us_per_row": round(1e6 * cpu / total, 2),
+            "statements": {
+                k: {"n": int(n), "wall_s": round(w, 4), "pg_cpu_s": round(c, 4)}
+                for k, (n, w, c) in timer.stats.items()
+            },
+        }
+        print(json.dumps(out))
     finally:
         scratch.drop_all()
 
