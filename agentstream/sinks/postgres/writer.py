@@ -15,10 +15,9 @@ agent_executions, llm_interactions, events, documents:
    insert-do-nothing (upsert.py);
    if it hits a foreign-key violation (a parent not there yet: children read before their
    parents), stage and insert the inferred parents the same way, then COPY the rows into
-   the table again: new rows need no upsert, and the upsert costs PostgreSQL twice the COPY
-   per row (one heap insert and one speculative index insertion per row, where COPY inserts
-   pages of rows). Only if that COPY meets a row already there does it fall back to the
-   upsert;
+   the table again: new rows need no upsert, whose heap inserts and speculative index
+   insertions one row at a time cost PostgreSQL more than COPY's inserts of many rows at
+   once. Only if that COPY meets a row already there does it fall back to the upsert;
 4. a data error (errors.classify == "data") rolls back that entity's savepoint and bisects
    its records until the offending ones are isolated: they are returned as rejected (for
    the dead-letter topic) and the rest is written.
