@@ -14,6 +14,12 @@ One run, the same generated records (events with their sessions, plus LLM intera
   memory: the worker's RSS while draining (c) and while draining a backlog `--memory-factor`
       times larger.
 
+For (a) and (c), what PostgreSQL's backends did over the same span (/proc/PID/schedstat of
+the bench's and the worker's connections): CPU µs per row (``*_pg_cpu_us_per_row``: the
+database's own work, far steadier than rates on a shared machine), and the share of the
+span they ran (``*_pg_run_share``) or were runnable but waiting for a CPU
+(``*_pg_cpu_wait_share``); the rest they sat idle, waiting for their client or the disk.
+
 Every phase gets its own scratch database (bench_*, dropped at the end) on the same server,
 with the server's durable settings (fsync and synchronous_commit untouched), and its own
 topic prefix. Prints one JSON line.
@@ -233,9 +239,13 @@ def count(conninfo: str, tables: tuple[str, ...]) -> int:
 # --- (a) raw COPY ------------------------------------------------------------------------------
 
 
-def raw_copy(conninfo: str, rows: dict[str, list[tuple[Any, ...]]]) -> float:
+def raw_copy(conninfo: str, rows: dict[str, list[tuple[Any, ...]]]) -> tuple[float, Backend]:
+    """rows/s, and what the server backend did (its CPU per row is the database's own work,
+    which the load of the shared machine moves far less than wall-clock rates)."""
     total = sum(len(r) for r in rows.values())
     with psycopg.connect(conninfo) as conn:
+        backend = [conn.info.backend_pid]
+        before = [sched_s(backend[0])]
         started = time.perf_counter()
         with conn.cursor() as cur:
             for entity in ("sessions", "llm_interactions", "events"):
@@ -248,7 +258,8 @@ def raw_copy(conninfo: str, rows: dict[str, list[tuple[Any, ...]]]) -> float:
                     for r in rows[entity]:
                         copy.write_row(r)
         conn.commit()
-        return total / (time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        return total / seconds, Backend.over(backend, before, seconds, total)
 
 
 # --- (b) naive: one INSERT and commit per record -------------------------------------------
@@ -347,6 +358,39 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def sched_s(pid: int) -> tuple[float, float]:
+    """(seconds on a CPU, seconds runnable but waiting for one) of a single-threaded process
+    so far (/proc/PID/schedstat, in ns): a PostgreSQL backend's work, and how long the load
+    of the machine kept it from working."""
+    with open(f"/proc/{pid}/schedstat") as f:
+        run, wait = f.read().split()[:2]
+    return int(run) / 1e9, int(wait) / 1e9
+
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    """What PostgreSQL's backends did over a span: CPU µs per row, and the share of the
+    span they ran, waited for a CPU, or sat idle (waiting for the client, or the disk)."""
+
+    cpu_us_per_row: float
+    run_share: float
+    cpu_wait_share: float
+
+    @staticmethod
+    def over(
+        pids: list[int], before: list[tuple[float, float]], seconds: float, rows: int
+    ) -> Backend:
+        after = [sched_s(p) for p in pids]
+        run = sum(a[0] - b[0] for a, b in zip(after, before, strict=True))
+        wait = sum(a[1] - b[1] for a, b in zip(after, before, strict=True))
+        return Backend(1e6 * run / max(1, rows), run / seconds, wait / seconds)
+
+    def report(self, key: str, out: dict[str, Any]) -> None:
+        out[f"{key}_pg_cpu_us_per_row"] = round(self.cpu_us_per_row, 2)
+        out[f"{key}_pg_run_share"] = round(self.run_share, 3)
+        out[f"{key}_pg_cpu_wait_share"] = round(self.cpu_wait_share, 3)
+
+
 def rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -362,6 +406,17 @@ class Drained:
     rate: float
     rss: list[float]
     cpu_us_per_record: float
+    backend: Backend  # the workers' PostgreSQL connections, over the same span
+
+
+def worker_backends(conninfo: str) -> list[int]:
+    """Process ids of the workers' PostgreSQL connections (the sink's application_name)."""
+    with psycopg.connect(conninfo) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity"
+            " WHERE datname = current_database() AND application_name = 'agentstream-worker'"
+        ).fetchall()
+        return [int(r[0]) for r in rows]
 
 
 def drain(
@@ -375,6 +430,9 @@ def drain(
     ]
     rss: list[float] = []
     first_t, first_n, first_cpu = 0.0, 0, 0.0
+    backends: list[int] = []
+    first_pg: list[tuple[float, float]] = []
+    backend = Backend(0.0, 0.0, 0.0)
     try:
         deadline = time.monotonic() + 3600
         n, stats, stats_changed = 0, -1, time.monotonic()
@@ -394,7 +452,10 @@ def drain(
             if n > 0 and not first_t:
                 first_t, first_n = now, n
                 first_cpu = sum(cpu_s(p.pid) for p in procs)
+                backends = worker_backends(conninfo)
+                first_pg = [sched_s(b) for b in backends]
             if n >= total:
+                backend = Backend.over(backends, first_pg, now - first_t, total - first_n)
                 break
             if any(p.poll() is not None for p in procs):
                 raise RuntimeError(f"a worker exited early; see {log.parent}")
@@ -406,7 +467,7 @@ def drain(
             p.send_signal(signal.SIGTERM)
         for p in procs:
             p.wait(90)
-    return Drained(rate, rss, 1e6 * cpu / max(1, total - first_n))
+    return Drained(rate, rss, 1e6 * cpu / max(1, total - first_n), backend)
 
 
 # --- latency at a steady rate ----------------------------------------------------------------
@@ -536,7 +597,9 @@ def main() -> None:
         out["records"] = {k: len(v) for k, v in data.items()}
         rows = {e: [to_row(e, d) for d in v] for e, v in data.items()}
 
-        out["a_raw_copy_rows_s"] = round(raw_copy(scratch.database(), rows))
+        a_rate, a_backend = raw_copy(scratch.database(), rows)
+        out["a_raw_copy_rows_s"] = round(a_rate)
+        a_backend.report("a", out)
         out["b_naive_rows_s"] = round(naive(scratch.database(), rows, args.naive_sample))
         del rows
 
@@ -553,6 +616,8 @@ def main() -> None:
         out["c_over_a"] = round(out["c_worker_rows_s"] / out["a_raw_copy_rows_s"], 3)
         out["c_over_b"] = round(out["c_worker_rows_s"] / out["b_naive_rows_s"], 1)
         out["c_worker_cpu_us_per_record"] = round(c.cpu_us_per_record, 2)
+        c.backend.report("c", out)
+        out["c_over_a_pg_cpu"] = round(c.backend.cpu_us_per_row / a_backend.cpu_us_per_row, 3)
         out["worker_rss_mb_c"] = {
             "start": round(c.rss[0]),
             "peak": round(max(c.rss)),

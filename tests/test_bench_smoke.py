@@ -84,8 +84,22 @@ def test_ingest_bench(services: Services) -> None:
         assert out[key] > 0
     assert out["d_messages"] == 18500  # one message per record
     assert out["c_worker_cpu_us_per_record"] > 0 and out["d_worker_cpu_us_per_record"] > 0
+    # PostgreSQL's side: the backends of (a) and of the worker were found and measured.
+    assert out["a_pg_cpu_us_per_row"] > 0 and out["c_pg_cpu_us_per_row"] > 0
+    assert 0 < out["c_pg_run_share"] <= 1 and out["c_over_a_pg_cpu"] > 0
     assert out["latency_s"]["n"] > 0 and out["latency_single_s"]["n"] > 0
     assert out["worker_exit_code"] == 0
+
+
+def test_sink_statements_bench(services: Services) -> None:
+    out = run_bench(services, "sink_statements.py", "--scale", "0.02", "--batch", "1000")
+    assert out["records"] == 6000 + 200 + 1200
+    assert out["a_pg_cpu_us_per_row"] > 0 and out["sink_pg_cpu_us_per_row"] > 0
+    # children first (the default): the interactions' sessions are inferred, then COPYed
+    statements = out["statements"]
+    assert statements["infer sessions"]["n"] >= 1
+    assert statements['COPY "public"."llm_interactions"']["n"] >= 1
+    assert statements['COPY "public"."events"']["pg_cpu_s"] > 0
 
 
 def test_decode_bench(services: Services) -> None:

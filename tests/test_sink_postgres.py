@@ -123,8 +123,9 @@ def test_duplicates_within_one_flush_land_once(sink: PostgresSink, database: str
     assert len(dump(database)["events"]) == 1
 
 
+@pytest.mark.parametrize("parents", ["present", "missing"])
 def test_a_data_error_isolates_the_bad_records_and_writes_the_rest(
-    sink: PostgresSink, database: str
+    sink: PostgresSink, database: str, parents: str
 ) -> None:
     # A rule the contract does not know, so PostgreSQL is the one refusing (SQLSTATE 23514).
     with psycopg.connect(database, autocommit=True) as conn:
@@ -134,13 +135,15 @@ def test_a_data_error_isolates_the_bad_records_and_writes_the_rest(
         event(uuid.uuid4(), sid, event_type="poison" if i in (3, 50, 99) else "ok")
         for i in range(100)
     ]
-    batch = items("sessions", [session(sid)]) + items("events", evs)
-    result = sink.write(batch)
+    # With the session missing, the halves take the path that infers it first.
+    sessions = items("sessions", [session(sid)]) if parents == "present" else []
+    result = sink.write(sessions + items("events", evs))
     assert sorted(r.item.source.offset for r in result.rejected) == [3, 50, 99]
     assert all(r.reason.startswith("23514:") for r in result.rejected)
-    assert result.accepted == {"sessions": 1, "events": 97}
-    stored = dump(database)["events"]
-    assert len(stored) == 97 and {r[1] for r in stored} == {"ok"}
+    assert result.accepted == {"events": 97, **({"sessions": 1} if sessions else {})}
+    state = dump(database)
+    assert len(state["events"]) == 97 and {r[1] for r in state["events"]} == {"ok"}
+    assert state["inferred"] == ([] if sessions else [("sessions", sid)])
 
 
 def test_a_lost_connection_is_transient_and_the_next_write_reconnects(
@@ -211,3 +214,98 @@ def test_columns_changed_under_a_running_sink_stop_it_at_the_reconnect(database:
     sink.close()
     with pytest.raises(TerminalSinkError, match="restart the worker"):
         sink.connect()
+
+
+def paused_path(sink: PostgresSink, entity: str) -> str | None:
+    """The path the sink's next flushes of ``entity`` take while its fast path is paused."""
+    paused = sink._paused.get(entity)
+    return paused[0].value if paused else None
+
+
+def test_children_before_parents_are_copied_after_their_parents_first_write_wins(
+    sink: PostgresSink, database: str
+) -> None:
+    """Children whose parents are missing: the parents are inferred, then the rows are
+    COPYed (not upserted); a replay or a duplicate among them still keeps the first write,
+    and each interaction is in the change log exactly once."""
+    sid, later_sid = uuid.uuid4(), uuid.uuid4()
+    ids = [uuid.uuid4() for _ in range(5)]
+    first = [
+        llm(iid, sid, prompt=f"first {i}", prompt_tokens=100, cache_read_tokens=i)
+        for i, iid in enumerate(ids)
+    ]
+    # No duplicate id: the foreign-key violation sends it to "parents then copy".
+    result = sink.write(items("llm_interactions", first))
+    assert result.accepted == {"llm_interactions": 5} and not result.rejected
+    assert paused_path(sink, "llm_interactions") == "parents then copy"
+    state = dump(database)
+    assert {r[0]: r[3] for r in state["llm_interactions"]} == {r.id: r.prompt for r in first}
+    assert state["inferred"] == [("sessions", sid)]
+    assert sorted(state["change_log"]) == sorted(("llm_interactions", r.id) for r in first)
+    with psycopg.connect(database) as conn:
+        usage = conn.execute("SELECT id, cache_read_tokens FROM agentstream.llm_usage").fetchall()
+    assert sorted(usage) == sorted((r.id, r.cache_read_tokens) for r in first)
+
+    # Next flush, paused on that path, with another missing parent: two replays of the first
+    # flush (other contents), a duplicate id within the flush, and new interactions. The
+    # COPY after the parents meets the replays: the upsert keeps every first write.
+    dup, fresh = uuid.uuid4(), uuid.uuid4()
+    replays = [
+        llm(iid, sid, prompt="replayed", prompt_tokens=100, cache_read_tokens=99) for iid in ids[:2]
+    ]
+    second = [
+        *replays,
+        llm(dup, later_sid, prompt="dup first"),
+        llm(dup, later_sid, prompt="dup second"),
+        llm(fresh, later_sid, prompt="fresh"),
+    ]
+    result = sink.write(items("llm_interactions", second, offset=10))
+    assert result.accepted == {"llm_interactions": 5} and not result.rejected
+    assert paused_path(sink, "llm_interactions") == "upsert"
+    state = dump(database)
+    prompts = {r[0]: r[3] for r in state["llm_interactions"]}
+    assert prompts == {**{r.id: r.prompt for r in first}, dup: "dup first", fresh: "fresh"}
+    assert sorted(state["inferred"]) == sorted([("sessions", sid), ("sessions", later_sid)])
+    logged = [i for _, i in state["change_log"]]
+    assert sorted(logged) == sorted([*ids, dup, fresh])  # each once
+    with psycopg.connect(database) as conn:
+        stored = conn.execute("SELECT id, cache_read_tokens FROM agentstream.llm_usage")
+        details: dict[uuid.UUID, int | None] = dict(stored.fetchall())
+    assert details == {r.id: r.cache_read_tokens for r in first}  # the replays' 99 lost
+
+    # The real session replaces the inferred one; replaying everything changes nothing.
+    sink.write(items("sessions", [session(sid, user="real")]))
+    before = dump(database)
+    sink.write(items("llm_interactions", first + second))
+    assert dump(database) == before
+
+
+def test_an_unexpected_error_mid_flush_leaves_nothing_of_it(
+    sink: PostgresSink, database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sink opens each flush's transaction itself: an error that is not PostgreSQL's
+    (a bug, an interrupt) after the first table was written must not leave that table's
+    rows in an open transaction for the next flush to commit."""
+    from agentstream.sinks.postgres.copy import copy_payload as real
+
+    sid = uuid.uuid4()
+    batch = items("sessions", [session(sid)]) + items("events", [event(uuid.uuid4(), sid)])
+    calls = []
+
+    def second_copy_fails(*args: Any) -> None:
+        calls.append(args)
+        if len(calls) == 2:
+            raise RuntimeError("boom")
+        real(*args)
+
+    monkeypatch.setattr("agentstream.sinks.postgres.writer.copy_payload", second_copy_fails)
+    with pytest.raises(RuntimeError):
+        sink.write(batch)
+    monkeypatch.undo()
+    assert dump(database)["sessions"] == []
+    other = uuid.uuid4()
+    sink.write(items("sessions", [session(other)]))
+    assert [r[0] for r in dump(database)["sessions"]] == [other]
+    sink.write(batch)
+    state = dump(database)
+    assert len(state["sessions"]) == 2 and len(state["events"]) == 1

@@ -229,15 +229,16 @@ def test_a_replay_keeps_the_first_writes_details_or_their_absence(
         llm(first_with, sid, **BASE_COUNTS, **DETAILS),
         llm(first_without, sid, **BASE_COUNTS),
     ]
-    sink.write(items("llm_interactions", originals))  # session inferred: the upsert (slow) path
+    # The session is missing: it is inferred, then the interactions are COPYed.
+    sink.write(items("llm_interactions", originals))
     before = usage_rows(database)
     assert set(before) == {first_with}
-    # The same ids again with other details, and a new interaction, in one flush: the
-    # fast path hits the unique key, the set-based insert keeps the first writes.
+    # The same ids again with other details, and a new interaction, in one flush: the COPY
+    # hits the unique key, the set-based insert keeps the first writes.
     other = {**DETAILS, "cache_read_tokens": 1, "provider": "replayed"}
     new = llm(uuid.uuid4(), sid, **BASE_COUNTS, **other)
     replay = [llm(i, sid, **BASE_COUNTS, **other) for i in (first_with, first_without)]
-    for _ in range(2):  # twice: the second time the fast path is paused (slow path only)
+    for _ in range(2):  # twice: the second time the COPY is paused (the upsert only)
         sink.write(items("llm_interactions", [*replay, new], offset=10))
     after = usage_rows(database)
     assert after == {first_with: before[first_with], new.id: expected(new)}

@@ -9,10 +9,15 @@ agent_executions, llm_interactions, events, documents:
    encoded rows into one binary COPY stream (and their change_log rows into another);
 2. fast path: binary COPY straight into the table after a savepoint; new rows whose
    parents exist land at the database's own speed;
-3. if that COPY hits a unique violation (a replay, or a new state of a mutable record) or a
-   foreign-key violation (a parent not there yet), roll back to the savepoint and take the
-   slow path: COPY into a temporary staging table, insert the missing parents as inferred
-   members, then one set-based upsert / insert-do-nothing (upsert.py);
+3. if that COPY hits a unique violation (a replay, or a new state of a mutable record), roll
+   back to the savepoint and take the slow path: COPY into a temporary staging table,
+   insert the missing parents as inferred members, then one set-based upsert /
+   insert-do-nothing (upsert.py);
+   if it hits a foreign-key violation (a parent not there yet: children read before their
+   parents), stage and insert the inferred parents the same way, then COPY the rows into
+   the table again: new rows need no upsert, whose heap inserts and speculative index
+   insertions one row at a time cost PostgreSQL more than COPY's inserts of many rows at
+   once. Only if that COPY meets a row already there does it fall back to the upsert;
 4. a data error (errors.classify == "data") rolls back that entity's savepoint and bisects
    its records until the offending ones are isolated: they are returned as rejected (for
    the dead-letter topic) and the rest is written.
@@ -27,6 +32,7 @@ the caller retries); anything else raises TerminalSinkError with advice.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import logging
 import operator
 from collections import defaultdict
@@ -60,9 +66,24 @@ __all__ = ["EncodedBatch", "PostgresSink"]
 
 log = logging.getLogger(__name__)
 
-# After the fast path failed for an entity (replays, state updates), skip it for this many
-# flushes of that entity: a COPY that fails part-way costs the rows it already sent.
+# After the fast path failed for an entity, skip it for this many flushes of that entity: a
+# COPY that fails costs the rows it already sent (a foreign-key violation is only raised
+# once the whole COPY is in the table, at the end of the statement).
 FAST_PATH_PAUSE = 8
+
+
+# A flush's transaction (see the module docstring on REPEATABLE READ).
+_BEGIN = sql.SQL("BEGIN ISOLATION LEVEL REPEATABLE READ")
+
+
+class _Path(enum.Enum):
+    """How a table's part of a flush is written (see the module docstring)."""
+
+    COPY = "copy"  # straight into the table
+    PARENTS_THEN_COPY = "parents then copy"  # stage, infer missing parents, COPY the rows
+    UPSERT = "upsert"  # stage, infer missing parents, set-based upsert from the stage
+
+
 _CHANGE_LOG = sql.Identifier("agentstream", "change_log")
 _RECORD = operator.attrgetter("record")  # an item's record, in C (dedupe calls it per item)
 
@@ -100,7 +121,9 @@ class PostgresSink:
         # without a row with encoders of its own, as its caller may be on another thread: a
         # psycopg Transformer is not meant to be shared between threads.
         self._encoders: dict[str, RowEncoder] = {}
-        self._fast_skip: dict[str, int] = defaultdict(int)
+        # Per entity: the path its flushes take while the fast path is paused, and for how
+        # many more flushes.
+        self._paused: dict[str, tuple[_Path, int]] = {}
 
     # --- connection -------------------------------------------------------------------
 
@@ -138,7 +161,10 @@ class PostgresSink:
                     ).format(stage, like)
                 )
             conn.commit()
-            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            # Each flush opens its transaction itself (_BEGIN), in the round trip of its first
+            # savepoint: psycopg's own BEGIN would be one more round trip per flush, and one
+            # more wait for the GIL while the event loop decodes.
+            conn.autocommit = True
         except psycopg.Error as exc:
             conn.close()
             raise self._translate(exc, "preparing the connection") from exc
@@ -221,13 +247,19 @@ class PostgresSink:
         conn = self._conn
         assert conn is not None
         try:
-            with conn.transaction(), conn.cursor() as cur:
+            with conn.cursor() as cur:
+                begin: sql.Composable | None = _BEGIN
                 for group in encoded.groups:
                     before = len(result.rejected)
-                    self._write_isolating(cur, group, result)
+                    self._write_isolating(cur, group, result, begin)
+                    begin = None
                     result.accepted[group.entity] = group.received - (len(result.rejected) - before)
+            conn.commit()
         except (psycopg.Error, OSError) as exc:
-            raise self._translate(exc, "writing a batch") from exc
+            raise self._translate(exc, "writing a batch") from exc  # closes the connection
+        except BaseException:
+            self.close()  # the transaction goes with the connection: nothing half-written stays
+            raise
         return result
 
     def _encode(
@@ -252,15 +284,23 @@ class PostgresSink:
         return TerminalSinkError(f"{doing} failed: {_describe(exc)}; {terminal_advice(exc)}")
 
     def _write_isolating(
-        self, cur: psycopg.Cursor[Any], group: _Group, result: WriteResult
+        self,
+        cur: psycopg.Cursor[Any],
+        group: _Group,
+        result: WriteResult,
+        begin: sql.Composable | None = None,
     ) -> None:
         """Write ``group`` after a savepoint; on a data error, bisect to isolate the bad ones.
 
         The savepoint is left for the COMMIT to release (a RELEASE is one more round trip,
         and one more wait for the GIL, per table and flush); ROLLBACK TO keeps it usable.
+        ``begin``, for a flush's first table, goes in the same round trip.
         """
         savepoint = sql.Identifier(f"agentstream_{group.entity}")
-        cur.execute(sql.SQL("SAVEPOINT {}").format(savepoint))
+        statement = sql.SQL("SAVEPOINT {}").format(savepoint)
+        if begin is not None:
+            statement = sql.SQL("{}; {}").format(begin, statement)
+        cur.execute(statement, prepare=False)  # two statements cannot be a prepared one
         try:
             self._write_group(cur, group, savepoint)
         except psycopg.Error as exc:
@@ -274,26 +314,30 @@ class PostgresSink:
             for half in (group.items[:mid], group.items[mid:]):
                 self._write_isolating(cur, _group(group.entity, half, len(half)), result)
 
+    def _path(self, entity: str) -> _Path:
+        path, flushes = self._paused.get(entity, (_Path.COPY, 0))
+        if flushes <= 1:
+            self._paused.pop(entity, None)
+        else:
+            self._paused[entity] = (path, flushes - 1)
+        return path if flushes else _Path.COPY
+
     def _write_group(
         self, cur: psycopg.Cursor[Any], group: _Group, savepoint: sql.Identifier
     ) -> None:
         entity = group.entity
         table = self._tables[entity]
-        if self._fast_skip[entity] > 0:
-            self._fast_skip[entity] -= 1
-        else:
+        path = self._path(entity)
+        if path is _Path.COPY:
             try:
-                copy_payload(cur, sql.Identifier("public", entity), table.columns, group.data)
-                if group.change_log is not None:
-                    copy_payload(cur, _CHANGE_LOG, ("entity", "id"), group.change_log)
-                if group.details is not None and table.details is not None:
-                    # Every interaction of this COPY was new: so are its details.
-                    target = sql.Identifier("agentstream", table.details.entity)
-                    copy_payload(cur, target, table.details.columns, group.details)
+                self._copy_into_table(cur, group, table)
                 return
-            except (psycopg.errors.UniqueViolation, psycopg.errors.ForeignKeyViolation):
-                cur.execute(sql.SQL("ROLLBACK TO SAVEPOINT {}").format(savepoint))
-                self._fast_skip[entity] = FAST_PATH_PAUSE
+            except psycopg.errors.UniqueViolation:
+                path = _Path.UPSERT
+            except psycopg.errors.ForeignKeyViolation:
+                path = _Path.PARENTS_THEN_COPY
+            cur.execute(sql.SQL("ROLLBACK TO SAVEPOINT {}").format(savepoint))
+            self._paused[entity] = (path, FAST_PATH_PAUSE)
         stage = _stage(entity)
         cur.execute(sql.SQL("TRUNCATE {}").format(stage))
         copy_payload(cur, stage, table.columns, group.data)
@@ -304,7 +348,29 @@ class PostgresSink:
             copy_payload(cur, details_stage, table.details.columns, group.details)
         for statement in inference_statements(entity, stage):
             cur.execute(statement)
+        if path is _Path.PARENTS_THEN_COPY:
+            # The parents are there now; a row already in the table (a replay, or another
+            # worker's write) sends this part, and the next flushes, to the upsert.
+            parents = sql.Identifier(f"agentstream_{entity}_parents")
+            cur.execute(sql.SQL("SAVEPOINT {}").format(parents))
+            try:
+                self._copy_into_table(cur, group, table)
+                return
+            except psycopg.errors.UniqueViolation:
+                cur.execute(sql.SQL("ROLLBACK TO SAVEPOINT {}").format(parents))
+                self._paused[entity] = (_Path.UPSERT, FAST_PATH_PAUSE)
         cur.execute(write_statement(table, stage, details_stage))
+
+    @staticmethod
+    def _copy_into_table(cur: psycopg.Cursor[Any], group: _Group, table: Table) -> None:
+        """COPY ``group``'s rows (all new) into the table, with their change_log and details."""
+        copy_payload(cur, sql.Identifier("public", group.entity), table.columns, group.data)
+        if group.change_log is not None:
+            copy_payload(cur, _CHANGE_LOG, ("entity", "id"), group.change_log)
+        if group.details is not None and table.details is not None:
+            # Every interaction of this COPY was new: so are its details.
+            target = sql.Identifier("agentstream", table.details.entity)
+            copy_payload(cur, target, table.details.columns, group.details)
 
 
 @dataclass(slots=True)
