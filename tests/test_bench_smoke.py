@@ -117,7 +117,9 @@ def test_peer_bench_worker_side(services: Services) -> None:
     assert out["records"] == {"llm_interactions": 1200, "events": 6000}
     side = out["agentstream"]
     assert side["rows"] == side["messages"] == 7200  # one message per record, every row landed
-    assert side["rows_s"][0] > 0 and side["cpu_us_per_record"][0] > 0
+    # CPU time is read in clock ticks (10 ms): at this scale the span from the first row to
+    # the last can fall within one tick, so zero is a possible reading, a negative one is not.
+    assert side["rows_s"][0] > 0 and side["cpu_us_per_record"][0] >= 0
     assert side["exit_code"] == 0 and "peer" not in out
 
 
