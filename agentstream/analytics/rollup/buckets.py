@@ -208,6 +208,10 @@ def recompute(
     rebuilt. Returns the numbers of hours and days rebuilt."""
     hours_total = days_total = 0
     read.wait()  # connected (and DuckDB opened) on its thread
+    if not all_buckets:
+        # An incremental run's groupings are small: a second DuckDB thread costs more CPU
+        # than it saves time, and takes it from the server on a small machine.
+        read.duck.execute("SET threads = 1")
     for rollup in _ROLLUPS:
         if all_buckets:
             _clear_all(cur, rollup)
