@@ -368,6 +368,48 @@ def test_a_day_touched_only_by_a_changed_parent_is_rebuilt_whole_beside_new_call
     assert snapshot(database) == incremental
 
 
+def test_new_calls_of_old_parents_and_a_day_summed_from_its_hour_rows(database: str) -> None:
+    # An incremental run looks up only the agents and sessions of its new calls, which need
+    # not be in its change log; a day row's sums are the clean hours' rows as stored plus
+    # the dirty hours' just grouped, money to the picodollar.
+    with psycopg.connect(database) as conn:
+        s = add_session(conn, "dora", T0 - timedelta(hours=20))
+        a = add_agent(conn, s, "critic", T0 - timedelta(hours=20))
+        other = add_session(conn, "eve", T0 - timedelta(hours=20))
+        for i in range(5):  # clean hours of the day, costed in odd picodollars
+            add_call(conn, s, a, "gpt-4o", T0 - timedelta(hours=3 + i), prompt_tokens=1001 + i * 7)
+    run_rollup(database)
+    with psycopg.connect(database) as conn:
+        add_call(conn, s, a, "gpt-4o", T0 + timedelta(minutes=10), prompt_tokens=333)
+        add_call(conn, other, None, "gpt-4o", T0 + timedelta(minutes=20), prompt_tokens=77)
+    changed = run_rollup(database)
+    assert (changed.changes, changed.hours, changed.days) == (2, 1, 1)
+    with psycopg.connect(database) as conn:
+        facts = conn.execute(
+            "SELECT prompt_tokens, agent_type, user_id FROM analytics.llm_facts"
+            " WHERE hour = %s ORDER BY 1",
+            (T0,),
+        ).fetchall()
+        assert facts == [(77, None, "eve"), (333, "critic", "dora")]
+        sums = conn.execute(
+            "SELECT dimension, key, sum(calls), sum(prompt_tokens), sum(cost), sum(input_cost)"
+            " FROM analytics.llm_rollup WHERE granularity = 'hour'"
+            " AND bucket >= %s AND bucket < %s GROUP BY 1, 2 ORDER BY 1, 2",
+            (T0 - timedelta(hours=23), T0 + timedelta(hours=1)),
+        ).fetchall()
+        days = conn.execute(
+            "SELECT dimension, key, calls, prompt_tokens, cost, input_cost"
+            " FROM analytics.llm_rollup WHERE granularity = 'day' AND bucket = %s"
+            " ORDER BY 1, 2",
+            (T0 - timedelta(hours=23),),
+        ).fetchall()
+    assert days == sums
+    assert ("user", "dora", 6, 333 + sum(1001 + i * 7 for i in range(5))) in [d[:4] for d in days]
+    incremental = snapshot(database)
+    run_rollup(database, full=True)
+    assert snapshot(database) == incremental
+
+
 def test_rerun_without_changes_changes_nothing(database: str) -> None:
     with psycopg.connect(database) as conn:
         s = add_session(conn, "erin", T0)

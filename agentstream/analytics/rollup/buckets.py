@@ -22,11 +22,10 @@ from agentstream.analytics.rollup.days import (
     changed_call_days,
     facts_of_days,
     facts_of_hours,
-    insert_days,
 )
 from agentstream.analytics.rollup.facts import DIMENSION_COLUMNS
 from agentstream.analytics.rollup.grouping import EXEC_GROUPING, LLM_GROUPING, Grouping, aggregate
-from agentstream.analytics.rollup.reader import _CommittedReader
+from agentstream.analytics.rollup.reader import Read, _CommittedReader
 
 __all__ = ["EXEC_ROLLUP", "LLM_ROLLUP", "Rollup", "early_read", "recompute"]
 
@@ -140,36 +139,41 @@ def _copy_rows(cur: psycopg.Cursor[Any], rollup: Rollup, rows: bytes) -> None:
         c.write(rows)
 
 
-def early_read(cur: psycopg.Cursor[Any]) -> tuple[list[int], str, tuple[str, ...]] | None:
+def early_read(cur: psycopg.Cursor[Any]) -> tuple[list[int], Read, Read] | None:
     """What the reader may read while the first transaction runs (``_CommittedReader.start``):
-    the narrow facts of the days of the changed LLM calls (temp table ``changed``), or None
-    when there are none."""
+    the narrow facts and the hour rows of the days of the changed LLM calls (temp table
+    ``changed``), or None when there are none."""
     days = changed_call_days(cur)
     if not days:
         return None
-    query = LLM_DAYS.read.format(where=facts_of_days(days)).as_string(cur)
-    return days, query, LLM_DAYS.statistics.columns
+    where = facts_of_days(days)
+    facts = LLM_DAYS.facts_query(where).as_string(cur), LLM_DAYS.rows.columns
+    hours = LLM_DAYS.hours_query(where).as_string(cur), LLM_DAYS.rows.hour_columns
+    return days, facts, hours
 
 
-def _narrow_facts(
+def _of_days(
     cur: psycopg.Cursor[Any],
     read: _CommittedReader,
     spec: DaysFromHours,
     hours: list[int],
     days: list[int],
-) -> pa.Table:
-    """The narrow facts of ``days``: read early where the reader did (those of the dirty
-    ``hours`` among them are as they were before the first transaction, and the grouping
-    leaves them out), read now for the other days (without the dirty hours)."""
-    tables = [read.early.facts] if read.early is not None else []
-    early_days = read.early.days if read.early is not None else []
-    late = [d for d in days if d not in early_days]
-    if late or not tables:
+) -> tuple[pa.Table, pa.Table]:
+    """The narrow facts and the hour rows of ``days``: read early where the reader did
+    (those of the dirty ``hours`` among them are as they were before the first
+    transaction, and the grouping leaves them out), read now for the other days (without
+    the dirty hours)."""
+    early = read.early
+    facts, hour_rows = ([early.facts], [early.hour_rows]) if early is not None else ([], [])
+    late = [d for d in days if early is None or d not in early.days]
+    if late:
         dirty = set(hours)
-        clean = [h for d in late for h in range(d, d + 86400, 3600) if h not in dirty]
-        query = spec.read.format(where=facts_of_hours(clean)).as_string(cur)
-        tables.append(read(query, spec.statistics.columns))
-    return pa.concat_tables(tables)
+        where = facts_of_hours(
+            [h for d in late for h in range(d, d + 86400, 3600) if h not in dirty]
+        )
+        facts.append(read(spec.facts_query(where).as_string(cur), spec.rows.columns))
+        hour_rows.append(read(spec.hours_query(where).as_string(cur), spec.rows.hour_columns))
+    return pa.concat_tables(facts), pa.concat_tables(hour_rows)
 
 
 def _rebuild_touched(
@@ -188,15 +192,12 @@ def _rebuild_touched(
             _copy_rows(cur, rollup, rows)
         return
     facts = read(rollup.read.format(where=facts_of_hours(hours)).as_string(cur), rollup.columns)
-    if facts.num_rows:
-        rows = aggregate(read.duck, rollup.grouping.query(hours, days=False), facts=facts)
-        _copy_rows(cur, rollup, rows)
     spec = rollup.days
-    narrow = _narrow_facts(cur, read, spec, hours, days)
+    narrow, hour_rows = _of_days(cur, read, spec, hours, days)
     if narrow.num_rows or facts.num_rows:
-        query = spec.statistics.query(hours, days)
-        statistics = aggregate(read.duck, query, narrow=narrow, facts=facts)
-        insert_days(cur, rollup.identifier, spec, rollup.grouping.dimensions, statistics, days)
+        query = spec.rows.query(hours, days)
+        rows = aggregate(read.duck, query, facts=facts, narrow=narrow, hour_rows=hour_rows)
+        _copy_rows(cur, rollup, rows)
 
 
 def recompute(
@@ -207,6 +208,10 @@ def recompute(
     rebuilt. Returns the numbers of hours and days rebuilt."""
     hours_total = days_total = 0
     read.wait()  # connected (and DuckDB opened) on its thread
+    if not all_buckets:
+        # An incremental run's groupings are small: a second DuckDB thread costs more CPU
+        # than it saves time, and takes it from the server on a small machine.
+        read.duck.execute("SET threads = 1")
     for rollup in _ROLLUPS:
         if all_buckets:
             _clear_all(cur, rollup)

@@ -35,10 +35,12 @@ class Facts:
     time_column: str  # the seed column the fact's hour comes from
     # The kind's own parts of ``insert``, the same in every statement that writes its facts.
     fixed: Mapping[str, sql.Composable]
-    # INSERT ... SELECT ... FROM the seed table (no WHERE), with the placeholders of
-    # ``fixed`` and these, filled by ``insert_sql``: ``{hour}`` (of time_column) and
-    # ``{parents}`` (the joins to the agent and session, as ``a`` and ``s``).
+    # INSERT ... {seed} SELECT ... FROM {source} alias (no WHERE), with the placeholders of
+    # ``fixed`` and these, filled by ``insert_sql``: ``{seed}`` (a WITH clause, or
+    # nothing), ``{source}`` (the seed table, or the WITH's rows), ``{hour}`` (of
+    # time_column) and ``{parents}`` (the joins to the agent and session, as ``a`` and ``s``).
     insert: sql.SQL
+    columns: tuple[str, ...]  # the seed table's columns that ``insert`` reads
     # The primary key (the upsert's conflict target) and the columns an upsert overwrites.
     primary_key: tuple[str, ...]
     overwritten: tuple[str, ...]
@@ -57,19 +59,41 @@ class Facts:
         return sql.Identifier("analytics", self.table)
 
     def insert_sql(
-        self, where: sql.Composable, order: sql.Composable, conflict: sql.Composable
+        self, ids: sql.Composable | None, order: sql.Composable, conflict: sql.Composable
     ) -> sql.Composed:
-        seed, time = sql.Identifier(self.alias), sql.Identifier(self.time_column)
-        # A row without a time has no bucket, hence no fact.
-        return sql.SQL(
-            "{insert} WHERE {seed}.{time} IS NOT NULL {where} {order} {conflict}"
-        ).format(
+        """The insert of the facts of every seed row (``ids`` None), or of the rows whose ids
+        the query ``ids`` returns. Those rows are taken first, and only their agents and
+        sessions are looked up, by key: a hash join would read every agent and session."""
+        alias, time = sql.Identifier(self.alias), sql.Identifier(self.time_column)
+        table = sql.Identifier(self.entity)
+        if ids is None:
+            seed: sql.Composable = _EMPTY
+            source: sql.Composable = table
+            parents = _parents(self.alias, None)
+        else:
+            rows = sql.Identifier("seed")
+            # A row without a time has no bucket, hence no fact.
+            seed = sql.SQL(
+                "WITH seed AS MATERIALIZED (SELECT {columns} FROM {table}"
+                " WHERE {time} IS NOT NULL AND id IN ({ids}))"
+            ).format(
+                columns=sql.SQL(", ").join(map(sql.Identifier, self.columns)),
+                table=table,
+                time=time,
+                ids=ids,
+            )
+            source = rows
+            parents = _parents(self.alias, rows)
+        return sql.SQL("{insert} WHERE {alias}.{time} IS NOT NULL {order} {conflict}").format(
             insert=self.insert.format(
-                **self.fixed, hour=_HOUR.format(seed, time), parents=_parents(self.alias)
+                **self.fixed,
+                seed=seed,
+                source=source,
+                hour=_HOUR.format(alias, time),
+                parents=parents,
             ),
-            seed=seed,
+            alias=alias,
             time=time,
-            where=where,
             order=order,
             conflict=conflict,
         )
@@ -89,13 +113,21 @@ class Facts:
 _HOUR = sql.SQL("date_bin('1 hour', {}.{}, '2000-01-01 00:00+00')")
 
 
-def _parents(alias: str) -> sql.Composed:
+def _parents(alias: str, seed: sql.Identifier | None) -> sql.Composed:
     """The join of ``alias``'s rows to the agent and the session whose type and user the
-    facts copy, as ``a`` and ``s``."""
+    facts copy, as ``a`` and ``s``: of the agents and sessions of the rows of ``seed``
+    only, by key, when the rows are those few."""
+    if seed is None:
+        return sql.SQL(
+            "LEFT JOIN agents a ON a.id = {alias}.agent_id"
+            " LEFT JOIN sessions s ON s.id = {alias}.session_id"
+        ).format(alias=sql.Identifier(alias))
     return sql.SQL(
-        "LEFT JOIN agents a ON a.id = {seed}.agent_id"
-        " LEFT JOIN sessions s ON s.id = {seed}.session_id"
-    ).format(seed=sql.Identifier(alias))
+        "LEFT JOIN (SELECT id, type FROM agents WHERE id IN (SELECT agent_id FROM {seed})) a"
+        " ON a.id = {alias}.agent_id"
+        " LEFT JOIN (SELECT id, user_id FROM sessions"
+        " WHERE id IN (SELECT session_id FROM {seed})) s ON s.id = {alias}.session_id"
+    ).format(seed=seed, alias=sql.Identifier(alias))
 
 
 # The columns facts copy from their seed row and its parents, that the rollups group by.
@@ -104,12 +136,13 @@ DIMENSION_COLUMNS = ("agent_id", "agent_type", "user_id", "session_id")
 _LLM_COSTS = cost_sql(call_counts("l", "u"))
 _LLM_INSERT = sql.SQL("""
 INSERT INTO analytics.llm_facts
+{seed}
 SELECT l.id, l.created_at, {hour}, l.model, l.agent_id,
        a.type, s.user_id, l.session_id, coalesce(l.prompt_tokens, 0),
        coalesce(l.response_tokens, 0), coalesce(l.latency_ms, 0), coalesce(l.success, false),
        {total}, u.service_tier, u.cache_read_tokens, u.cache_write_tokens, u.reasoning_tokens,
        u.time_to_first_token_ms, {split}
-FROM llm_interactions l
+FROM {source} l
 LEFT JOIN agentstream.llm_usage u ON u.id = l.id
 {parents}
 {priced}
@@ -122,6 +155,17 @@ LLM_FACTS = Facts(
         "split": sql.SQL(", ").join(_LLM_COSTS[c] for c in COST_PARTS),
     },
     insert=_LLM_INSERT,
+    columns=(
+        "id",
+        "created_at",
+        "model",
+        "agent_id",
+        "session_id",
+        "prompt_tokens",
+        "response_tokens",
+        "latency_ms",
+        "success",
+    ),
     entity="llm_interactions",
     alias="l",
     time_column="created_at",
@@ -148,16 +192,18 @@ LLM_FACTS = Facts(
 
 _EXEC_INSERT = sql.SQL("""
 INSERT INTO analytics.exec_facts
+{seed}
 SELECT e.id, e.started_at, {hour}, e.agent_id, a.type,
        s.user_id, e.session_id, coalesce(e.status, 'pending'),
        extract(epoch FROM e.completed_at - e.started_at) * 1000
-FROM agent_executions e
+FROM {source} e
 {parents}
 """)
 EXEC_FACTS = Facts(
     kind="exec",
     fixed={},
     insert=_EXEC_INSERT,
+    columns=("id", "started_at", "agent_id", "session_id", "status", "completed_at"),
     entity="agent_executions",
     alias="e",
     time_column="started_at",
@@ -198,7 +244,7 @@ def rebuild_facts(cur: psycopg.Cursor[Any], prices: list[PriceRow]) -> None:
         order = sql.SQL("ORDER BY {}.{}").format(
             sql.Identifier(facts.alias), sql.Identifier(facts.time_column)
         )
-        cur.execute(facts.insert_sql(_EMPTY, order, _EMPTY))
+        cur.execute(facts.insert_sql(None, order, _EMPTY))
     cur.execute("SET LOCAL maintenance_work_mem = '256MB'")
     for facts in _ALL_FACTS:
         _build_indexes(cur, facts)
@@ -240,9 +286,7 @@ def _upsert(facts: Facts, ids: sql.Composable) -> sql.Composed:
     """The upsert of the facts of the seed rows whose ids the query ``ids`` returns, in key
     order: the inserts then walk the primary key's leaves left to right."""
     return facts.insert_sql(
-        sql.SQL("AND {}.id IN ({})").format(sql.Identifier(facts.alias), ids),
-        sql.SQL("ORDER BY {}").format(facts.key_positions),
-        facts.on_conflict(),
+        ids, sql.SQL("ORDER BY {}").format(facts.key_positions), facts.on_conflict()
     )
 
 

@@ -25,9 +25,9 @@ import pyarrow.csv as pcsv
 
 __all__ = [
     "EXEC_GROUPING",
-    "LLM_DAY_STATISTICS",
+    "LLM_DAY_ROWS",
     "LLM_GROUPING",
-    "DayStatistics",
+    "DayRows",
     "Grouping",
     "aggregate",
     "duckdb_connection",
@@ -107,20 +107,13 @@ _SOURCE = """(SELECT *, hour - hour % 86400 AS day, agent_id AS agent,
              user_id AS user_key, session_id AS session
       FROM $source)"""
 
-_LLM_AGG = """
-SELECT $granularity AS granularity,
-       $dimension,
-       $bucket AS bucket,
-       count(*) AS calls,
+# A group's counts and sums: those of a day are the sums of its hours' (days.py).
+_LLM_SUMS = """count(*) AS calls,
        count(*) FILTER (WHERE NOT success) AS errors,
-       count(*) FILTER (WHERE NOT success) / count(*) AS error_rate,
        sum(prompt_tokens)::BIGINT AS prompt_tokens,
        sum(response_tokens)::BIGINT AS response_tokens,
        coalesce(sum(cost), 0)::HUGEINT AS cost,
        count(*) FILTER (WHERE cost IS NULL) AS unpriced_calls,
-       avg(latency_ms)::DOUBLE AS latency_mean,
-       $latency,
-       max(latency_ms) AS latency_max,
        coalesce(sum(cache_read_tokens), 0)::BIGINT AS cache_read_tokens,
        coalesce(sum(cache_write_tokens), 0)::BIGINT AS cache_write_tokens,
        coalesce(sum(reasoning_tokens), 0)::BIGINT AS reasoning_tokens,
@@ -129,11 +122,39 @@ SELECT $granularity AS granularity,
        coalesce(sum(output_cost), 0)::HUGEINT AS output_cost,
        coalesce(sum(reasoning_cost), 0)::HUGEINT AS reasoning_cost,
        count(*) FILTER (WHERE price_flags & 1 = 1) AS tier_fallback_calls,
-       count(*) FILTER (WHERE price_flags & 2 = 2) AS cache_unpriced_calls,
+       count(*) FILTER (WHERE price_flags & 2 = 2) AS cache_unpriced_calls"""
+# Those of _LLM_SUMS that are counts or token sums (the others are picodollars).
+_LLM_COUNTS = (
+    "calls",
+    "errors",
+    "prompt_tokens",
+    "response_tokens",
+    "unpriced_calls",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "tier_fallback_calls",
+    "cache_unpriced_calls",
+)
+_LLM_MONEY = ("cost", "cached_cost", "cache_write_cost", "output_cost", "reasoning_cost")
+
+_LLM_AGG = (
+    """
+SELECT $granularity AS granularity,
+       $dimension,
+       $bucket AS bucket,
+       """
+    + _LLM_SUMS
+    + """,
+       count(*) FILTER (WHERE NOT success) / count(*) AS error_rate,
+       avg(latency_ms)::DOUBLE AS latency_mean,
+       $latency,
+       max(latency_ms) AS latency_max,
        $ttft
 FROM $facts
 GROUP BY GROUPING SETS ($sets)
 """
+)
 
 _EXEC_AGG = """
 SELECT $granularity AS granularity,
@@ -185,7 +206,11 @@ class Grouping:
     def query(self, hours: list[int] | None, *, days: bool = True) -> str:
         """The grouping query over the registered ``facts``: every bucket (``hours`` None),
         or the hour buckets of ``hours`` only (the other hours of a touched day need not be
-        computed) and, with ``days``, the day buckets of all facts."""
+        computed) and, with ``days``, the day buckets of all facts; in key order."""
+        return _fill(_ORDERED, out=self.output, query=self.grouped(hours, days=days))
+
+    def grouped(self, hours: list[int] | None, *, days: bool = True) -> str:
+        """``query``'s rows, unordered and before ``output``."""
 
         def part(granularity: str, bucket: str, buckets: tuple[str, ...], source: str) -> str:
             return _fill(
@@ -208,54 +233,87 @@ class Grouping:
             grouped = part("'hour'", "hour", ("hour",), touched)
             if days:
                 grouped += " UNION ALL " + part("'day'", "day", ("day",), "facts")
-        return _fill(_ORDERED, out=self.output, query=grouped)
+        return grouped
 
 
 @dataclass(frozen=True)
-class DayStatistics:
-    """The columns of a kind's day rows that are not sums of its hour rows (means,
-    percentiles, maxima): computed from every fact of a day, but from few of their columns
-    (``columns``, the hour first). An incremental run adds them to the sums of the day's
-    hour rows (days.py)."""
+class DayRows:
+    """An incremental run's rows of a kind (days.py): those of its dirty hours, from their
+    facts (``grouping``), and those of their days. A day row's counts and sums are the sums
+    of the day's hour rows: the clean hours' as the rollup table holds them (read as
+    ``hour_columns``: the bucket, as ``hour``, first; money as the exact decimal text of
+    dollars), the dirty hours' as just grouped. Its means, percentiles and maxima need every
+    fact of the day, but only a few of their columns (``columns``, the hour first)."""
 
-    dimensions: tuple[str, ...]
+    grouping: Grouping
     columns: tuple[str, ...]
-    # The aggregates, after the dimension and the bucket.
-    aggregates: str
-    output: str  # the statistics' columns in the order of days.py's table, after the key
+    hour_columns: tuple[str, ...]
+    statistics: str  # the aggregates over the facts, after the dimension and the bucket
+    counts: tuple[str, ...]  # the sums that are integers; the others are picodollars
 
     def query(self, hours: list[int], days: list[int]) -> str:
-        """The statistics of ``days`` (epoch seconds) over the registered ``narrow`` facts
-        (``columns``) of their hours other than ``hours``, and the registered ``facts`` of
-        ``hours`` (more columns, ``columns`` among them); in key order."""
-        columns = ", ".join(self.columns)
-        source = _fill(
+        """The rows of the dirty ``hours`` and of their ``days`` (epoch seconds), in key
+        order, over the registered ``facts`` of ``hours``, ``narrow`` facts (``columns``)
+        and ``hour_rows`` (``hour_columns``) of the days' other hours."""
+        days_in, hours_in = ", ".join(map(str, days)), ", ".join(map(str, hours))
+        narrow = _fill(
             """(SELECT $columns FROM narrow WHERE hour - hour % 86400 IN ($days)
                  AND hour NOT IN ($hours)
                UNION ALL SELECT $columns FROM facts)""",
-            columns=columns,
-            days=", ".join(map(str, days)),
-            hours=", ".join(map(str, hours)),
+            columns=", ".join(self.columns),
+            days=days_in,
+            hours=hours_in,
+        )
+        sums = self.hour_columns[3:]
+        # Money from the hour rows' text: numeric(30,12) always prints 12 decimals, so the
+        # digits without the point are the picodollars, exactly.
+        picos = ", ".join(
+            c if c in self.counts else f"CAST(replace({c}, '.', '') AS HUGEINT) AS {c}"
+            for c in sums
         )
         grouped = _fill(
-            _DAY_STATS,
-            dimension=_dimension_case(self.dimensions),
-            aggregates=self.aggregates,
-            facts=_fill(_SOURCE, source=source),
-            sets=_grouping_sets(self.dimensions, ("day",)),
+            _DAY_ROWS,
+            hourly=self.grouping.grouped(hours, days=False),
+            statistics=_fill(
+                _DAY_AGG,
+                dimension=_dimension_case(self.grouping.dimensions),
+                aggregates=self.statistics,
+                facts=_fill(_SOURCE, source=narrow),
+                sets=_grouping_sets(self.grouping.dimensions, ("day",)),
+            ),
+            picos=picos,
+            columns=", ".join(sums),
+            summed=", ".join(
+                f"sum({c})::{'BIGINT' if c in self.counts else 'HUGEINT'} AS {c}" for c in sums
+            ),
+            days=days_in,
+            hours=hours_in,
         )
-        return _fill(
-            "SELECT dimension, $bucket, key, $out FROM ($query) ORDER BY dimension, bucket, key",
-            bucket=_BUCKET_TEXT,
-            out=self.output,
-            query=grouped,
-        )
+        return _fill(_ORDERED, out=self.grouping.output, query=grouped)
 
 
-_DAY_STATS = """
+_DAY_AGG = """
 SELECT $dimension, day AS bucket, $aggregates
 FROM $facts
 GROUP BY GROUPING SETS ($sets)
+"""
+
+# One query, so that DuckDB sets it up once, and one COPY of its rows. The ratios are of
+# the sums, as _LLM_AGG computes them from the facts (double division).
+_DAY_ROWS = """
+WITH hourly AS MATERIALIZED ($hourly),
+     statistics AS ($statistics),
+     sums AS (
+       SELECT dimension, bucket, key, $summed FROM (
+         SELECT dimension, hour - hour % 86400 AS bucket, key, $picos
+         FROM hour_rows WHERE hour - hour % 86400 IN ($days) AND hour NOT IN ($hours)
+         UNION ALL
+         SELECT dimension, bucket - bucket % 86400 AS bucket, key, $columns FROM hourly)
+       GROUP BY dimension, bucket, key)
+SELECT * FROM hourly
+UNION ALL BY NAME
+SELECT 'day' AS granularity, *, errors / calls AS error_rate
+FROM statistics JOIN sums USING (dimension, bucket, key)
 """
 
 LLM_GROUPING = Grouping(
@@ -278,8 +336,8 @@ LLM_GROUPING = Grouping(
         ttft=_quantile_columns("ttft", TTFT_PERCENTILES),
     ),
 )
-LLM_DAY_STATISTICS = DayStatistics(
-    dimensions=DIMENSIONS,
+LLM_DAY_ROWS = DayRows(
+    grouping=LLM_GROUPING,
     columns=(
         "hour",
         "model",
@@ -290,16 +348,13 @@ LLM_DAY_STATISTICS = DayStatistics(
         "latency_ms",
         "ttft_ms",
     ),
-    aggregates=_fill(
+    hour_columns=("hour", "dimension", "key", *_LLM_COUNTS, *_LLM_MONEY),
+    statistics=_fill(
         "avg(latency_ms)::DOUBLE AS latency_mean, $latency, max(latency_ms) AS latency_max, $ttft",
         latency=_quantiles("latency_ms", "latency"),
         ttft=_quantiles("ttft_ms", "ttft", TTFT_PERCENTILES),
     ),
-    output=_fill(
-        "latency_mean, $latency, latency_max, $ttft",
-        latency=_quantile_columns("latency"),
-        ttft=_quantile_columns("ttft", TTFT_PERCENTILES),
-    ),
+    counts=_LLM_COUNTS,
 )
 EXEC_GROUPING = Grouping(
     dimensions=EXEC_DIMENSIONS,
@@ -316,7 +371,7 @@ def duckdb_connection() -> Any:
 
 
 def aggregate(duck: Any, query: str, **tables: pa.Table) -> bytes:
-    """Run ``query`` (a Grouping's or DayStatistics' query) in DuckDB over ``tables``,
+    """Run ``query`` (a Grouping's or DayRows' query) in DuckDB over ``tables``,
     registered under their names; CSV of the rows it returns."""
     for name, table in tables.items():
         duck.register(name, table)

@@ -16,7 +16,7 @@ from agentstream.analytics.adbc import AdbcSession
 from agentstream.analytics.arrow_numpy import int64_array, int64_values
 from agentstream.analytics.rollup.grouping import duckdb_connection
 
-__all__ = ["_CommittedReader"]
+__all__ = ["Read", "_CommittedReader"]
 
 
 def _epoch_seconds(hours: pa.ChunkedArray) -> pa.Array:
@@ -28,13 +28,18 @@ def _epoch_seconds(hours: pa.ChunkedArray) -> pa.Array:
     return int64_array(micros // 1_000_000)
 
 
+# A read: the query, and the names of its columns (the first one an hour).
+Read = tuple[str, tuple[str, ...]]
+
+
 @dataclass(frozen=True)
 class Early:
-    """Facts read while the first transaction runs: as committed before it, so only those
-    of the hours it leaves clean are the facts after it."""
+    """Facts and hour rows of some days, read while the first transaction runs: as
+    committed before it, so only those of the hours it leaves clean are as after it."""
 
     days: list[int]  # epoch seconds of the days read
     facts: pa.Table
+    hour_rows: pa.Table
 
 
 class _CommittedReader:
@@ -49,13 +54,13 @@ class _CommittedReader:
         self._session: AdbcSession | None = None
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
-        self._early: tuple[list[int], str, tuple[str, ...]] | None = None
+        self._early: tuple[list[int], Read, Read] | None = None
         self.early: Early | None = None
         self.duck: Any = None
 
-    def start(self, early: tuple[list[int], str, tuple[str, ...]] | None = None) -> None:
-        """Connect on a thread and then, given ``early`` (days, query, columns), read the
-        facts of those days that ``query`` returns."""
+    def start(self, early: tuple[list[int], Read, Read] | None = None) -> None:
+        """Connect on a thread and then, given ``early`` (days, and the reads of their facts
+        and of their hour rows), read them."""
         self._early = early
         self._thread = threading.Thread(target=self._connect, name="rollup-adbc", daemon=True)
         self._thread.start()
@@ -66,8 +71,8 @@ class _CommittedReader:
             self.duck = duckdb_connection()
             self.duck.sql("SELECT 1").fetchall()
             if self._early is not None:
-                days, query, columns = self._early
-                self.early = Early(days, self._read(query, columns))
+                days, facts, hour_rows = self._early
+                self.early = Early(days, self._read(*facts), self._read(*hour_rows))
         except BaseException as exc:  # raised where the connection is used
             self._error = exc
 
@@ -80,16 +85,23 @@ class _CommittedReader:
             raise self._error
 
     def __call__(self, query: str, columns: tuple[str, ...]) -> pa.Table:
-        """The facts ``query`` returns, renamed ``columns``, with the hour (the first column)
-        as epoch seconds so that DuckDB's day is exact UTC."""
+        """The rows ``query`` returns, renamed ``columns``, with the hour (the first column)
+        as epoch seconds so that DuckDB's day is exact UTC, and the columns of a type only
+        PostgreSQL knows (numeric) as their text."""
         self.wait()
         return self._read(query, columns)
 
     def _read(self, query: str, columns: tuple[str, ...]) -> pa.Table:
         assert self._session is not None
         # Types as the server sent them (uuids as UUID): the grouping query takes either.
-        facts = self._session.read(query).rename_columns(list(columns))
-        return facts.set_column(0, "hour", _epoch_seconds(facts.column(0)))
+        rows = self._session.read(query).rename_columns(list(columns))
+        for i, column in enumerate(rows.columns):
+            if isinstance(column.type, pa.BaseExtensionType):
+                storage = [chunk.storage for chunk in column.chunks]
+                rows = rows.set_column(
+                    i, columns[i], pa.chunked_array(storage, column.type.storage_type)
+                )
+        return rows.set_column(0, "hour", _epoch_seconds(rows.column(0)))
 
     def close(self) -> None:
         if self._thread is not None:

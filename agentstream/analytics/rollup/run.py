@@ -14,8 +14,9 @@ Under an advisory lock, so that two runs serialize, in two transactions:
    their days are deleted and rebuilt from the facts, read through a second connection
    (reader.py) now that they are committed, and grouped in DuckDB (grouping.py); a day
    row's sums are its hour rows' (days.py); the dirty hours are cleared. The columns a
-   day's percentiles need are read early, while the first transaction runs, for the days of
-   the changed calls (only the clean hours' facts of those reads are used). A run that dies
+   day's percentiles need, and the day's hour rows, are read early, while the first
+   transaction runs, for the days of the changed calls (only the clean hours' facts and
+   rows of those reads are used). A run that dies
    between the two leaves its hours dirty; the next run rebuilds them.
 
 ``full=True`` (and the first run) rebuilds every fact from the seed tables in the first
