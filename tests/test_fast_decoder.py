@@ -407,6 +407,20 @@ def test_jsonb_passes_through_as_sent() -> None:
     assert bytes(getattr(record, "metadata")) == b'{"b" : [1, 2.50, 1E2], "a": "\\u00e9"}'  # noqa: B009
 
 
+def test_a_message_s_ingest_defaults_are_filled_as_one_by_one() -> None:
+    value = b'[{"user_id": "u"}, {"user_id": "v", "id": "%s"}, {"user_id": "w"}]' % (
+        str(uuid.uuid4()).encode()
+    )
+    wire_all, wire_each = decode_wire("sessions", value), decode_wire("sessions", value)
+    assert wire_all is not None and wire_each is not None
+    WIRE_TYPES["sessions"].fill_all_ingest_defaults(wire_all[0], "t/0/5/", INGEST_TIME)
+    for index, record in enumerate(wire_each[0]):
+        record.fill_ingest_defaults("t/0/5/", index, INGEST_TIME)
+    assert wire_all[0] == wire_each[0]
+    assert len({r.id for r in wire_all[0]}) == 3 and None not in {r.id for r in wire_all[0]}
+    assert {getattr(r, "created_at") for r in wire_all[0]} == {INGEST_TIME}  # noqa: B009
+
+
 def test_null_and_absent_jsonb_take_the_column_default() -> None:
     for value in (b'{"user_id": "u", "metadata": null}', b'{"user_id": "u"}'):
         [(record,), _] = decode_wire("sessions", value)  # type: ignore[misc]
