@@ -33,7 +33,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationInfo, field_validator, model_validator
 
-from agentstream.contract.codec import MAX_MESSAGE_BYTES
+from agentstream.contract.codec import MAX_MESSAGE_BYTES, decode
 from agentstream.contract.entities import ENTITY_MODELS, Record, Session
 from agentstream.contract.settings import Settings
 from agentstream.contract.topics import topic_for
@@ -338,6 +338,30 @@ def test_sdk_records_give_byte_identical_rows(tables: dict[str, Table], entity: 
     assert sum(taken) >= len(taken) // 2, (sum(taken), len(taken))
 
 
+def test_rows_of_parsed_jsonb_are_formatted_as_one_by_one(tables: dict[str, Table]) -> None:
+    """RowEncoder.rows takes jsonb as JSON text in one C-level call; a record whose jsonb is
+    a parsed value (the reference's records) gets its row from the dumper that takes both,
+    so rows() and the one-by-one call agree on every record, whichever dumper formatted it."""
+    # The jsonb text as the reference serialises it: both ways give the same bytes.
+    value = b'[{"user_id": "u", "metadata": {"a":[1,2.5]}}, {"user_id": "v"}]'
+    encode = RowEncoder(tables["sessions"], sink_adapters())
+    decoded = decode("sessions", value)
+    parsed = [
+        record.with_ingest_defaults(id_key=f"k/{i}", ingest_time=INGEST_TIME)
+        for i, record in decoded.records
+    ]
+    assert isinstance(getattr(parsed[0], "metadata"), dict)  # noqa: B009
+    structs = decode_wire("sessions", value)
+    assert structs is not None
+    for i, struct_ in enumerate(structs[0]):
+        struct_.fill_ingest_defaults("k/", i, INGEST_TIME)
+    for records in (parsed, structs[0]):
+        rows = encode.rows(records)
+        assert rows == [encode(r) for r in records]
+        assert None not in rows
+    assert encode.rows(parsed) == encode.rows(structs[0])
+
+
 # --- the fast path itself -----------------------------------------------------------------
 
 
@@ -381,6 +405,20 @@ def test_jsonb_passes_through_as_sent() -> None:
     [(record,), batch] = decode_wire("sessions", value)  # type: ignore[misc]
     assert not batch
     assert bytes(getattr(record, "metadata")) == b'{"b" : [1, 2.50, 1E2], "a": "\\u00e9"}'  # noqa: B009
+
+
+def test_a_message_s_ingest_defaults_are_filled_as_one_by_one() -> None:
+    value = b'[{"user_id": "u"}, {"user_id": "v", "id": "%s"}, {"user_id": "w"}]' % (
+        str(uuid.uuid4()).encode()
+    )
+    wire_all, wire_each = decode_wire("sessions", value), decode_wire("sessions", value)
+    assert wire_all is not None and wire_each is not None
+    WIRE_TYPES["sessions"].fill_all_ingest_defaults(wire_all[0], "t/0/5/", INGEST_TIME)
+    for index, record in enumerate(wire_each[0]):
+        record.fill_ingest_defaults("t/0/5/", index, INGEST_TIME)
+    assert wire_all[0] == wire_each[0]
+    assert len({r.id for r in wire_all[0]}) == 3 and None not in {r.id for r in wire_all[0]}
+    assert {getattr(r, "created_at") for r in wire_all[0]} == {INGEST_TIME}  # noqa: B009
 
 
 def test_null_and_absent_jsonb_take_the_column_default() -> None:

@@ -37,6 +37,7 @@ import operator
 import re
 import types
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
 
@@ -116,6 +117,15 @@ class WireRecord(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, gc=Fa
     def fill_ingest_defaults(self, key: str, index: int, ingest_time: datetime) -> None:
         """Record.with_ingest_defaults, in place: the id from the Kafka coordinates
         (``key`` + ``index``), the NOW() columns from the Kafka timestamp."""
+        raise NotImplementedError  # generated per entity
+
+    @staticmethod
+    def fill_all_ingest_defaults(
+        records: Sequence[WireRecord], key: str, ingest_time: datetime
+    ) -> None:
+        """:meth:`fill_ingest_defaults` of each of one message's ``records`` (of this
+        type), ``index`` being its position: one Python call for the message, not one a
+        record."""
         raise NotImplementedError  # generated per entity
 
 
@@ -301,6 +311,7 @@ def derive_struct(model: type[Record]) -> type[WireRecord]:
         namespace[f"_model_{i}"] = d.func
     details = " or ".join(f"self.{n} is not None" for n in model.DETAIL_FIELDS) or "False"
     defaults = ["if self.id is None:", "    self.id = _uuid5(_NAMESPACE, key + str(index))"]
+    ingest_ids = {"_uuid5": uuid.uuid5, "_NAMESPACE": INGEST_ID_NAMESPACE}
     for n in model.NOW_FIELDS:
         defaults += [f"if self.{n} is None:", f"    self.{n} = ingest_time"]
     struct = msgspec.defstruct(
@@ -319,7 +330,15 @@ def derive_struct(model: type[Record]) -> type[WireRecord]:
                 "fill_ingest_defaults",
                 "self, key, index, ingest_time",
                 defaults,
-                {"_uuid5": uuid.uuid5, "_NAMESPACE": INGEST_ID_NAMESPACE},
+                ingest_ids,
+            ),
+            "fill_all_ingest_defaults": staticmethod(
+                _function(
+                    "fill_all_ingest_defaults",
+                    "records, key, ingest_time",
+                    ["for index, self in enumerate(records):", *("    " + d for d in defaults)],
+                    ingest_ids,
+                )
             ),
         },
     )

@@ -49,6 +49,7 @@ from agentstream.sinks.postgres.copy import RowEncoder
 from agentstream.streams.deadletters import DeadLetterPublisher
 from agentstream.streams.fastdecode import (
     RUN_MAX_MESSAGES,
+    WIRE_TYPES,
     decode_object_run,
     decode_wire,
     joinable_prefix,
@@ -303,8 +304,7 @@ def decode_items(
     wire = decode_wire(entity, source.value) if fast else None
     if wire is not None:
         structs, batch = wire
-        for index, struct in enumerate(structs):
-            struct.fill_ingest_defaults(key, index, ingest_time)
+        WIRE_TYPES[entity].fill_all_ingest_defaults(structs, key, ingest_time)
         rows = encode.rows(structs)
         items = [
             SinkItem(entity, struct, source, index if batch else None, row)
