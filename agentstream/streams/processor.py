@@ -40,7 +40,6 @@ from agentstream.contract.topics import ENTITIES, topic_for
 from agentstream.sinks.postgres import (
     EncodedBatch,
     PostgresSink,
-    RowSource,
     SinkItem,
     Source,
     TransientSinkError,
@@ -316,16 +315,9 @@ def decode_items(
     for index, record in decoded.records:
         record = record.with_ingest_defaults(id_key=key + str(index), ingest_time=ingest_time)
         items.append(
-            SinkItem(entity, record, source, index if batch else None, _row(encode, record))
+            SinkItem(entity, record, source, index if batch else None, encode.row_or_none(record))
         )
     return items, decoded.invalid
-
-
-def _row(encode: RowEncoder, record: RowSource) -> bytes | None:
-    try:
-        return encode(record)
-    except Exception:  # the sink encodes it again and rejects it with the reason
-        return None
 
 
 def _headers(raw: Any) -> list[tuple[str, bytes]]:

@@ -70,7 +70,7 @@ class _JsonbBinaryDumper(Dumper):
 class _TextJsonbBinaryDumper(_JsonbBinaryDumper):
     """jsonb in binary for JSON text only (bytes, msgspec.Raw: the decoder's structs), as
     a C-level call: psycopg's C formatter calls a dumper's ``dump`` attribute, and a bound
-    ``bytes.__add__`` costs about a third of a Python method (~0.18 µs less a value). For
+    ``bytes.__add__`` costs a fraction of a Python method (figures in BENCHMARKS.md). For
     anything else (a parsed value) it raises TypeError, and :meth:`RowEncoder.rows`
     formats that row again with :class:`_JsonbBinaryDumper`: where both succeed, their
     bytes are the same (the version byte, then the text)."""
@@ -120,14 +120,15 @@ class RowEncoder:
             try:
                 fmt(row(record), tx, out)
             except Exception:
-                rows.append(self._row_or_none(record))
+                rows.append(self.row_or_none(record))
                 continue
             rows.append(bytes(out))
         return rows
 
-    def _row_or_none(self, record: RowSource) -> bytes | None:
+    def row_or_none(self, record: RowSource) -> bytes | None:
         """The row with the dumpers that take every value (a jsonb value parsed, not
-        text); None if it cannot be formatted."""
+        text); None if it cannot be formatted (the sink formats it again and rejects it
+        with the reason)."""
         try:
             return self(record)
         except Exception:
