@@ -315,12 +315,10 @@ class PostgresSink:
                 self._write_isolating(cur, _group(group.entity, half, len(half)), result)
 
     def _path(self, entity: str) -> _Path:
-        path, flushes = self._paused.get(entity, (_Path.COPY, 0))
-        if flushes <= 1:
-            self._paused.pop(entity, None)
-        else:
+        path, flushes = self._paused.pop(entity, (_Path.COPY, 0))
+        if flushes > 1:
             self._paused[entity] = (path, flushes - 1)
-        return path if flushes else _Path.COPY
+        return path
 
     def _write_group(
         self, cur: psycopg.Cursor[Any], group: _Group, savepoint: sql.Identifier
