@@ -207,12 +207,11 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
     async def _hand_over(self) -> None:
         """Wait for the write in flight (back-pressure), then start writing the filled batch."""
         async with self._handover:
-            if self._writing is not None and not self._writing.done():
-                waited = time.monotonic()
-                await self._finish_writing_locked()
+            busy = self._writing is not None and not self._writing.done()
+            waited = time.monotonic()
+            await self._finish_writing_locked()
+            if busy:
                 self.stats.write_wait_s += time.monotonic() - waited
-            else:
-                await self._finish_writing_locked()
             batch, self._filling = self._filling, Batch()
             if batch.messages:
                 self._writing = asyncio.create_task(self._write_and_commit(batch))
