@@ -355,8 +355,8 @@ _MANY = {e: msgspec.json.Decoder(list[t]) for e, t in WIRE_TYPES.items()}  # typ
 def _refer(value: bytes) -> bool:
     """Whether the message holds what the reference must decide: a NUL escape or a fraction
     of 7+ digits (see the module docstring). A NUL escape starts with a backslash, which
-    most messages do not hold at all: that search (memchr) is ~50x quicker than the
-    escape's own, so the escape is searched for only after a backslash was found."""
+    most messages do not hold at all: that one-byte search (memchr) is much cheaper than
+    the escape's own, so the escape is searched for only after a backslash was found."""
     return (_BACKSLASH in value and _NUL_ESCAPE in value) or _LONG_FRACTION.search(
         value
     ) is not None
