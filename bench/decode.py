@@ -29,7 +29,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psycopg
 from aiokafka.structs import ConsumerRecord
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -37,10 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ingest import Scratch, batches, generate
 
 from agentstream.contract.settings import Settings
-from agentstream.contract.topics import topic_for
+from agentstream.contract.topics import ENTITIES, topic_for
 from agentstream.sinks.postgres import PostgresSink, Source
-from agentstream.sinks.postgres.copy import RowEncoder, sink_adapters
-from agentstream.sinks.postgres.tables import load_tables
+from agentstream.sinks.postgres.copy import RowEncoder
 from agentstream.streams.deadletters import DeadLetterPublisher
 from agentstream.streams.health import HealthState
 from agentstream.streams.interpreter import tune_interpreter
@@ -108,14 +106,11 @@ def main() -> None:
     scratch = Scratch(settings)
     sink = PostgresSink(scratch.database())
     try:
-        with psycopg.connect(scratch.database()) as conn:
-            tables = load_tables(conn)
-        sink.connect()  # its row encoders, kept after close
+        sink.connect()  # its row encoders (the scratch database's columns), kept after close
         sink.close()
     finally:
         scratch.drop_all()
-    adapters = sink_adapters()
-    encoders = {entity: RowEncoder(table, adapters) for entity, table in tables.items()}
+    encoders = {entity: sink.encoder(entity) for entity in ENTITIES}
     processor = Processor(
         settings, sink, DeadLetterPublisher(settings), WorkerMetrics(), HealthState()
     )
