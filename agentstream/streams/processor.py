@@ -51,6 +51,7 @@ from agentstream.streams.fastdecode import (
     WIRE_TYPES,
     decode_object_run,
     decode_wire,
+    joinable,
     joinable_prefix,
 )
 from agentstream.streams.health import HealthState
@@ -119,6 +120,8 @@ class Processor:
         msgspec call (fastdecode.decode_object_run: the same records as one by one).
         ``messages[start:end]`` are one partition's, in offset order. Returns the decoded
         message or run and the index of the first message left."""
+        if not joinable(messages[start].value):  # an array message: no window to build
+            return self.decode_message(messages[start]), start + 1
         window = [m.value for m in messages[start : min(end, start + min(room, RUN_MAX_MESSAGES))]]
         n = joinable_prefix(window)
         if n < 2:
