@@ -203,11 +203,11 @@ class Grouping:
     fixed: dict[str, str]
     output: str  # the rollup table's columns from the query's (an ORDER BY-free select list)
 
-    def query(self, hours: list[int] | None, *, days: bool = True) -> str:
+    def query(self, hours: list[int] | None) -> str:
         """The grouping query over the registered ``facts``: every bucket (``hours`` None),
         or the hour buckets of ``hours`` only (the other hours of a touched day need not be
-        computed) and, with ``days``, the day buckets of all facts; in key order."""
-        return _fill(_ORDERED, out=self.output, query=self.grouped(hours, days=days))
+        computed) and the day buckets of all facts; in key order."""
+        return _fill(_ORDERED, out=self.output, query=self.grouped(hours))
 
     def grouped(self, hours: list[int] | None, *, days: bool = True) -> str:
         """``query``'s rows, unordered and before ``output``."""
