@@ -79,9 +79,8 @@ def facts_of_days(days: list[int]) -> sql.Composed:
 def changed_call_days(cur: psycopg.Cursor[Any]) -> list[int]:
     """The days (epoch seconds) of a sample of the LLM calls in the temp table ``changed``
     (changes.read_changes): days whose day rows an incremental run will rebuild. A sample,
-    because every call's time is a random read of the calls' table (10k calls: ~60 ms of
-    server CPU); a day it misses is read after the fold, as a day that other changes
-    touch is."""
+    because every call's time is a random read of the calls' table (BENCHMARKS.md); a day
+    it misses is read after the fold, as a day that other changes touch is."""
     cur.execute(
         """SELECT DISTINCT extract(epoch FROM
                date_bin('1 day', l.created_at, '2000-01-01 00:00+00'))::bigint
