@@ -138,6 +138,12 @@ _LLM_COUNTS = (
 )
 _LLM_MONEY = ("cost", "cached_cost", "cache_write_cost", "output_cost", "reasoning_cost")
 
+# A group's means, percentiles and maxima: those of a day need every fact of it.
+_LLM_STATISTICS = """avg(latency_ms)::DOUBLE AS latency_mean,
+       $latency,
+       max(latency_ms) AS latency_max,
+       $ttft"""
+
 _LLM_AGG = (
     """
 SELECT $granularity AS granularity,
@@ -147,10 +153,9 @@ SELECT $granularity AS granularity,
     + _LLM_SUMS
     + """,
        count(*) FILTER (WHERE NOT success) / count(*) AS error_rate,
-       avg(latency_ms)::DOUBLE AS latency_mean,
-       $latency,
-       max(latency_ms) AS latency_max,
-       $ttft
+       """
+    + _LLM_STATISTICS
+    + """
 FROM $facts
 GROUP BY GROUPING SETS ($sets)
 """
@@ -349,11 +354,7 @@ LLM_DAY_ROWS = DayRows(
         "ttft_ms",
     ),
     hour_columns=("hour", "dimension", "key", *_LLM_COUNTS, *_LLM_MONEY),
-    statistics=_fill(
-        "avg(latency_ms)::DOUBLE AS latency_mean, $latency, max(latency_ms) AS latency_max, $ttft",
-        latency=_quantiles("latency_ms", "latency"),
-        ttft=_quantiles("ttft_ms", "ttft", TTFT_PERCENTILES),
-    ),
+    statistics=_fill(_LLM_STATISTICS, **LLM_GROUPING.fixed),
     counts=_LLM_COUNTS,
 )
 EXEC_GROUPING = Grouping(
