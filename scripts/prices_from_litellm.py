@@ -95,7 +95,6 @@ def main() -> int:
     args = parser.parse_args()
 
     table: dict[str, dict[str, Any]] = json.loads(args.litellm_json.read_text())
-    doc = json.loads(SHIPPED_PRICES.read_text(encoding="utf-8"))
     shipped = load_price_file(SHIPPED_PRICES)
     at = datetime.combine(args.checked, datetime.min.time(), UTC)
     names = {key.split("/", 1)[-1] for key in table}
@@ -157,6 +156,7 @@ def main() -> int:
     added_names = {row["model"] for row in added}
     print(f"{len(added)} rows missing, {differences} rates differ", file=sys.stderr)
     if args.write and added:
+        doc = json.loads(SHIPPED_PRICES.read_text(encoding="utf-8"))
         doc["prices"].extend(added)
         for key, entry in table.items():  # the pages litellm cites for what was added
             provider = PROVIDERS.get(str(entry.get("litellm_provider")))
