@@ -39,7 +39,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from agentstream.analytics.prices import SHIPPED_PRICES, load_price_file, resolve_call
+from agentstream.analytics.prices import SHIPPED_PRICES, _covers, load_price_file, resolve_call
 
 PROVIDERS = {"openai": "openai", "anthropic": "anthropic", "gemini": "google"}
 SERVICE_TIERS = {"default": "", "batch": "_batches", "flex": "_flex", "priority": "_priority"}
@@ -95,7 +95,6 @@ def main() -> int:
     args = parser.parse_args()
 
     table: dict[str, dict[str, Any]] = json.loads(args.litellm_json.read_text())
-    doc = json.loads(SHIPPED_PRICES.read_text(encoding="utf-8"))
     shipped = load_price_file(SHIPPED_PRICES)
     at = datetime.combine(args.checked, datetime.min.time(), UTC)
     names = {key.split("/", 1)[-1] for key in table}
@@ -116,26 +115,21 @@ def main() -> int:
             if f"input_cost_per_token{suffix}" not in entry:
                 continue
             theirs = rates(entry, provider, suffix)
-            periods = [
-                p
-                for p in resolve_call(name, None if tier == "default" else tier, shipped)
-                if p.valid_from <= at and (p.valid_to is None or at < p.valid_to)
-            ]
-            if periods and not periods[0].fallback:
-                ours = periods[0].price.base_rates
+            periods = resolve_call(name, None if tier == "default" else tier, shipped)
+            period = next((p for p in periods if _covers(p, at)), None)
+            if period is not None and not period.fallback:
+                ours = period.price.base_rates
                 for field, value in theirs.items():
                     mine = getattr(ours, field)
                     if mine is None or mine != Decimal(value):
                         differences += 1
                         print(
                             f"differs: {name} [{tier}] {field}: shipped "
-                            f"{mine} ({periods[0].price.model}), litellm {value}"
+                            f"{mine} ({period.price.model}), litellm {value}"
                         )
                 continue
-            dated = name_date(name) or min(
-                (d for other in names if other.startswith(name + "-") if (d := name_date(other))),
-                default=None,
-            )
+            siblings = (name_date(other) for other in names if other.startswith(name + "-"))
+            dated = name_date(name) or min((d for d in siblings if d is not None), default=None)
             row: dict[str, Any] = {
                 "provider": provider,
                 "model": name,
@@ -162,6 +156,7 @@ def main() -> int:
     added_names = {row["model"] for row in added}
     print(f"{len(added)} rows missing, {differences} rates differ", file=sys.stderr)
     if args.write and added:
+        doc = json.loads(SHIPPED_PRICES.read_text(encoding="utf-8"))
         doc["prices"].extend(added)
         for key, entry in table.items():  # the pages litellm cites for what was added
             provider = PROVIDERS.get(str(entry.get("litellm_provider")))

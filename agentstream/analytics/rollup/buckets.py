@@ -139,6 +139,20 @@ def _copy_rows(cur: psycopg.Cursor[Any], rollup: Rollup, rows: bytes) -> None:
         c.write(rows)
 
 
+def _group_facts(
+    cur: psycopg.Cursor[Any],
+    read: _CommittedReader,
+    rollup: Rollup,
+    where: sql.Composable,
+    hours: list[int] | None,
+) -> None:
+    """The rows grouped from every column of the facts ``where`` selects: of every bucket
+    (``hours`` None), or of ``hours`` and of the facts' days."""
+    facts = read(rollup.read.format(where=where).as_string(cur), rollup.columns)
+    if facts.num_rows:
+        _copy_rows(cur, rollup, aggregate(read.duck, rollup.grouping.query(hours), facts=facts))
+
+
 def early_read(cur: psycopg.Cursor[Any]) -> tuple[list[int], Read, Read] | None:
     """What the reader may read while the first transaction runs (``_CommittedReader.start``):
     the narrow facts and the hour rows of the days of the changed LLM calls (temp table
@@ -185,11 +199,7 @@ def _rebuild_touched(
 ) -> None:
     """The rows of the dirty ``hours`` and of their ``days``, whose old rows are deleted."""
     if rollup.days is None:
-        where = facts_of_days(days)
-        facts = read(rollup.read.format(where=where).as_string(cur), rollup.columns)
-        if facts.num_rows:
-            rows = aggregate(read.duck, rollup.grouping.query(hours), facts=facts)
-            _copy_rows(cur, rollup, rows)
+        _group_facts(cur, read, rollup, facts_of_days(days), hours)
         return
     facts = read(rollup.read.format(where=facts_of_hours(hours)).as_string(cur), rollup.columns)
     spec = rollup.days
@@ -215,10 +225,7 @@ def recompute(
     for rollup in _ROLLUPS:
         if all_buckets:
             _clear_all(cur, rollup)
-            facts = read(rollup.read.format(where=sql.SQL("")).as_string(cur), rollup.columns)
-            if facts.num_rows:
-                rows = aggregate(read.duck, rollup.grouping.query(None), facts=facts)
-                _copy_rows(cur, rollup, rows)
+            _group_facts(cur, read, rollup, sql.SQL(""), None)
             continue
         hours = _take_dirty_hours(cur, rollup)
         if not hours:

@@ -38,12 +38,13 @@ class DaysFromHours:
     that puts them together."""
 
     rows: DayRows
-    facts: sql.SQL  # the facts' columns the day rows need (``rows.columns``)
+    facts: sql.SQL  # the facts' columns the day rows need: ``{columns}``, ``rows.columns``
     # The hour rows' sums (``rows.hour_columns``), with the placeholder ``{dimensions}``.
     hours: sql.SQL
 
     def facts_query(self, where: sql.Composable) -> sql.Composed:
-        return self.facts.format(where=where)
+        columns = sql.SQL(", ").join(map(sql.Identifier, self.rows.columns))
+        return self.facts.format(columns=columns, where=where)
 
     def hours_query(self, where: sql.Composable) -> sql.Composed:
         dimensions = sql.Literal("{" + ",".join(self.rows.grouping.dimensions) + "}")
@@ -52,8 +53,7 @@ class DaysFromHours:
 
 LLM_DAYS = DaysFromHours(
     rows=LLM_DAY_ROWS,
-    facts=sql.SQL("""SELECT hour, model, agent_id, agent_type, user_id, session_id, latency_ms,
-    ttft_ms FROM analytics.llm_facts {where}"""),
+    facts=sql.SQL("SELECT {columns} FROM analytics.llm_facts {where}"),
     # Every dimension is listed, so that the primary key (granularity, dimension, bucket,
     # key) finds them.
     hours=sql.SQL("""SELECT hour, dimension, key, calls, errors, prompt_tokens,
@@ -79,9 +79,8 @@ def facts_of_days(days: list[int]) -> sql.Composed:
 def changed_call_days(cur: psycopg.Cursor[Any]) -> list[int]:
     """The days (epoch seconds) of a sample of the LLM calls in the temp table ``changed``
     (changes.read_changes): days whose day rows an incremental run will rebuild. A sample,
-    because every call's time is a random read of the calls' table (10k calls: ~60 ms of
-    server CPU); a day it misses is read after the fold, as a day that other changes
-    touch is."""
+    because every call's time is a random read of the calls' table (BENCHMARKS.md); a day
+    it misses is read after the fold, as a day that other changes touch is."""
     cur.execute(
         """SELECT DISTINCT extract(epoch FROM
                date_bin('1 day', l.created_at, '2000-01-01 00:00+00'))::bigint

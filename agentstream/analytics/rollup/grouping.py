@@ -138,6 +138,12 @@ _LLM_COUNTS = (
 )
 _LLM_MONEY = ("cost", "cached_cost", "cache_write_cost", "output_cost", "reasoning_cost")
 
+# A group's means, percentiles and maxima: those of a day need every fact of it.
+_LLM_STATISTICS = """avg(latency_ms)::DOUBLE AS latency_mean,
+       $latency,
+       max(latency_ms) AS latency_max,
+       $ttft"""
+
 _LLM_AGG = (
     """
 SELECT $granularity AS granularity,
@@ -147,10 +153,9 @@ SELECT $granularity AS granularity,
     + _LLM_SUMS
     + """,
        count(*) FILTER (WHERE NOT success) / count(*) AS error_rate,
-       avg(latency_ms)::DOUBLE AS latency_mean,
-       $latency,
-       max(latency_ms) AS latency_max,
-       $ttft
+       """
+    + _LLM_STATISTICS
+    + """
 FROM $facts
 GROUP BY GROUPING SETS ($sets)
 """
@@ -203,11 +208,11 @@ class Grouping:
     fixed: dict[str, str]
     output: str  # the rollup table's columns from the query's (an ORDER BY-free select list)
 
-    def query(self, hours: list[int] | None, *, days: bool = True) -> str:
+    def query(self, hours: list[int] | None) -> str:
         """The grouping query over the registered ``facts``: every bucket (``hours`` None),
         or the hour buckets of ``hours`` only (the other hours of a touched day need not be
-        computed) and, with ``days``, the day buckets of all facts; in key order."""
-        return _fill(_ORDERED, out=self.output, query=self.grouped(hours, days=days))
+        computed) and the day buckets of all facts; in key order."""
+        return _fill(_ORDERED, out=self.output, query=self.grouped(hours))
 
     def grouped(self, hours: list[int] | None, *, days: bool = True) -> str:
         """``query``'s rows, unordered and before ``output``."""
@@ -349,11 +354,7 @@ LLM_DAY_ROWS = DayRows(
         "ttft_ms",
     ),
     hour_columns=("hour", "dimension", "key", *_LLM_COUNTS, *_LLM_MONEY),
-    statistics=_fill(
-        "avg(latency_ms)::DOUBLE AS latency_mean, $latency, max(latency_ms) AS latency_max, $ttft",
-        latency=_quantiles("latency_ms", "latency"),
-        ttft=_quantiles("ttft_ms", "ttft", TTFT_PERCENTILES),
-    ),
+    statistics=_fill(_LLM_STATISTICS, **LLM_GROUPING.fixed),
     counts=_LLM_COUNTS,
 )
 EXEC_GROUPING = Grouping(

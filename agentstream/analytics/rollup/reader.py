@@ -21,8 +21,8 @@ __all__ = ["Read", "_CommittedReader"]
 
 def _epoch_seconds(hours: pa.ChunkedArray) -> pa.Array:
     """timestamp('us') hours (never NULL) as int64 epoch seconds, in numpy from the buffers
-    (int64 microseconds): a pyarrow cast would import pyarrow.compute, ~0.2 s of a CLI run,
-    and arrow_numpy.py says why pa.array is avoided."""
+    (int64 microseconds): a pyarrow cast would import pyarrow.compute, slow to import in a
+    CLI run (BENCHMARKS.md), and arrow_numpy.py says why pa.array is avoided."""
     chunks = [int64_values(chunk) for chunk in hours.chunks if len(chunk)]
     micros = np.concatenate(chunks) if chunks else np.empty(0, dtype=np.int64)
     return int64_array(micros // 1_000_000)
