@@ -67,8 +67,8 @@ def run(args: argparse.Namespace) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    # Mapping allocates a dozen containers per span, nearly none in a cycle: with CPython's
-    # defaults the collector took a fifth of the intake's CPU (BENCHMARKS.md).
+    # Mapping allocates a dozen containers per span, nearly none in a cycle: CPython's
+    # default collector thresholds would scan them over and over for nothing (BENCHMARKS.md).
     tune_interpreter()
     try:
         return asyncio.run(serve(settings))

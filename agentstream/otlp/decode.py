@@ -73,21 +73,6 @@ class Span:
         self.span_hex = self.span_id.hex()
         self.parent_hex = self.parent_span_id.hex() if self.parent_span_id else None
 
-    def get(self, *names: str) -> Any:
-        """The first of ``names`` set on the span, else on its resource, else None."""
-        attributes = self.attributes
-        for name in names:
-            value = attributes.get(name)
-            if value is not None:
-                return value
-        resource = self.resource
-        if resource:
-            for name in names:
-                value = resource.get(name)
-                if value is not None:
-                    return value
-        return None
-
     def id_problem(self) -> str | None:
         if len(self.trace_id) != TRACE_ID_BYTES or not any(self.trace_id):
             return f"trace id must be {TRACE_ID_BYTES} bytes, not all zero"

@@ -269,10 +269,8 @@ def agent_name(span: Span, said: dict[str, Any]) -> str:
     return name
 
 
-def facts_of(span: Span, kind: SpanKind, said: dict[str, Any] | None = None) -> Facts:
-    """``said``: ``read(span)``, if already read."""
-    if said is None:
-        said = read(span)
+def facts_of(span: Span, kind: SpanKind, said: dict[str, Any]) -> Facts:
+    """``said``: ``read(span)``."""
     agent = None
     if kind == "agent":
         agent_id = _str(span.attributes.get("gen_ai.agent.id"))
@@ -300,21 +298,10 @@ def session_id_of(key: str) -> uuid.UUID:
 
 
 @functools.lru_cache(maxsize=65536)
-def _session_text(key: str) -> str:
-    return str(session_id_of(key))
-
-
-@functools.lru_cache(maxsize=65536)
 def agent_id_of(agent: str, session_id: uuid.UUID) -> uuid.UUID:
     if agent.startswith("id:"):
         return _id("agent", agent)
     return _id("agent", str(session_id), agent)
-
-
-@functools.lru_cache(maxsize=65536)
-def _agent_id(agent: str, session_key: str) -> uuid.UUID:
-    # Cached by the keys' text: a UUID argument is hashed in Python, a str's hash is cached.
-    return agent_id_of(agent, session_id_of(session_key))
 
 
 def resolve(
@@ -368,11 +355,15 @@ def resolve(
 
 @functools.lru_cache(maxsize=65536)
 def _context(session_key: str, user: str, agent: str | None, agent_session: str | None) -> Context:
-    # A request's spans share a few contexts: each built once (a Context is immutable).
-    agent_id = None if agent is None or agent_session is None else _agent_id(agent, agent_session)
-    return Context(
-        session_id_of(session_key), session_key, user, agent_id, _session_text(session_key)
+    # A request's spans share a few contexts: each built once (a Context is immutable), so
+    # what it derives from the keys needs no cache of its own.
+    agent_id = (
+        None
+        if agent is None or agent_session is None
+        else agent_id_of(agent, session_id_of(agent_session))
     )
+    session_id = session_id_of(session_key)
+    return Context(session_id, session_key, user, agent_id, str(session_id))
 
 
 # Span times the seed's timestamptz and Python can both hold (years 1970-9999).
@@ -555,7 +546,7 @@ _SPAN_SHA1 = hashlib.sha1(OTEL_NAMESPACE.bytes + b"span\x1f")
 
 def _span_record_id(span: Span) -> str:
     """uuid5(trace id, span id) as text: ``_id("span", ...)`` without building a UUID
-    object (uuid.uuid5 was a twentieth of the intake's time; the test checks they agree)."""
+    object, once per span record (the test checks they agree)."""
     digest = _SPAN_SHA1.copy()  # the namespace and "span" prefix hashed once
     digest.update(f"{span.trace_hex}\x1f{span.span_hex}".encode())
     h = digest.hexdigest()
