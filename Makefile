@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help install wheel services services-down migrate lint format test test-unit demo bench check-compose clean
+.PHONY: help install compile wheel services services-down migrate lint format test test-unit demo bench check-compose clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -17,6 +17,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q --disable-pip-version-check uv
 	$(BIN)/uv pip install -q --python $(BIN)/python -e '.[dev]'
 	touch $@
+
+compile: install ## compile the hot modules with mypyc, in place (pyproject.toml lists them)
+	$(BIN)/python scripts/compile.py
 
 wheel: install ## build the sdist and, from it, the wheel into dist/ (what `pip install` gets)
 	$(BIN)/python -m build --outdir dist .
@@ -40,16 +43,16 @@ format: install ## apply ruff's formatting and fixes
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test-unit: install ## the tests that need no services
-	$(BIN)/pytest -m "not integration" $(PYTEST_ARGS)
+test-unit: compile ## the tests that need no services
+	AGENTSTREAM_EXPECT_COMPILED=1 $(BIN)/pytest -m "not integration" $(PYTEST_ARGS)
 
-test: install lint services migrate ## from a fresh clone: install, services, migrate, the whole suite
-	$(BIN)/pytest $(PYTEST_ARGS)
+test: compile lint services migrate ## from a fresh clone: install, services, migrate, the whole suite
+	AGENTSTREAM_EXPECT_COMPILED=1 $(BIN)/pytest $(PYTEST_ARGS)
 
-demo: install services ## the whole pipeline on synthetic traffic, with a report
+demo: compile services ## the whole pipeline on synthetic traffic, with a report
 	scripts/demo.sh
 
-bench: install services migrate ## run the benchmarks in bench/ (minutes; see BENCHMARKS.md)
+bench: compile services migrate ## run the benchmarks in bench/ (minutes; see BENCHMARKS.md)
 	for b in bench/produce.py bench/decode.py bench/ingest.py bench/peer.py bench/analytics.py bench/otlp.py bench/otlp_phoenix.py bench/alerts.py; do [ -f $$b ] && $(BIN)/python $$b; done
 
 check-compose: ## validate docker-compose.yml with `docker compose config` (builds the plugin once)
@@ -57,3 +60,4 @@ check-compose: ## validate docker-compose.yml with `docker compose config` (buil
 
 clean: ## remove build and test leftovers (keeps .venv and the services' data)
 	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache out
+	$(BIN)/python scripts/compile.py --clean

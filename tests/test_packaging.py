@@ -45,10 +45,12 @@ def build_wheel(dest: Path) -> Path:
     (which setuptools reuses, stale files included) gets into it."""
     src = dest / "src"
     src.mkdir(parents=True)
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy(ROOT / name, src / name)
     shutil.copytree(
-        ROOT / "agentstream", src / "agentstream", ignore=shutil.ignore_patterns("__pycache__")
+        ROOT / "agentstream",
+        src / "agentstream",
+        ignore=shutil.ignore_patterns("__pycache__", "*.so"),
     )
     runner = uv()
     if runner:
