@@ -27,8 +27,12 @@ from psycopg.pq import Format
 from psycopg.types.json import set_json_dumps
 
 from agentstream.sinks.postgres.compat import format_row_binary as _format_row
+from agentstream.sinks.postgres.dumpers import (
+    JsonbBinaryDumper,
+    TextJsonbBinaryDumper,
+    uuid_binary_dumper,
+)
 from agentstream.sinks.postgres.items import RowSource
-from agentstream.sinks.postgres.jsonb import JsonbBinaryDumper, TextJsonbBinaryDumper
 from agentstream.sinks.postgres.tables import Table
 
 __all__ = [
@@ -44,6 +48,12 @@ BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
 BINARY_TRAILER = b"\xff\xff"
 
 
+def uuid_bytes(value: uuid.UUID) -> bytes:
+    """A uuid's binary form (its 16 bytes, big-endian: ``UUID.bytes``), without a Python
+    call once compiled (the sink's uuid dumper, dumpers.uuid_binary_dumper)."""
+    return value.int.to_bytes(16, "big")
+
+
 def sink_adapters() -> AdaptersMap:
     """The adapters of the row encoders: psycopg's, with json/jsonb serialised by
     pydantic-core (Rust), several times faster than the stdlib json.dumps psycopg uses by
@@ -51,6 +61,8 @@ def sink_adapters() -> AdaptersMap:
     adapters = AdaptersMap(psycopg.adapters)
     set_json_dumps(pydantic_core.to_json, context=adapters)
     adapters.register_dumper(None, JsonbBinaryDumper)
+    # By oid (None), as the encoders look their dumpers up (Transformer.set_dumper_types).
+    adapters.register_dumper(None, uuid_binary_dumper(uuid_bytes))
     return adapters
 
 

@@ -31,7 +31,6 @@ the caller retries); anything else raises TerminalSinkError with advice.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import logging
 import operator
@@ -270,10 +269,14 @@ class PostgresSink:
         if encoder is None:
             encoder = encoders[item.entity] = RowEncoder(self._tables[item.entity], self._adapters)
         try:
-            return dataclasses.replace(item, row=encoder(item.record))
+            row = encoder(item.record)
         except (psycopg.Error, ValueError, TypeError, OverflowError) as exc:
             rejected.append(Rejected(item, f"cannot be encoded for PostgreSQL: {exc}"))
             return None
+        # A copy with the row: the caller's item stays as it was given.
+        encoded = SinkItem(item.entity, item.record, item.source, item.index, row)
+        encoded.detail_row = item.detail_row
+        return encoded
 
     def _translate(self, exc: BaseException, doing: str) -> TransientSinkError | TerminalSinkError:
         outcome = classify(exc)
