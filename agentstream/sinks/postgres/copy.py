@@ -89,16 +89,23 @@ class RowEncoder:
         """The rows of ``records`` (one call for many: a Python call fewer per record);
         None for a record whose values cannot be formatted (the sink formats it again
         and rejects it with the reason)."""
+        # Formatted one after the other into one buffer, then cut: one allocation a row
+        # (its bytes), where a buffer of its own grew several times and was copied out.
         fmt, row, tx = _format_row, self._row, self._text_tx
-        rows: list[bytes | None] = []
-        for record in records:
-            out = bytearray()
+        out = bytearray()
+        ends = [0]
+        failed: list[int] = []
+        for i, record in enumerate(records):
             try:
                 fmt(row(record), tx, out)
             except Exception:
-                rows.append(self.row_or_none(record))
-                continue
-            rows.append(bytes(out))
+                del out[ends[-1] :]  # what it appended before failing
+                failed.append(i)
+            ends.append(len(out))
+        data = bytes(out)
+        rows: list[bytes | None] = [data[ends[i] : ends[i + 1]] for i in range(len(records))]
+        for i in failed:
+            rows[i] = self.row_or_none(records[i])
         return rows
 
     def row_or_none(self, record: RowSource) -> bytes | None:
