@@ -683,8 +683,8 @@ def _agent(span: Span, said: dict[str, Any], ctx: Context, session: str) -> list
         }
         output_plain = True
         if output is not None:
-            output, output_plain = _json_value(output)
-            execution["output_data"] = {"output": output}
+            output_value, output_plain = _json_value(output)
+            execution["output_data"] = {"output": output_value}
         if failed is not None:
             execution["error_message"] = failed
         plain = input_plain and output_plain
