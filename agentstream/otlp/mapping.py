@@ -393,7 +393,7 @@ def _count(said: dict[str, Any], meaning: str, name: str) -> int | None:
     value: Any = said.get(meaning)
     if value is None:
         return None
-    if value.__class__ is int and 0 <= value <= INT4_MAX:  # nearly every count: as sent
+    if type(value) is int and 0 <= value <= INT4_MAX:  # nearly every count: as sent
         return value
     if isinstance(value, str):
         try:
@@ -461,8 +461,8 @@ def _messages(span: Span, output: bool) -> str | None:
     if structured is not None:
         if isinstance(structured, str):
             try:
-                structured = json.loads(structured)
-            except ValueError:
+                structured = _json_loads(structured)
+            except (ValueError, RecursionError):
                 return _clean(structured)
         messages = structured if isinstance(structured, list) else [structured]
     elif output:
@@ -481,8 +481,8 @@ def _messages(span: Span, output: bool) -> str | None:
         )
     if system is not None:
         if isinstance(system, str):
-            with contextlib.suppress(ValueError):
-                system = json.loads(system)
+            with contextlib.suppress(ValueError, RecursionError):
+                system = _json_loads(system)
         messages = [{"role": "system", "parts": system}, *(messages or [])]
     if messages is not None:
         return _clean(json.dumps(messages, ensure_ascii=False, default=str))
@@ -492,15 +492,30 @@ def _messages(span: Span, output: bool) -> str | None:
     return _str(raw)
 
 
+# json.loads's own scanner (typeshed does not declare the attribute).
+_scan_json: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
+def _json_loads(text: str) -> Any:
+    """``json.loads(text)``: the same scanner called directly when the value spans the whole
+    text (json.loads's Python wrappers cost more than the scan of a tool's arguments);
+    anything else (whitespace around it, trailing data, no JSON) goes through json.loads."""
+    try:
+        value, end = _scan_json(text, 0)
+    except (StopIteration, ValueError, RecursionError):
+        return json.loads(text)
+    return value if end == len(text) else json.loads(text)
+
+
 def _json_value(value: Any) -> tuple[Any, bool]:
     """An attribute that holds JSON text (tool arguments, input.value) as JSON, else as is;
     and whether the value is plain for a jsonb column (``rows.row``'s ``plain``)."""
     if isinstance(value, str):
         try:
-            parsed = json.loads(value)
-        except ValueError:
+            parsed = _json_loads(value)
+        except (ValueError, RecursionError):  # not JSON, or nested past the parser: text
             return _clean(value), True
-        if parsed.__class__ is dict or parsed.__class__ is list:
+        if type(parsed) is dict or type(parsed) is list:
             # Parsed from text without what could make a NUL, NaN, an infinite float or
             # deep nesting, a container holds only text, ints, finite floats, bools and None.
             plain = (
@@ -530,7 +545,7 @@ _MAPPER_KEYS = frozenset({"source", "otel"})
 def _plain(value: Any) -> bool:
     """Whether a value can go into a jsonb column without rows.row's scans: None, a bool,
     an int or text without NUL (no NaN, no Infinity, no nesting, nothing to replace)."""
-    cls = value.__class__
+    cls = type(value)
     return value is None or cls is bool or cls is int or (cls is str and "\x00" not in value)
 
 
@@ -594,7 +609,7 @@ def _llm(span: Span, said: dict[str, Any], ctx: Context, session: str) -> Row:
     if (
         ttft_s is not None
         and isinstance(ttft_s, _REAL)
-        and ttft_s.__class__ is not bool
+        and type(ttft_s) is not bool
         and 0 <= ttft_s < 2e6
     ):
         ttft = min(int(ttft_s * 1000), latency)

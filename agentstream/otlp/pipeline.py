@@ -16,7 +16,6 @@ The spans topic's items (JSON objects, batched in arrays like the entity topics)
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
@@ -49,8 +48,10 @@ class Mapped:
         # (trace hex, item) for the spans topic (the module's docstring has the items' shapes)
         self.span_items: list[tuple[str, dict[str, Any]]] = []
         self.rejected: list[tuple[str, str]] = []  # (metric label, reason)
-        self.mapped: Counter[str] = Counter()  # by kind
-        self.dropped: Counter[str] = Counter()  # by reason
+        # Plain dicts: Counter's __init__ and += run as interpreted code (the resolver makes
+        # a Mapped per poll).
+        self.mapped: dict[str, int] = {}  # by kind
+        self.dropped: dict[str, int] = {}  # by reason
         self.pending = 0
         # session id (text: a str hashes in C, a UUID in Python) -> [its context, earliest
         # start, latest end] among the spans mapped
@@ -58,7 +59,7 @@ class Mapped:
 
     def add(self, span: Span, kind: SpanKind, ctx: Context, records: list[Row]) -> None:
         self.records.extend(records)
-        self.mapped[kind] += 1
+        self.mapped[kind] = self.mapped.get(kind, 0) + 1
         seen = self._sessions.get(ctx.session_text)
         if seen is None:
             self._sessions[ctx.session_text] = [ctx, span.start_ns, span.end_ns]
@@ -159,7 +160,7 @@ def map_spans(spans: Iterable[Span], *, keep_other: bool, body_bytes: int | None
         facts[span.span_hex] = facts_of(span, kind, said)
     for span, kind, said in valid:
         if kind == "other" and not keep_other:
-            out.dropped["no_genai_meaning"] += 1
+            out.dropped["no_genai_meaning"] = out.dropped.get("no_genai_meaning", 0) + 1
             continue
         trace = span.trace_hex
         lookup = traces[trace].get

@@ -83,7 +83,9 @@ def _varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
         pos += 1
         result |= (byte & 0x7F) << shift
         if byte < 0x80:
-            return result & _U64, pos
+            # Only a tenth byte can carry bits past 64 (protobuf drops them); a mask on
+            # every varint would be arithmetic on a big int.
+            return (result & _U64 if shift == 63 else result), pos
         shift += 7
     raise _Unread
 
