@@ -589,7 +589,7 @@ def _llm(span: Span, said: dict[str, Any], ctx: Context, session: str) -> Row:
     fields: dict[str, Any] = {
         "id": _span_record_id(span),
         "session_id": session,
-        "agent_id": ctx.agent_id,
+        "agent_id": ctx.agent_text,  # its text: written as is, where a UUID is formatted
         "prompt": _messages(span, output=False) or "",
         "response": _messages(span, output=True),
         "model": _fit(said.get("model") or MODEL_PLACEHOLDER, 100),
@@ -678,7 +678,7 @@ def _agent(span: Span, said: dict[str, Any], ctx: Context, session: str) -> list
             "agents",
             session,
             {
-                "id": ctx.agent_id,
+                "id": ctx.agent_text,
                 "name": _fit(name, 255),
                 "type": _fit(provider or "otel", 100),
                 "configuration": config,
@@ -695,7 +695,7 @@ def _agent(span: Span, said: dict[str, Any], ctx: Context, session: str) -> list
         input_, input_plain = _json_value(_messages(span, output=False))
         execution: dict[str, Any] = {
             "id": _span_record_id(span),
-            "agent_id": ctx.agent_id,
+            "agent_id": ctx.agent_text,
             "session_id": session,
             "input_data": {"input": input_, "otel": otel},
             "status": "failed" if failed else "completed",
