@@ -261,3 +261,11 @@ def test_deep_attribute_values(depth: int) -> None:
 
 def test_empty_body_has_no_spans() -> None:
     assert read_spans(b"") == [] == _by_protobuf(b"")
+
+
+def test_the_reader_is_used_only_compiled() -> None:
+    """Interpreted it is slower than upb: COMPILED says whether body_spans uses it."""
+    from agentstream.otlp import wire
+
+    from_extension = not str(wire.__file__).endswith(".py")
+    assert wire.COMPILED is from_extension
