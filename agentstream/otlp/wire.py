@@ -49,6 +49,13 @@ def _is_compiled() -> bool:
 COMPILED: Final = _is_compiled()
 
 
+# Attribute names repeat in every span: each decoded once, and the same str object (its
+# hash computed once) then serves every dict that holds it and every lookup by it.
+# Bounded: cleared when full.
+_KEYS: Final[dict[bytes, str]] = {}
+_MAX_KEYS: Final = 4096
+
+
 class _Unread(Exception):
     """Something this reader does not read: protobuf decodes the body instead."""
 
@@ -314,7 +321,14 @@ def _key_value(data: bytes, pos: int, end: int, into: dict[str, Any], depth: int
         tag, pos = _varint(data, pos, end)
         if tag == 0x0A:  # 1 key
             start, pos = _length(data, pos, end)
-            key = _text(data, start, pos)
+            raw = data[start:pos]
+            cached = _KEYS.get(raw)
+            if cached is None:
+                cached = raw.decode("utf-8")
+                if len(_KEYS) >= _MAX_KEYS:
+                    _KEYS.clear()
+                _KEYS[raw] = cached
+            key = cached
         elif tag == 0x12:  # 2 value
             if has_value:
                 raise _Unread
