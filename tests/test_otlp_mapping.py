@@ -542,3 +542,16 @@ def test_publisher_batch_messages_are_json_arrays_within_the_limit() -> None:
     messages = list(_batches(big))
     assert len(messages) > 1 and all(len(m) <= MAX_BATCH_BYTES for m in messages)
     assert [v for m in messages for v in json.loads(m)] == [json.loads(v) for v in big]
+
+
+def test_spans_topic_items_are_written_as_pydantic_core_writes_them() -> None:
+    """Facts items go through msgspec (publisher._items_json); a waiting span's body keeps
+    a NaN attribute NaN, for the resolver to map the span as the intake would have."""
+    from agentstream.otlp.publisher import _items_json
+
+    body = _one_span("chat m", **{"gen_ai.operation.name": "chat", "é": "x\u2028"})
+    mapped = map_spans(spans_of(decode_request(body, json_body=False)), keep_other=False)
+    items = [item for _, item in mapped.span_items]
+    assert items and _items_json(items) == pydantic_core.to_json(items)
+    waiting = {"t": "t", "w": "s", "k": "llm", "body": {"a": {"v": float("nan")}}}
+    assert b"NaN" in _items_json([*items, waiting])
