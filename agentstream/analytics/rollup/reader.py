@@ -93,10 +93,15 @@ class _CommittedReader:
 
     def _read(self, query: str, columns: tuple[str, ...]) -> pa.Table:
         assert self._session is not None
-        # Types as the server sent them (uuids as UUID): the grouping query takes either.
+        # Types as the server sent them, but for numerics (an opaque extension type, whose
+        # storage is the text). A uuid stays one (arrow.uuid): DuckDB reads it as UUID and
+        # the rollup keys are its text; its storage alone would be a BLOB, keyed by the
+        # escaped bytes.
         rows = self._session.read(query).rename_columns(list(columns))
         for i, column in enumerate(rows.columns):
-            if isinstance(column.type, pa.BaseExtensionType):
+            if isinstance(column.type, pa.BaseExtensionType) and not isinstance(
+                column.type, pa.UuidType
+            ):
                 storage = [chunk.storage for chunk in column.chunks]
                 rows = rows.set_column(
                     i, columns[i], pa.chunked_array(storage, column.type.storage_type)

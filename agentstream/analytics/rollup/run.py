@@ -79,16 +79,18 @@ class _Folded:
 def _configure(cur: psycopg.Cursor[Any]) -> None:
     """Session settings for a run, then the lock (held across both transactions, released
     when the connection closes)."""
-    cur.execute("SET TIME ZONE 'UTC'")
-    cur.execute("SET work_mem = '64MB'")
-    # The facts a run touches are found by index from a few thousand ids; with the default
-    # page cost the planner prefers scanning all facts.
-    cur.execute("SET random_page_cost = 1.1")
-    # Everything a run writes is derived from the seed tables and the change log, and each
-    # transaction is atomic either way: a commit lost in a crash of the server is undone
-    # whole (watermark, change-log lines and facts, or dirty hours and rollup rows together)
-    # and the next run does it again. No wait for the WAL flush.
-    cur.execute("SET synchronous_commit = off")
+    # One round trip (statements without parameters may share one), then the lock.
+    cur.execute(
+        "SET TIME ZONE 'UTC'; SET work_mem = '64MB';"
+        # The facts a run touches are found by index from a few thousand ids; with the
+        # default page cost the planner prefers scanning all facts.
+        " SET random_page_cost = 1.1;"
+        # Everything a run writes is derived from the seed tables and the change log, and
+        # each transaction is atomic either way: a commit lost in a crash of the server is
+        # undone whole (watermark, change-log lines and facts, or dirty hours and rollup
+        # rows together) and the next run does it again. No wait for the WAL flush.
+        " SET synchronous_commit = off"
+    )
     cur.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
 
 
