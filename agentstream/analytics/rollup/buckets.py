@@ -9,6 +9,7 @@ for executions (few columns), all of them.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,17 +141,16 @@ def _copy_rows(cur: psycopg.Cursor[Any], rollup: Rollup, rows: bytes) -> None:
 
 
 def _group_facts(
-    cur: psycopg.Cursor[Any],
-    read: _CommittedReader,
-    rollup: Rollup,
-    where: sql.Composable,
-    hours: list[int] | None,
-) -> None:
+    read: _CommittedReader, rollup: Rollup, where: sql.Composable, hours: list[int] | None
+) -> bytes | None:
     """The rows grouped from every column of the facts ``where`` selects: of every bucket
-    (``hours`` None), or of ``hours`` and of the facts' days."""
-    facts = read(rollup.read.format(where=where).as_string(cur), rollup.columns)
-    if facts.num_rows:
-        _copy_rows(cur, rollup, aggregate(read.duck, rollup.grouping.query(hours), facts=facts))
+    (``hours`` None), or of ``hours`` and of the facts' days; None without facts. (The
+    query runs on the reader's connection: it is composed without the run's, which may be
+    busy with a COPY on another thread.)"""
+    facts = read(rollup.read.format(where=where).as_string(None), rollup.columns)
+    if not facts.num_rows:
+        return None
+    return aggregate(read.duck, rollup.grouping.query(hours), facts=facts)
 
 
 def early_read(cur: psycopg.Cursor[Any]) -> tuple[list[int], Read, Read] | None:
@@ -196,18 +196,47 @@ def _rebuild_touched(
     rollup: Rollup,
     hours: list[int],
     days: list[int],
-) -> None:
-    """The rows of the dirty ``hours`` and of their ``days``, whose old rows are deleted."""
+) -> bytes | None:
+    """The rows of the dirty ``hours`` and of their ``days`` (None: there are none). For
+    a kind whose day rows come from a narrow read (``rollup.days``), ``cur`` composes the
+    reads, so it must be idle; otherwise it is not used."""
     if rollup.days is None:
-        _group_facts(cur, read, rollup, facts_of_days(days), hours)
-        return
+        return _group_facts(read, rollup, facts_of_days(days), hours)
     facts = read(rollup.read.format(where=facts_of_hours(hours)).as_string(cur), rollup.columns)
     spec = rollup.days
     narrow, hour_rows = _of_days(cur, read, spec, hours, days)
-    if narrow.num_rows or facts.num_rows:
-        query = spec.rows.query(hours, days)
-        rows = aggregate(read.duck, query, facts=facts, narrow=narrow, hour_rows=hour_rows)
-        _copy_rows(cur, rollup, rows)
+    if not (narrow.num_rows or facts.num_rows):
+        return None
+    query = spec.rows.query(hours, days)
+    return aggregate(read.duck, query, facts=facts, narrow=narrow, hour_rows=hour_rows)
+
+
+class _CopyBehind:
+    """A COPY of rollup rows on a thread: the server inserts one kind's rows while this
+    process groups the next kind's (the run's connection is not used meanwhile)."""
+
+    def __init__(self, cur: psycopg.Cursor[Any], rollup: Rollup, rows: bytes) -> None:
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._copy, args=(cur, rollup, rows), name="rollup-copy", daemon=True
+        )
+        self._thread.start()
+
+    def _copy(self, cur: psycopg.Cursor[Any], rollup: Rollup, rows: bytes) -> None:
+        try:
+            _copy_rows(cur, rollup, rows)
+        except BaseException as exc:  # raised by join()
+            self._error = exc
+
+    def join(self, *, quiet: bool = False) -> None:
+        self._thread.join()
+        if self._error is not None and not quiet:
+            raise self._error
+
+
+def _wait(behind: _CopyBehind | None) -> None:
+    if behind is not None:
+        behind.join()
 
 
 def recompute(
@@ -216,25 +245,36 @@ def recompute(
     """Rebuild the rollup rows of every bucket, or of the hours in analytics.dirty_hours
     (and their days), from the committed facts ``read`` returns; clears the hours it
     rebuilt. Returns the numbers of hours and days rebuilt."""
-    hours_total = days_total = 0
     read.wait()  # connected (and DuckDB opened) on its thread
-    if not all_buckets:
-        # An incremental run's groupings are small: a second DuckDB thread costs more CPU
-        # than it saves time, and takes it from the server on a small machine.
-        read.duck.execute("SET threads = 1")
-    for rollup in _ROLLUPS:
-        if all_buckets:
-            _clear_all(cur, rollup)
-            _group_facts(cur, read, rollup, sql.SQL(""), None)
-            continue
-        hours = _take_dirty_hours(cur, rollup)
-        if not hours:
-            continue
-        days = sorted({h - h % 86400 for h in hours})
-        hours_total += len(hours)
-        days_total += len(days)
-        _clear_buckets(cur, rollup, hours, days)
-        _rebuild_touched(cur, read, rollup, hours, days)
     if all_buckets:
-        hours_total, days_total = _count_buckets(cur)
-    return hours_total, days_total
+        for rollup in _ROLLUPS:
+            _clear_all(cur, rollup)
+            rows = _group_facts(read, rollup, sql.SQL(""), None)
+            if rows is not None:
+                _copy_rows(cur, rollup, rows)
+        return _count_buckets(cur)
+    # An incremental run's groupings are small: a second DuckDB thread costs more CPU than
+    # it saves time, and takes it from the server on a small machine.
+    read.duck.execute("SET threads = 1")
+    touched: list[tuple[Rollup, list[int], list[int]]] = []
+    for rollup in _ROLLUPS:  # every statement first: the COPYs then run behind the groupings
+        hours = _take_dirty_hours(cur, rollup)
+        if hours:
+            days = sorted({h - h % 86400 for h in hours})
+            _clear_buckets(cur, rollup, hours, days)
+            touched.append((rollup, hours, days))
+    behind: _CopyBehind | None = None
+    try:
+        for rollup, hours, days in touched:
+            if rollup.days is not None:  # its reads are composed with `cur`
+                _wait(behind)
+                behind = None
+            rows = _rebuild_touched(cur, read, rollup, hours, days)
+            _wait(behind)
+            behind = _CopyBehind(cur, rollup, rows) if rows is not None else None
+        _wait(behind)
+        behind = None
+    finally:
+        if behind is not None:  # an error stopped the loop: that one is raised
+            behind.join(quiet=True)
+    return sum(len(h) for _, h, _ in touched), sum(len(d) for _, _, d in touched)

@@ -36,8 +36,7 @@ def read_changes(cur: psycopg.Cursor[Any], watermark: int) -> int:
     # default 30,000) finds the few entities and that ids are unique as well, in a third
     # of the time.
     cur.execute(
-        "SET LOCAL default_statistics_target = 10; ANALYZE changed;"
-        " RESET default_statistics_target"
+        "SET LOCAL default_statistics_target = 10; ANALYZE changed; RESET default_statistics_target"
     )
     return count
 
