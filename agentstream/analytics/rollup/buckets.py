@@ -10,6 +10,7 @@ for executions (few columns), all of them.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +27,7 @@ from agentstream.analytics.rollup.days import (
 )
 from agentstream.analytics.rollup.facts import DIMENSION_COLUMNS
 from agentstream.analytics.rollup.grouping import EXEC_GROUPING, LLM_GROUPING, Grouping, aggregate
-from agentstream.analytics.rollup.reader import Read, _CommittedReader
+from agentstream.analytics.rollup.reader import Early, EarlyPlan, _CommittedReader
 
 __all__ = ["EXEC_ROLLUP", "LLM_ROLLUP", "Rollup", "early_read", "recompute"]
 
@@ -153,17 +154,25 @@ def _group_facts(
     return aggregate(read.duck, rollup.grouping.query(hours), facts=facts)
 
 
-def early_read(cur: psycopg.Cursor[Any]) -> tuple[list[int], Read, Read] | None:
-    """What the reader may read while the first transaction runs (``_CommittedReader.start``):
-    the narrow facts and the hour rows of the days of the changed LLM calls (temp table
-    ``changed``), or None when there are none."""
-    days = changed_call_days(cur)
-    if not days:
-        return None
-    where = facts_of_days(days)
-    facts = LLM_DAYS.facts_query(where).as_string(cur), LLM_DAYS.rows.columns
-    hours = LLM_DAYS.hours_query(where).as_string(cur), LLM_DAYS.rows.hour_columns
-    return days, facts, hours
+def early_read(watermark: int) -> EarlyPlan:
+    """What the reader may read while the first transaction runs (``_CommittedReader``):
+    the narrow facts and the hour rows of the days of a sample of the LLM calls logged
+    after ``watermark`` (none without such calls). The reader finds those days itself,
+    on its thread: the run's connection goes straight on to the fold."""
+
+    def plan(read: Callable[[str, tuple[str, ...]], pa.Table]) -> Early | None:
+        sampled = read(changed_call_days(watermark).as_string(None), ("hour",))
+        days = sorted(set(sampled.column(0).to_pylist()))
+        if not days:
+            return None
+        where = facts_of_days(days)
+        return Early(
+            days,
+            read(LLM_DAYS.facts_query(where).as_string(None), LLM_DAYS.rows.columns),
+            read(LLM_DAYS.hours_query(where).as_string(None), LLM_DAYS.rows.hour_columns),
+        )
+
+    return plan
 
 
 def _of_days(

@@ -119,6 +119,8 @@ def _fold(
     reason = "requested" if full else ""
     if not full and (rebuilt_at is None or not old_digest):
         reason, full = "first run", True
+    # Reads the facts of the changed calls' days while the facts are folded in.
+    reader.read_early(None if full else early_read(watermark))
     if old_digest != digest and full:
         sync_prices(cur, prices)  # every fact is costed again below
     elif old_digest != digest:
@@ -130,9 +132,6 @@ def _fold(
     upto = new_watermark(cur, watermark)
     changes = 0 if full else read_changes(cur, watermark)
     cur.execute("SET LOCAL enable_seqscan = on")
-    # Connects, and reads the facts of the changed calls' days, while the facts are rebuilt
-    # or folded in.
-    reader.start(early_read(cur) if changes else None)
     if full:
         rebuild_facts(cur, prices)
     elif changes:
@@ -187,18 +186,20 @@ def run_rollup(
     started = time.perf_counter()
     prices = load_prices(prices_file)
     digest = fingerprint(prices)
-    with psycopg.connect(conninfo, autocommit=True) as conn, conn.cursor() as cur:
-        _configure(cur)
-        reader = _CommittedReader(conninfo)
-        try:
+    reader = _CommittedReader(conninfo)
+    reader.start()  # connects while this thread does
+    try:
+        with psycopg.connect(conninfo, autocommit=True) as conn, conn.cursor() as cur:
+            _configure(cur)
             with conn.transaction():
                 folded = _fold(cur, reader, prices, digest, full)
             with conn.transaction():
                 hours, days, reason = _rebuild_buckets(cur, reader, folded)
-        finally:
-            reader.close()
-        unpriced = _unpriced_models(cur)
-        llm_n, exec_n = _estimated_rows(cur, "llm_facts"), _estimated_rows(cur, "exec_facts")
+            unpriced = _unpriced_models(cur)
+            llm_n = _estimated_rows(cur, "llm_facts")
+            exec_n = _estimated_rows(cur, "exec_facts")
+    finally:
+        reader.close()
     result = RollupResult(
         full=folded.full,
         reason=reason,
