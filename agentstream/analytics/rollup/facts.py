@@ -387,9 +387,12 @@ def fold_changes(cur: psycopg.Cursor[Any], prices: list[PriceRow]) -> None:
     parents = cur.execute(
         "SELECT count(*) FROM changed WHERE entity IN ('sessions', 'agents')"
     ).fetchone()
-    _fold_llm(cur, prices)
+    # The copies are refreshed before the upserts: the facts upserted copy the parents'
+    # current values anyway (the same snapshot), and a new session's or agent's facts,
+    # which the refresh would otherwise find by index and read, one by one, only to leave
+    # them as they are, are not there yet.
     if parents and parents[0]:
         _refresh_parent_copies(cur, LLM_FACTS)
-    _fold_executions(cur)
-    if parents and parents[0]:
         _refresh_parent_copies(cur, EXEC_FACTS)
+    _fold_llm(cur, prices)
+    _fold_executions(cur)
