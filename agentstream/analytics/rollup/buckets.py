@@ -281,6 +281,7 @@ def recompute(
             rows = _rebuild_touched(cur, read, rollup, hours, days)
             _wait(behind)
             behind = _CopyBehind(cur, rollup, rows) if rows is not None else None
+        read.close()  # nothing more to read: closed while the last COPY runs
         _wait(behind)
         behind = None
     finally:
