@@ -29,7 +29,16 @@ from agentstream.analytics.rollup.facts import DIMENSION_COLUMNS
 from agentstream.analytics.rollup.grouping import EXEC_GROUPING, LLM_GROUPING, Grouping, aggregate
 from agentstream.analytics.rollup.reader import Early, EarlyPlan, _CommittedReader
 
-__all__ = ["EXEC_ROLLUP", "LLM_ROLLUP", "Rollup", "early_read", "recompute"]
+__all__ = [
+    "EXEC_ROLLUP",
+    "LLM_ROLLUP",
+    "Behind",
+    "Grouped",
+    "Rollup",
+    "early_read",
+    "group_calls",
+    "recompute",
+]
 
 
 @dataclass(frozen=True)
@@ -176,7 +185,6 @@ def early_read(watermark: int) -> EarlyPlan:
 
 
 def _of_days(
-    cur: psycopg.Cursor[Any],
     read: _CommittedReader,
     spec: DaysFromHours,
     hours: list[int],
@@ -194,46 +202,63 @@ def _of_days(
         where = facts_of_hours(
             [h for d in late for h in range(d, d + 86400, 3600) if h not in dirty]
         )
-        facts.append(read(spec.facts_query(where).as_string(cur), spec.rows.columns))
-        hour_rows.append(read(spec.hours_query(where).as_string(cur), spec.rows.hour_columns))
+        facts.append(read(spec.facts_query(where).as_string(None), spec.rows.columns))
+        hour_rows.append(read(spec.hours_query(where).as_string(None), spec.rows.hour_columns))
     return pa.concat_tables(facts), pa.concat_tables(hour_rows)
 
 
 def _rebuild_touched(
-    cur: psycopg.Cursor[Any],
-    read: _CommittedReader,
-    rollup: Rollup,
-    hours: list[int],
-    days: list[int],
+    read: _CommittedReader, rollup: Rollup, hours: list[int], days: list[int]
 ) -> bytes | None:
-    """The rows of the dirty ``hours`` and of their ``days`` (None: there are none). For
-    a kind whose day rows come from a narrow read (``rollup.days``), ``cur`` composes the
-    reads, so it must be idle; otherwise it is not used."""
+    """The rows of the dirty ``hours`` and of their ``days`` (None: there are none). The
+    reads run on the reader's connection, and are composed without the run's, which may be
+    busy on another thread meanwhile."""
     if rollup.days is None:
         return _group_facts(read, rollup, facts_of_days(days), hours)
-    facts = read(rollup.read.format(where=facts_of_hours(hours)).as_string(cur), rollup.columns)
+    where = facts_of_hours(hours)
+    facts = read(rollup.read.format(where=where).as_string(None), rollup.columns)
     spec = rollup.days
-    narrow, hour_rows = _of_days(cur, read, spec, hours, days)
+    narrow, hour_rows = _of_days(read, spec, hours, days)
     if not (narrow.num_rows or facts.num_rows):
         return None
     query = spec.rows.query(hours, days)
     return aggregate(read.duck, query, facts=facts, narrow=narrow, hour_rows=hour_rows)
 
 
-class _CopyBehind:
-    """A COPY of rollup rows on a thread: the server inserts one kind's rows while this
-    process groups the next kind's (the run's connection is not used meanwhile)."""
+@dataclass(frozen=True)
+class Grouped:
+    """The calls' rows of the dirty ``hours``, grouped before the second transaction."""
 
-    def __init__(self, cur: psycopg.Cursor[Any], rollup: Rollup, rows: bytes) -> None:
+    hours: list[int]
+    rows: bytes | None
+
+
+def _days_of(hours: list[int]) -> list[int]:
+    return sorted({h - h % 86400 for h in hours})
+
+
+def group_calls(read: _CommittedReader, hours: list[int]) -> Grouped:
+    """The calls' rows of the dirty ``hours`` (epoch seconds, sorted) and of their days,
+    from the committed facts: grouped while the run's connection finishes the first
+    transaction's other work (run.py), and copied by ``recompute``."""
+    read.wait()
+    read.duck.execute("SET threads = 1")  # as recompute does, below
+    return Grouped(hours, _rebuild_touched(read, LLM_ROLLUP, hours, _days_of(hours)))
+
+
+class Behind:
+    """``target`` run on a thread while the caller goes on; its error is raised by
+    ``join`` (or dropped with ``quiet``, when the caller has its own to raise)."""
+
+    def __init__(self, target: Callable[[], None], name: str) -> None:
+        self._target = target
         self._error: BaseException | None = None
-        self._thread = threading.Thread(
-            target=self._copy, args=(cur, rollup, rows), name="rollup-copy", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
-    def _copy(self, cur: psycopg.Cursor[Any], rollup: Rollup, rows: bytes) -> None:
+    def _run(self) -> None:
         try:
-            _copy_rows(cur, rollup, rows)
+            self._target()
         except BaseException as exc:  # raised by join()
             self._error = exc
 
@@ -243,17 +268,30 @@ class _CopyBehind:
             raise self._error
 
 
-def _wait(behind: _CopyBehind | None) -> None:
+def _copy_behind(cur: psycopg.Cursor[Any], rollup: Rollup, rows: bytes | None) -> Behind | None:
+    """A COPY of rollup rows on a thread: the server inserts one kind's rows while this
+    process groups the next kind's (the run's connection is not used meanwhile)."""
+    if rows is None:
+        return None
+    return Behind(lambda: _copy_rows(cur, rollup, rows), "rollup-copy")
+
+
+def _wait(behind: Behind | None) -> None:
     if behind is not None:
         behind.join()
 
 
 def recompute(
-    cur: psycopg.Cursor[Any], read: _CommittedReader, *, all_buckets: bool
+    cur: psycopg.Cursor[Any],
+    read: _CommittedReader,
+    *,
+    all_buckets: bool,
+    calls: Grouped | None = None,
 ) -> tuple[int, int]:
     """Rebuild the rollup rows of every bucket, or of the hours in analytics.dirty_hours
     (and their days), from the committed facts ``read`` returns; clears the hours it
-    rebuilt. Returns the numbers of hours and days rebuilt."""
+    rebuilt. ``calls``: the calls' rows, grouped already (``group_calls``), used if its
+    hours are the calls' dirty hours. Returns the numbers of hours and days rebuilt."""
     read.wait()  # connected (and DuckDB opened) on its thread
     if all_buckets:
         for rollup in _ROLLUPS:
@@ -269,18 +307,18 @@ def recompute(
     for rollup in _ROLLUPS:  # every statement first: the COPYs then run behind the groupings
         hours = _take_dirty_hours(cur, rollup)
         if hours:
-            days = sorted({h - h % 86400 for h in hours})
+            days = _days_of(hours)
             _clear_buckets(cur, rollup, hours, days)
             touched.append((rollup, hours, days))
-    behind: _CopyBehind | None = None
+    behind: Behind | None = None
     try:
         for rollup, hours, days in touched:
-            if rollup.days is not None:  # its reads are composed with `cur`
-                _wait(behind)
-                behind = None
-            rows = _rebuild_touched(cur, read, rollup, hours, days)
+            if rollup is LLM_ROLLUP and calls is not None and calls.hours == hours:
+                rows = calls.rows
+            else:
+                rows = _rebuild_touched(read, rollup, hours, days)
             _wait(behind)
-            behind = _CopyBehind(cur, rollup, rows) if rows is not None else None
+            behind = _copy_behind(cur, rollup, rows)
         read.close()  # nothing more to read: closed while the last COPY runs
         _wait(behind)
         behind = None

@@ -24,10 +24,11 @@ GAP_GRACE = "5 minutes"
 
 
 def read_changes(cur: psycopg.Cursor[Any], watermark: int) -> int:
-    """The (entity, id) of the lines after ``watermark`` into the temp table ``changed``;
-    returns how many."""
+    """The (entity, id) of the lines after ``watermark`` into the temp table ``changed``
+    (kept past a commit: the run's first part spans two transactions; the second drops
+    it); returns how many."""
     cur.execute(
-        """CREATE TEMP TABLE changed ON COMMIT DROP AS
+        """CREATE TEMP TABLE changed AS
            SELECT DISTINCT entity, id FROM agentstream.change_log WHERE seq > %s""",
         (watermark,),
     )

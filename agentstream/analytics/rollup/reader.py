@@ -71,15 +71,26 @@ class _CommittedReader:
         self._planned.set()
 
     def _connect(self) -> None:
+        # DuckDB opens on a thread of its own: the ADBC connection (which reads the server's
+        # types) and the early read need not wait for it.
+        duck = threading.Thread(target=self._open_duckdb, name="rollup-duckdb", daemon=True)
+        duck.start()
         try:
             self._session = AdbcSession(self._conninfo)
-            self.duck = duckdb_connection()
-            self.duck.sql("SELECT 1").fetchall()
             self._planned.wait()
             if self._plan is not None:
                 self.early = self._plan(self._read)
         except BaseException as exc:  # raised where the connection is used
             self._error = exc
+        duck.join()
+
+    def _open_duckdb(self) -> None:
+        try:
+            duck = duckdb_connection()
+            duck.sql("SELECT 1").fetchall()
+            self.duck = duck
+        except BaseException as exc:  # raised where the connection is used
+            self._error = self._error or exc
 
     def wait(self) -> None:
         if self._thread is None:
