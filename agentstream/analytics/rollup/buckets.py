@@ -1,5 +1,5 @@
 """The buckets: the rollup rows of the dirty hours and of their days (or of every bucket)
-deleted and rebuilt from the committed facts, in the run's second transaction.
+deleted and rebuilt from the committed facts, in the run's last transaction.
 
 The hour rows are rebuilt for the dirty hours only, from their facts. A day's percentiles
 need all its facts, so every fact of a touched day is read back: for the LLM calls, only the
@@ -227,7 +227,7 @@ def _rebuild_touched(
 
 @dataclass(frozen=True)
 class Grouped:
-    """The calls' rows of the dirty ``hours``, grouped before the second transaction."""
+    """The calls' rows of the dirty ``hours``, grouped before the last transaction."""
 
     hours: list[int]
     rows: bytes | None

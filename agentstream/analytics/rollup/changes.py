@@ -72,7 +72,7 @@ def prune_change_log(cur: psycopg.Cursor[Any], after: int, upto: int) -> None:
 
 def mark_dirty(kind: str, hours: sql.Composable) -> sql.Composed:
     """The statement marking dirty, for the rollup ``kind``, the ``hour`` column of the query
-    (or CTE name) ``hours``: its buckets are rebuilt by the run's second transaction."""
+    (or CTE name) ``hours``: its buckets are rebuilt by the run's last transaction."""
     return sql.SQL(
         """INSERT INTO analytics.dirty_hours (kind, hour)
                 SELECT DISTINCT {kind}, hour FROM {hours} ON CONFLICT DO NOTHING"""

@@ -1,7 +1,7 @@
 """An incremental run's day rows, from the day's hour rows and a narrow read of its facts.
 
 A day row's counts and sums are the sums of the day's hour rows: the clean hours' as the
-rollup table holds them (up to date: only a run's second transaction writes them), the dirty
+rollup table holds them (up to date: only a run's last transaction writes them), the dirty
 hours' from the facts the run has just rebuilt them from. Its ratios are ratios of those
 sums: exact integers and picodollars, the same as summing the facts. Its means,
 percentiles and maxima need every fact of the day, but only a few of their columns. DuckDB

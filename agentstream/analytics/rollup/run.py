@@ -88,7 +88,7 @@ class _Folded:
 
 
 def _configure(cur: psycopg.Cursor[Any]) -> None:
-    """Session settings for a run, then the lock (held across both transactions, released
+    """Session settings for a run, then the lock (held across its transactions, released
     when the connection closes)."""
     # One round trip (statements without parameters may share one), then the lock.
     cur.execute(
@@ -98,8 +98,9 @@ def _configure(cur: psycopg.Cursor[Any]) -> None:
         " SET random_page_cost = 1.1;"
         # Everything a run writes is derived from the seed tables and the change log, and
         # each transaction is atomic either way: a commit lost in a crash of the server is
-        # undone whole (watermark, change-log lines and facts, or dirty hours and rollup
-        # rows together) and the next run does it again. No wait for the WAL flush.
+        # undone whole (facts and their dirty hours, watermark and change-log lines, or
+        # dirty hours and rollup rows together) and the next run does it again. No wait
+        # for the WAL flush.
         " SET synchronous_commit = off"
     )
     cur.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
@@ -205,7 +206,7 @@ def _finish_and_group(
 def _rebuild_buckets(
     cur: psycopg.Cursor[Any], reader: _CommittedReader, folded: _Folded, calls: Grouped | None
 ) -> tuple[int, int, str]:
-    """The second transaction: the buckets, rebuilt from the facts the first committed (so
+    """The last transaction: the buckets, rebuilt from the facts committed before (so
     that a second connection can read them). All of them after a full rebuild of the facts,
     or when one died before this point. Returns the hours and days rebuilt, and the run's
     reason."""
