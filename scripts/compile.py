@@ -81,6 +81,12 @@ def main() -> None:
     # The modules are compiled together (one group): rebuild them all when any changed.
     print(f"compiling {len(sources)} module(s) with mypyc ({len(todo)} new or changed)...")
     build()
+    # A module's own extension is a shim into the group's shared library; setuptools keeps
+    # an unchanged shim with its old mtime, which would read as stale after an edit that
+    # only changed the shared library. The build succeeded for the whole group: mark them.
+    for source in sources:
+        if extension_of(source).exists():
+            os.utime(extension_of(source))
     if left := stale(sources):
         sys.exit(f"mypyc left these uncompiled: {', '.join(map(str, left))}")
 

@@ -239,6 +239,31 @@ def test_execution_rollup(database: str) -> None:
     assert row["duration_max"] == 1000
 
 
+def test_agent_and_session_keys_are_their_ids_text(database: str) -> None:
+    # Ids arrive from the reader as Arrow uuids: keyed by their bytes, the report would show
+    # (and look up) escaped binary instead of the ids.
+    with psycopg.connect(database) as conn:
+        s = add_session(conn, "erin", T0)
+        a = add_agent(conn, s, "coder", T0)
+        add_call(conn, s, a, "gpt-4o", T0, latency_ms=100)
+        add_execution(conn, s, a, T0, duration_ms=100)
+    for full in (False, True):  # the first run is a full rebuild; then an incremental one
+        if not full:
+            with psycopg.connect(database) as conn:
+                add_call(conn, s, a, "gpt-4o", T0 + timedelta(minutes=1), latency_ms=200)
+        run_rollup(database, full=full)
+        with psycopg.connect(database) as conn:
+            keys = {
+                table: conn.execute(
+                    f"SELECT DISTINCT dimension, key FROM analytics.{table}"
+                    " WHERE dimension IN ('agent', 'session') ORDER BY 1"
+                ).fetchall()
+                for table in ("llm_rollup", "exec_rollup")
+            }
+        expected = [("agent", str(a)), ("session", str(s))]
+        assert keys == {"llm_rollup": expected, "exec_rollup": expected}
+
+
 def test_incremental_after_new_data_equals_full_rebuild(database: str) -> None:
     rng = random.Random(11)
     models = ["gpt-4o", "claude-3-haiku-20240307", "in-house-llm-7b"]

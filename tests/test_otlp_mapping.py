@@ -333,14 +333,40 @@ def test_a_record_the_sink_would_refuse_refuses_its_span(body: bytes, reason: st
         _tool_arguments("[" * 100 + "]" * 100),
         _one_span("chat", **{"gen_ai.operation.name": "chat", "gen_ai.input.messages": "NaN"}),
         _one_span("x", v=[1.5, 2.5], w="Infinity"),
+        # JSON nested past Python's parser: kept as the text it is (it raised before)
+        _tool_arguments("[" * 100_000),
+        _one_span(
+            "invoke_agent a",
+            **{
+                "gen_ai.operation.name": "invoke_agent",
+                "input.value": "[" * 100_000,
+                "output.value": "{" * 100_000,
+            },
+        ),
+        _one_span(
+            "chat",
+            **{
+                "gen_ai.operation.name": "chat",
+                "gen_ai.input.messages": "[" * 100_000,
+                "gen_ai.system_instructions": "[" * 100_000,
+            },
+        ),
     ],
-    ids=["deep_but_readable", "word_nan", "other_span"],
+    ids=[
+        "deep_but_readable",
+        "word_nan",
+        "other_span",
+        "tool_too_deep_to_parse",
+        "agent_too_deep_to_parse",
+        "chat_too_deep_to_parse",
+    ],
 )
 def test_records_past_the_cheap_checks_validate(body: bytes) -> None:
     mapped = map_spans(spans_of(decode_request(body, json_body=False)), keep_other=True)
     assert not mapped.rejected
     rows = mapped.all_records()
-    assert len(_models(rows)) == len(rows) == 2  # the session and the span's record
+    # the session and the span's record (an agent's: the agent and its execution)
+    assert len(_models(rows)) == len(rows) == 2 + ("agents" in {r.entity for r in rows})
     for r in rows:  # as the publisher sends them: a batch message of one entity
         decoded = decode(r.entity, b"[" + r.value + b"]")
         assert not decoded.invalid and len(decoded.records) == 1
@@ -516,3 +542,16 @@ def test_publisher_batch_messages_are_json_arrays_within_the_limit() -> None:
     messages = list(_batches(big))
     assert len(messages) > 1 and all(len(m) <= MAX_BATCH_BYTES for m in messages)
     assert [v for m in messages for v in json.loads(m)] == [json.loads(v) for v in big]
+
+
+def test_spans_topic_items_are_written_as_pydantic_core_writes_them() -> None:
+    """Facts items go through msgspec (publisher._items_json); a waiting span's body keeps
+    a NaN attribute NaN, for the resolver to map the span as the intake would have."""
+    from agentstream.otlp.publisher import _items_json
+
+    body = _one_span("chat m", **{"gen_ai.operation.name": "chat", "é": "x\u2028"})
+    mapped = map_spans(spans_of(decode_request(body, json_body=False)), keep_other=False)
+    items = [item for _, item in mapped.span_items]
+    assert items and _items_json(items) == pydantic_core.to_json(items)
+    waiting = {"t": "t", "w": "s", "k": "llm", "body": {"a": {"v": float("nan")}}}
+    assert b"NaN" in _items_json([*items, waiting])

@@ -40,6 +40,9 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
+_SPANS_IN_FLIGHT = 16 * 512
+
+
 def run(args: argparse.Namespace) -> int:
     from agentstream.contract.settings import get_settings
     from agentstream.otlp.server import serve
@@ -69,7 +72,9 @@ def run(args: argparse.Namespace) -> int:
     )
     # Mapping allocates a dozen containers per span, nearly none in a cycle: CPython's
     # default collector thresholds would scan them over and over for nothing (BENCHMARKS.md).
-    tune_interpreter()
+    # The requests in flight hold their spans until Kafka acknowledges them: the threshold
+    # is set above the spans of 16 exporters' 512-span requests (BatchSpanProcessor's batch).
+    tune_interpreter(batch_records=_SPANS_IN_FLIGHT)
     try:
         return asyncio.run(serve(settings))
     except TopicRefused as exc:

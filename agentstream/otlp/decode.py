@@ -12,7 +12,6 @@ import base64
 import binascii
 import json
 import zlib
-from dataclasses import dataclass, field
 from typing import Any
 
 from google.protobuf import json_format
@@ -38,40 +37,97 @@ class BodyError(ValueError):
     """A body that cannot be decoded at all: answered 400 with a google.rpc.Status."""
 
 
-@dataclass(frozen=True, slots=True)
+# Plain classes with their own __init__, not dataclasses: compiled by mypyc they are native
+# classes, where a dataclass's generated __init__ would run as interpreted code (one per span
+# and event).
 class SpanEvent:
-    name: str
-    time_ns: int
-    attributes: dict[str, Any]
+    __slots__ = ("attributes", "name", "time_ns")
+
+    def __init__(self, name: str, time_ns: int, attributes: dict[str, Any]) -> None:
+        self.name = name
+        self.time_ns = time_ns
+        self.attributes = attributes
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SpanEvent):
+            return NotImplemented
+        return (self.name, self.time_ns, self.attributes) == (
+            other.name,
+            other.time_ns,
+            other.attributes,
+        )
+
+    def __repr__(self) -> str:
+        return f"SpanEvent({self.name!r}, {self.time_ns!r}, {self.attributes!r})"
 
 
-@dataclass(slots=True)
+_SPAN_FIELDS = (
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "name",
+    "start_ns",
+    "end_ns",
+    "status_code",
+    "status_message",
+    "attributes",
+    "resource",
+    "events",
+    "parent_remote",
+)
+
+
 class Span:
     """One span with its resource's attributes beside its own (the span's win in ``get``)."""
 
-    trace_id: bytes
-    span_id: bytes
-    parent_span_id: bytes
-    name: str
-    start_ns: int
-    end_ns: int
-    status_code: int
-    status_message: str
-    attributes: dict[str, Any]
-    resource: dict[str, Any]
-    events: list[SpanEvent] = field(default_factory=list)
-    # The parent is another process's span (a remote caller's): this span is its process's
-    # root, so its ancestors' spans need not be waited for (they go to another backend).
-    parent_remote: bool = False
-    # The ids in hex, as every record and the spans topic spell them: formatted once.
-    trace_hex: str = field(init=False)
-    span_hex: str = field(init=False)
-    parent_hex: str | None = field(init=False)
+    __slots__ = (*_SPAN_FIELDS, "parent_hex", "span_hex", "trace_hex")
 
-    def __post_init__(self) -> None:
-        self.trace_hex = self.trace_id.hex()
-        self.span_hex = self.span_id.hex()
-        self.parent_hex = self.parent_span_id.hex() if self.parent_span_id else None
+    def __init__(
+        self,
+        trace_id: bytes,
+        span_id: bytes,
+        parent_span_id: bytes,
+        name: str,
+        start_ns: int,
+        end_ns: int,
+        status_code: int,
+        status_message: str,
+        attributes: dict[str, Any],
+        resource: dict[str, Any],
+        events: list[SpanEvent] | None = None,
+        parent_remote: bool = False,
+    ) -> None:
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.parent_span_id = parent_span_id
+        self.name = name
+        self.start_ns = start_ns
+        self.end_ns = end_ns
+        self.status_code = status_code
+        self.status_message = status_message
+        self.attributes = attributes
+        self.resource = resource
+        self.events: list[SpanEvent] = [] if events is None else events
+        # The parent is another process's span (a remote caller's): this span is its
+        # process's root, so its ancestors' spans need not be waited for (they go to another
+        # backend).
+        self.parent_remote = parent_remote
+        # The ids in hex, as every record and the spans topic spell them: formatted once.
+        self.trace_hex = trace_id.hex()
+        self.span_hex = span_id.hex()
+        self.parent_hex: str | None = parent_span_id.hex() if parent_span_id else None
+
+    def _fields(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in _SPAN_FIELDS)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Span):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{n}={v!r}" for n, v in zip(_SPAN_FIELDS, self._fields(), strict=True))
+        return f"Span({fields})"
 
     def id_problem(self) -> str | None:
         if len(self.trace_id) != TRACE_ID_BYTES or not any(self.trace_id):

@@ -17,8 +17,9 @@ import grpc
 from google.protobuf.duration_pb2 import Duration
 from google.rpc.error_details_pb2 import RetryInfo
 
-from agentstream.otlp.decode import BodyError, decode_request, spans_of
+from agentstream.otlp.decode import BodyError
 from agentstream.otlp.server import Intake, Unavailable
+from agentstream.otlp.wire import body_spans
 
 __all__ = ["start_grpc"]
 
@@ -41,7 +42,7 @@ def _handler(intake: Intake) -> grpc.GenericRpcHandler:
             # Nothing about the token is logged or echoed: it is a secret.
             await refuse(context, grpc.StatusCode.UNAUTHENTICATED, "missing or invalid token")
         try:
-            spans = spans_of(decode_request(body, json_body=False))
+            spans = body_spans(body, json_body=False)
         except BodyError as exc:
             await refuse(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         try:

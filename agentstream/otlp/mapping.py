@@ -24,8 +24,7 @@ import re
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from itertools import repeat
-from typing import Any, Literal, NamedTuple
+from typing import Any, Final, Literal, NamedTuple
 
 from agentstream.contract.entities import INT4_MAX, usage_problem
 from agentstream.otlp.decode import STATUS_ERROR, Span
@@ -48,25 +47,25 @@ __all__ = [
 ]
 
 # Namespace of every id the intake derives.
-OTEL_NAMESPACE = uuid.UUID("0f6b3f2e-8d1a-5b7c-a4e9-3c2d1b0a9f87")
+OTEL_NAMESPACE: Final = uuid.UUID("0f6b3f2e-8d1a-5b7c-a4e9-3c2d1b0a9f87")
 # The user of a session whose spans name none (the sink's inferred sessions use the same).
-USER_PLACEHOLDER = "unknown"
+USER_PLACEHOLDER: Final = "unknown"
 # The model of an LLM span that names none.
-MODEL_PLACEHOLDER = "unknown"
+MODEL_PLACEHOLDER: Final = "unknown"
 # Marks a value cut to fit a varchar column (the seed's limits: 50/100/255 characters).
-TRUNCATED = "…"
+TRUNCATED: Final = "…"
 
 SpanKind = Literal["llm", "agent", "tool", "other"]
 
-_LLM_OPERATIONS = frozenset({"chat", "text_completion", "generate_content", "embeddings"})
-_AGENT_OPERATIONS = frozenset({"invoke_agent", "create_agent"})
-_OPENINFERENCE_KINDS: dict[str, SpanKind] = {
+_LLM_OPERATIONS: Final = frozenset({"chat", "text_completion", "generate_content", "embeddings"})
+_AGENT_OPERATIONS: Final = frozenset({"invoke_agent", "create_agent"})
+_OPENINFERENCE_KINDS: Final[dict[str, SpanKind]] = {
     "LLM": "llm",
     "EMBEDDING": "llm",
     "AGENT": "agent",
     "TOOL": "tool",
 }
-_TRACELOOP_KINDS: dict[str, SpanKind] = {"agent": "agent", "tool": "tool"}
+_TRACELOOP_KINDS: Final[dict[str, SpanKind]] = {"agent": "agent", "tool": "tool"}
 
 # Attribute names by meaning, first match wins: current GenAI name, older GenAI names,
 # OpenLLMetry, OpenInference.
@@ -138,8 +137,8 @@ _MEANINGS: dict[str, list[tuple[str, int]]] = {}
 for _meaning, _names in _READS.items():
     for _rank, _name in enumerate(_names):
         _MEANINGS.setdefault(_name, []).append((_meaning, _rank))
-_NAMES = frozenset(_MEANINGS)
-_NO_RANK = len(_NAMES)
+_NAMES: Final = frozenset(_MEANINGS)
+_NO_RANK: Final = len(_NAMES)
 
 
 def _said_by_rank(attributes: dict[str, Any], names: frozenset[str]) -> dict[str, Any]:
@@ -160,8 +159,8 @@ def _said_by_rank(attributes: dict[str, Any], names: frozenset[str]) -> dict[str
 # The names of _READS a span sets -> (meaning, the name it is read from): spans of one
 # instrumentation set the same few names, so each set of names is ranked once. Bounded:
 # cleared when full (the sets seen in practice are a handful).
-_PLANS: dict[frozenset[str], tuple[tuple[str, str], ...]] = {}
-_MAX_PLANS = 1024
+_PLANS: Final[dict[frozenset[str], tuple[tuple[str, str], ...]]] = {}
+_MAX_PLANS: Final = 1024
 
 
 def _said(attributes: dict[str, Any]) -> dict[str, Any]:
@@ -286,6 +285,7 @@ class Context(NamedTuple):
     user_id: str
     agent_id: uuid.UUID | None
     session_text: str  # session_id as the records spell it (and their Kafka key)
+    agent_text: str | None  # agent_id as text (a tool call's payload spells it)
 
 
 @functools.lru_cache(maxsize=65536)
@@ -363,21 +363,27 @@ def _context(session_key: str, user: str, agent: str | None, agent_session: str 
         else agent_id_of(agent, session_id_of(agent_session))
     )
     session_id = session_id_of(session_key)
-    return Context(session_id, session_key, user, agent_id, str(session_id))
+    agent_text = None if agent_id is None else str(agent_id)
+    return Context(session_id, session_key, user, agent_id, str(session_id), agent_text)
 
 
 # Span times the seed's timestamptz and Python can both hold (years 1970-9999).
-_LATEST_NS = 253_402_214_400 * 10**9  # 9999-12-30
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST_NS: Final = 253_402_214_400 * 10**9  # 9999-12-30
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _time(ns: int) -> str:
     """The RFC 3339 text of a span time, to the microsecond (as a float of seconds is not)."""
     if not 0 <= ns < _LATEST_NS:
         raise MappingError(f"span time {ns} ns since the epoch is out of range")
-    seconds, micros = divmod(ns // 1000, 1_000_000)
+    us = ns // 1000
+    seconds = us // 1_000_000
+    micros = us - seconds * 1_000_000
     # Spelled as pydantic spells a datetime (what the SDK sends): no fraction when it is 0.
-    return f"{_second(seconds)}.{micros:06d}Z" if micros else f"{_second(seconds)}Z"
+    # The six digits as str() of 1xxxxxx without its 1: a format spec is a slow call compiled.
+    if micros:
+        return _second(seconds) + "." + str(micros + 1_000_000)[1:] + "Z"
+    return _second(seconds) + "Z"
 
 
 @functools.lru_cache(maxsize=4096)
@@ -390,7 +396,7 @@ def _count(said: dict[str, Any], meaning: str, name: str) -> int | None:
     value: Any = said.get(meaning)
     if value is None:
         return None
-    if value.__class__ is int and 0 <= value <= INT4_MAX:  # nearly every count: as sent
+    if type(value) is int and 0 <= value <= INT4_MAX:  # nearly every count: as sent
         return value
     if isinstance(value, str):
         try:
@@ -409,10 +415,8 @@ def _count(said: dict[str, Any], meaning: str, name: str) -> int | None:
 def _indexed_messages(attrs: dict[str, Any], prefix: str) -> list[dict[str, Any]]:
     """``prefix.N.field`` attributes (gen_ai.prompt.0.role, llm.input_messages.0.message.role)
     as a list of ``{"role": ..., "content": ...}`` in N order."""
-    if not any(map(str.startswith, attrs, repeat(prefix))):  # in C: most spans have none
-        return []
     found: dict[int, dict[str, Any]] = {}
-    for name, value in attrs.items():
+    for name, value in attrs.items():  # compiled: a plain loop (most spans have none)
         if not name.startswith(prefix):
             continue
         index, _, rest = name[len(prefix) :].partition(".")
@@ -420,6 +424,8 @@ def _indexed_messages(attrs: dict[str, Any], prefix: str) -> list[dict[str, Any]
             continue
         rest = rest.removeprefix("message.")
         found.setdefault(int(index), {})[rest] = value
+    if not found:
+        return []
     return [found[i] for i in sorted(found)]
 
 
@@ -433,7 +439,7 @@ def _event_messages(span: Span, names: tuple[str, ...]) -> list[dict[str, Any]]:
     return out
 
 
-_INPUT_EVENTS = (
+_INPUT_EVENTS: Final = (
     "gen_ai.system.message",
     "gen_ai.user.message",
     "gen_ai.assistant.message",
@@ -458,8 +464,8 @@ def _messages(span: Span, output: bool) -> str | None:
     if structured is not None:
         if isinstance(structured, str):
             try:
-                structured = json.loads(structured)
-            except ValueError:
+                structured = _json_loads(structured)
+            except (ValueError, RecursionError):
                 return _clean(structured)
         messages = structured if isinstance(structured, list) else [structured]
     elif output:
@@ -478,8 +484,8 @@ def _messages(span: Span, output: bool) -> str | None:
         )
     if system is not None:
         if isinstance(system, str):
-            with contextlib.suppress(ValueError):
-                system = json.loads(system)
+            with contextlib.suppress(ValueError, RecursionError):
+                system = _json_loads(system)
         messages = [{"role": "system", "parts": system}, *(messages or [])]
     if messages is not None:
         return _clean(json.dumps(messages, ensure_ascii=False, default=str))
@@ -489,15 +495,30 @@ def _messages(span: Span, output: bool) -> str | None:
     return _str(raw)
 
 
+# json.loads's own scanner (typeshed does not declare the attribute).
+_scan_json: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
+def _json_loads(text: str) -> Any:
+    """``json.loads(text)``: the same scanner called directly when the value spans the whole
+    text (json.loads's Python wrappers cost more than the scan of a tool's arguments);
+    anything else (whitespace around it, trailing data, no JSON) goes through json.loads."""
+    try:
+        value, end = _scan_json(text, 0)
+    except (StopIteration, ValueError, RecursionError):
+        return json.loads(text)
+    return value if end == len(text) else json.loads(text)
+
+
 def _json_value(value: Any) -> tuple[Any, bool]:
     """An attribute that holds JSON text (tool arguments, input.value) as JSON, else as is;
     and whether the value is plain for a jsonb column (``rows.row``'s ``plain``)."""
     if isinstance(value, str):
         try:
-            parsed = json.loads(value)
-        except ValueError:
+            parsed = _json_loads(value)
+        except (ValueError, RecursionError):  # not JSON, or nested past the parser: text
             return _clean(value), True
-        if parsed.__class__ is dict or parsed.__class__ is list:
+        if type(parsed) is dict or type(parsed) is list:
             # Parsed from text without what could make a NUL, NaN, an infinite float or
             # deep nesting, a container holds only text, ints, finite floats, bools and None.
             plain = (
@@ -511,8 +532,8 @@ def _json_value(value: Any) -> tuple[Any, bool]:
 
 # In JSON text: a NUL escape, the NaN/Infinity literals, an exponent or a run of digits a
 # float could overflow on. Any of them: the parsed value is scanned as any other.
-_NOT_PLAIN_JSON = re.compile(r"\\u0000|NaN|Infinity|\d[eE]|\d{300}")
-_PLAIN_JSON_BRACKETS = 100
+_NOT_PLAIN_JSON: Final = re.compile(r"\\u0000|NaN|Infinity|\d[eE]|\d{300}")
+_PLAIN_JSON_BRACKETS: Final = 100
 
 
 def _error(span: Span, said: dict[str, Any]) -> str | None:
@@ -521,13 +542,13 @@ def _error(span: Span, said: dict[str, Any]) -> str | None:
     return _str(span.attributes.get("error.type"))
 
 
-_MAPPER_KEYS = frozenset({"source", "otel"})
+_MAPPER_KEYS: Final = frozenset({"source", "otel"})
 
 
 def _plain(value: Any) -> bool:
     """Whether a value can go into a jsonb column without rows.row's scans: None, a bool,
     an int or text without NUL (no NaN, no Infinity, no nesting, nothing to replace)."""
-    cls = value.__class__
+    cls = type(value)
     return value is None or cls is bool or cls is int or (cls is str and "\x00" not in value)
 
 
@@ -540,8 +561,8 @@ def _uuid_text(hex32: str) -> str:
 
 
 # uuid5's variant bits (RFC 4122: 10xx) applied to the hex digit that holds them.
-_VARIANT = {d: "89ab"[int(d, 16) & 0x3] for d in "0123456789abcdef"}
-_SPAN_SHA1 = hashlib.sha1(OTEL_NAMESPACE.bytes + b"span\x1f")
+_VARIANT: Final = {d: "89ab"[int(d, 16) & 0x3] for d in "0123456789abcdef"}
+_SPAN_SHA1: Final = hashlib.sha1(OTEL_NAMESPACE.bytes + b"span\x1f")
 
 
 def _span_record_id(span: Span) -> str:
@@ -553,7 +574,7 @@ def _span_record_id(span: Span) -> str:
     return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
-_REAL = (int, float)
+_REAL: Final = (int, float)
 
 
 def _llm(span: Span, said: dict[str, Any], ctx: Context, session: str) -> Row:
@@ -568,7 +589,7 @@ def _llm(span: Span, said: dict[str, Any], ctx: Context, session: str) -> Row:
     fields: dict[str, Any] = {
         "id": _span_record_id(span),
         "session_id": session,
-        "agent_id": ctx.agent_id,
+        "agent_id": ctx.agent_text,  # its text: written as is, where a UUID is formatted
         "prompt": _messages(span, output=False) or "",
         "response": _messages(span, output=True),
         "model": _fit(said.get("model") or MODEL_PLACEHOLDER, 100),
@@ -591,7 +612,7 @@ def _llm(span: Span, said: dict[str, Any], ctx: Context, session: str) -> Row:
     if (
         ttft_s is not None
         and isinstance(ttft_s, _REAL)
-        and ttft_s.__class__ is not bool
+        and type(ttft_s) is not bool
         and 0 <= ttft_s < 2e6
     ):
         ttft = min(int(ttft_s * 1000), latency)
@@ -657,7 +678,7 @@ def _agent(span: Span, said: dict[str, Any], ctx: Context, session: str) -> list
             "agents",
             session,
             {
-                "id": ctx.agent_id,
+                "id": ctx.agent_text,
                 "name": _fit(name, 255),
                 "type": _fit(provider or "otel", 100),
                 "configuration": config,
@@ -674,7 +695,7 @@ def _agent(span: Span, said: dict[str, Any], ctx: Context, session: str) -> list
         input_, input_plain = _json_value(_messages(span, output=False))
         execution: dict[str, Any] = {
             "id": _span_record_id(span),
-            "agent_id": ctx.agent_id,
+            "agent_id": ctx.agent_text,
             "session_id": session,
             "input_data": {"input": input_, "otel": otel},
             "status": "failed" if failed else "completed",
@@ -683,8 +704,8 @@ def _agent(span: Span, said: dict[str, Any], ctx: Context, session: str) -> list
         }
         output_plain = True
         if output is not None:
-            output, output_plain = _json_value(output)
-            execution["output_data"] = {"output": output}
+            output_value, output_plain = _json_value(output)
+            execution["output_data"] = {"output": output_value}
         if failed is not None:
             execution["error_message"] = failed
         plain = input_plain and output_plain
@@ -708,7 +729,7 @@ def _tool(span: Span, said: dict[str, Any], ctx: Context, session: str) -> Row:
         "duration_ms": max(0, (span.end_ns - span.start_ns) // 1_000_000),
         "success": error is None,
         "error": error,
-        "agent_id": None if ctx.agent_id is None else str(ctx.agent_id),
+        "agent_id": ctx.agent_text,
         "otel": _otel_ids(span),
     }
     plain = arguments_plain and result_plain and "\x00" not in tool

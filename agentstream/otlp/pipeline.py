@@ -16,9 +16,7 @@ The spans topic's items (JSON objects, batched in arrays like the entity topics)
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from agentstream.otlp.decode import SPAN_ID_BYTES, TRACE_ID_BYTES, Span, SpanEvent
@@ -43,24 +41,28 @@ FACTS_PER_ITEM = 2000
 _ZERO_TRACE, _ZERO_SPAN = bytes(TRACE_ID_BYTES), bytes(SPAN_ID_BYTES)
 
 
-@dataclass(slots=True)
 class Mapped:
-    records: list[Row] = field(default_factory=list)
-    # (trace hex, item) for the spans topic (the module's docstring has the items' shapes)
-    span_items: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    rejected: list[tuple[str, str]] = field(default_factory=list)  # (metric label, reason)
-    mapped: Counter[str] = field(default_factory=Counter)  # by kind
-    dropped: Counter[str] = field(default_factory=Counter)  # by reason
-    pending: int = 0
-    # session id -> [its context, earliest start, latest end] among the spans mapped
-    _sessions: dict[Any, list[Any]] = field(default_factory=dict)
+    # A plain class (not a dataclass): compiled by mypyc, its __init__ is native code.
+    def __init__(self) -> None:
+        self.records: list[Row] = []
+        # (trace hex, item) for the spans topic (the module's docstring has the items' shapes)
+        self.span_items: list[tuple[str, dict[str, Any]]] = []
+        self.rejected: list[tuple[str, str]] = []  # (metric label, reason)
+        # Plain dicts: Counter's __init__ and += run as interpreted code (the resolver makes
+        # a Mapped per poll).
+        self.mapped: dict[str, int] = {}  # by kind
+        self.dropped: dict[str, int] = {}  # by reason
+        self.pending = 0
+        # session id (text: a str hashes in C, a UUID in Python) -> [its context, earliest
+        # start, latest end] among the spans mapped
+        self._sessions: dict[str, list[Any]] = {}
 
     def add(self, span: Span, kind: SpanKind, ctx: Context, records: list[Row]) -> None:
         self.records.extend(records)
-        self.mapped[kind] += 1
-        seen = self._sessions.get(ctx.session_id)
+        self.mapped[kind] = self.mapped.get(kind, 0) + 1
+        seen = self._sessions.get(ctx.session_text)
         if seen is None:
-            self._sessions[ctx.session_id] = [ctx, span.start_ns, span.end_ns]
+            self._sessions[ctx.session_text] = [ctx, span.start_ns, span.end_ns]
             return
         if span.start_ns < seen[1]:
             seen[1] = span.start_ns
@@ -158,7 +160,7 @@ def map_spans(spans: Iterable[Span], *, keep_other: bool, body_bytes: int | None
         facts[span.span_hex] = facts_of(span, kind, said)
     for span, kind, said in valid:
         if kind == "other" and not keep_other:
-            out.dropped["no_genai_meaning"] += 1
+            out.dropped["no_genai_meaning"] = out.dropped.get("no_genai_meaning", 0) + 1
             continue
         trace = span.trace_hex
         lookup = traces[trace].get

@@ -28,7 +28,7 @@ traces with the entity models and checks that validation changes nothing.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import msgspec
 import pydantic_core
@@ -56,12 +56,26 @@ class RowRefused(ValueError):
     """A record that would break the entity contract: its span is refused with this reason."""
 
 
-class Row(NamedTuple):
-    """One record of ``entity`` as its JSON object, with its Kafka key (its session's id)."""
+class Row:
+    """One record of ``entity`` as its JSON object, with its Kafka key (its session's id).
 
-    entity: Entity
-    key: str
-    value: bytes
+    A plain class, not a NamedTuple: compiled, a NamedTuple's __new__ is interpreted code
+    (a quarter of a microsecond a record)."""
+
+    __slots__ = ("entity", "key", "value")
+
+    def __init__(self, entity: Entity, key: str, value: bytes) -> None:
+        self.entity: Entity = entity
+        self.key = key
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Row):
+            return NotImplemented
+        return (self.entity, self.key, self.value) == (other.entity, other.key, other.value)
+
+    def __repr__(self) -> str:
+        return f"Row(entity={self.entity!r}, key={self.key!r}, value={self.value!r})"
 
     def model(self) -> Record:
         """The record as the sink validates it (raises pydantic's ValidationError if not)."""

@@ -33,13 +33,12 @@ from agentstream.otlp.decode import (
     BodyError,
     BodyTooLarge,
     Span,
-    decode_request,
     gunzip,
-    spans_of,
 )
 from agentstream.otlp.pipeline import map_spans
 from agentstream.otlp.publisher import KafkaNotAcknowledged, Publisher
 from agentstream.otlp.resolver import Resolver
+from agentstream.otlp.wire import body_spans
 from agentstream.topic_admin import create_missing_topics
 
 __all__ = ["Intake", "Metrics", "Unavailable", "serve"]
@@ -161,7 +160,7 @@ class Intake:
                 raise BodyTooLarge(limit)
             if encoding == "gzip":
                 body = gunzip(body, limit)
-            spans = spans_of(decode_request(body, json_body=json_body))
+            spans = body_spans(body, json_body=json_body)
             body_bytes = len(body)
         except (web.HTTPRequestEntityTooLarge, BodyTooLarge):
             return self._status(

@@ -2,7 +2,7 @@
 
 The public face of the package: ``run_rollup`` and its ``RollupResult``. How a run works is
 told in ``run.py``; each other module holds one concern of it. ``_CommittedReader`` is not
-public: tests make it fail, to check that a run which dies between its two transactions is
+public: tests make it fail, to check that a run which dies between its transactions is
 finished by the next one.
 """
 

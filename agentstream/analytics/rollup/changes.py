@@ -24,15 +24,21 @@ GAP_GRACE = "5 minutes"
 
 
 def read_changes(cur: psycopg.Cursor[Any], watermark: int) -> int:
-    """The (entity, id) of the lines after ``watermark`` into the temp table ``changed``;
-    returns how many."""
+    """The (entity, id) of the lines after ``watermark`` into the temp table ``changed``
+    (kept past a commit: the run's first part spans two transactions; the second drops
+    it); returns how many."""
     cur.execute(
-        """CREATE TEMP TABLE changed ON COMMIT DROP AS
+        """CREATE TEMP TABLE changed AS
            SELECT DISTINCT entity, id FROM agentstream.change_log WHERE seq > %s""",
         (watermark,),
     )
     count = cur.rowcount
-    cur.execute("ANALYZE changed")  # temp tables have no statistics: plans need them
+    # Temp tables have no statistics: plans need them. A sample of 3,000 lines (not the
+    # default 30,000) finds the few entities and that ids are unique as well, in a third
+    # of the time.
+    cur.execute(
+        "SET LOCAL default_statistics_target = 10; ANALYZE changed; RESET default_statistics_target"
+    )
     return count
 
 
@@ -66,7 +72,7 @@ def prune_change_log(cur: psycopg.Cursor[Any], after: int, upto: int) -> None:
 
 def mark_dirty(kind: str, hours: sql.Composable) -> sql.Composed:
     """The statement marking dirty, for the rollup ``kind``, the ``hour`` column of the query
-    (or CTE name) ``hours``: its buckets are rebuilt by the run's second transaction."""
+    (or CTE name) ``hours``: its buckets are rebuilt by the run's last transaction."""
     return sql.SQL(
         """INSERT INTO analytics.dirty_hours (kind, hour)
                 SELECT DISTINCT {kind}, hour FROM {hours} ON CONFLICT DO NOTHING"""

@@ -1,7 +1,7 @@
 """An incremental run's day rows, from the day's hour rows and a narrow read of its facts.
 
 A day row's counts and sums are the sums of the day's hour rows: the clean hours' as the
-rollup table holds them (up to date: only a run's second transaction writes them), the dirty
+rollup table holds them (up to date: only a run's last transaction writes them), the dirty
 hours' from the facts the run has just rebuilt them from. Its ratios are ratios of those
 sums: exact integers and picodollars, the same as summing the facts. Its means,
 percentiles and maxima need every fact of the day, but only a few of their columns. DuckDB
@@ -14,9 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
-import psycopg
 from psycopg import sql
 
 from agentstream.analytics.rollup.grouping import LLM_DAY_ROWS, DayRows
@@ -76,15 +74,15 @@ def facts_of_days(days: list[int]) -> sql.Composed:
     return facts_of_hours([h for day in days for h in range(day, day + 86400, 3600)])
 
 
-def changed_call_days(cur: psycopg.Cursor[Any]) -> list[int]:
-    """The days (epoch seconds) of a sample of the LLM calls in the temp table ``changed``
-    (changes.read_changes): days whose day rows an incremental run will rebuild. A sample,
-    because every call's time is a random read of the calls' table (BENCHMARKS.md); a day
-    it misses is read after the fold, as a day that other changes touch is."""
-    cur.execute(
-        """SELECT DISTINCT extract(epoch FROM
-               date_bin('1 day', l.created_at, '2000-01-01 00:00+00'))::bigint
-           FROM (SELECT id FROM changed WHERE entity = 'llm_interactions' LIMIT 256) c
+def changed_call_days(watermark: int) -> sql.Composed:
+    """The query of the days (as UTC midnights) of a sample of the LLM calls logged after
+    ``watermark``: days whose day rows an incremental run will rebuild. A sample, because
+    every call's time is a random read of the calls' table (BENCHMARKS.md); a day it
+    misses is read after the fold, as a day that other changes touch is. In ``seq`` order,
+    so that the change log's primary key finds the lines (not a scan of its dead pages)."""
+    return sql.SQL(
+        """SELECT DISTINCT date_bin('1 day', l.created_at, '2000-01-01 00:00+00')
+           FROM (SELECT id FROM agentstream.change_log
+                 WHERE seq > {} AND entity = 'llm_interactions' ORDER BY seq LIMIT 256) c
            JOIN llm_interactions l ON l.id = c.id WHERE l.created_at IS NOT NULL"""
-    )
-    return sorted(row[0] for row in cur.fetchall())
+    ).format(sql.Literal(watermark))

@@ -22,7 +22,15 @@ from agentstream.analytics.rollup.changes import mark_dirty
 from agentstream.analytics.rollup.costs import COST_PARTS, call_counts, cost_sql, price_in_force
 from agentstream.analytics.rollup.pricing import resolve_new_models
 
-__all__ = ["DIMENSION_COLUMNS", "EXEC_FACTS", "LLM_FACTS", "Facts", "fold_changes", "rebuild_facts"]
+__all__ = [
+    "DIMENSION_COLUMNS",
+    "EXEC_FACTS",
+    "LLM_FACTS",
+    "Facts",
+    "fold_calls",
+    "fold_executions",
+    "rebuild_facts",
+]
 
 
 @dataclass(frozen=True)
@@ -380,16 +388,24 @@ def _refresh_parent_copies(cur: psycopg.Cursor[Any], facts: Facts) -> None:
         )
 
 
-def fold_changes(cur: psycopg.Cursor[Any], prices: list[PriceRow]) -> None:
-    """Upsert the facts of the rows in ``changed`` (changes.read_changes), refresh the facts'
-    copies of the sessions and agents in it; mark the hours facts left or entered in
-    analytics.dirty_hours."""
+def fold_calls(cur: psycopg.Cursor[Any], prices: list[PriceRow]) -> None:
+    """Refresh the facts' copies of the sessions and agents in ``changed``
+    (changes.read_changes), then upsert the facts of its LLM calls; mark the hours facts
+    left or entered in analytics.dirty_hours. (Its executions: ``fold_executions``.)"""
     parents = cur.execute(
         "SELECT count(*) FROM changed WHERE entity IN ('sessions', 'agents')"
     ).fetchone()
-    _fold_llm(cur, prices)
+    # The copies are refreshed before the upserts: the facts upserted copy the parents'
+    # current values anyway (the same snapshot), and a new session's or agent's facts,
+    # which the refresh would otherwise find by index and read, one by one, only to leave
+    # them as they are, are not there yet.
     if parents and parents[0]:
         _refresh_parent_copies(cur, LLM_FACTS)
-    _fold_executions(cur)
-    if parents and parents[0]:
         _refresh_parent_copies(cur, EXEC_FACTS)
+    _fold_llm(cur, prices)
+
+
+def fold_executions(cur: psycopg.Cursor[Any]) -> None:
+    """Upsert the facts of the executions in ``changed``, after ``fold_calls`` (which
+    refreshed their copies of the parents); mark the hours they left or entered dirty."""
+    _fold_executions(cur)

@@ -6,6 +6,7 @@ several times faster than rows handed over one at a time by psycopg (BENCHMARKS.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +17,7 @@ from agentstream.analytics.adbc import AdbcSession
 from agentstream.analytics.arrow_numpy import int64_array, int64_values
 from agentstream.analytics.rollup.grouping import duckdb_connection
 
-__all__ = ["Read", "_CommittedReader"]
+__all__ = ["Early", "EarlyPlan", "_CommittedReader"]
 
 
 def _epoch_seconds(hours: pa.ChunkedArray) -> pa.Array:
@@ -26,10 +27,6 @@ def _epoch_seconds(hours: pa.ChunkedArray) -> pa.Array:
     chunks = [int64_values(chunk) for chunk in hours.chunks if len(chunk)]
     micros = np.concatenate(chunks) if chunks else np.empty(0, dtype=np.int64)
     return int64_array(micros // 1_000_000)
-
-
-# A read: the query, and the names of its columns (the first one an hour).
-Read = tuple[str, tuple[str, ...]]
 
 
 @dataclass(frozen=True)
@@ -42,44 +39,65 @@ class Early:
     hour_rows: pa.Table
 
 
+# The early reads: given the reader (query, columns -> rows), the Early read, or None.
+EarlyPlan = Callable[[Callable[[str, tuple[str, ...]], pa.Table]], Early | None]
+
+
 class _CommittedReader:
-    """Committed facts read on a second connection. ``start()`` connects on a thread while
-    the first transaction runs, and opens the DuckDB connection that groups the facts (the
-    first query of a process pays DuckDB's set-up): both are ready when the facts are. It
-    may also read some facts early, on that thread (``early``): the first transaction keeps
-    the other core busy meanwhile."""
+    """Committed facts read on a second connection. ``start()`` connects on a thread as
+    the run starts, and opens the DuckDB connection that groups the facts (the first query
+    of a process pays DuckDB's set-up): both are ready when the facts are. Given a plan
+    (``read_early``), it then reads some facts early, on that thread (``early``): the first
+    transaction keeps the other core busy meanwhile."""
 
     def __init__(self, conninfo: str) -> None:
         self._conninfo = conninfo
         self._session: AdbcSession | None = None
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
-        self._early: tuple[list[int], Read, Read] | None = None
+        self._plan: EarlyPlan | None = None
+        self._planned = threading.Event()
         self.early: Early | None = None
         self.duck: Any = None
 
-    def start(self, early: tuple[list[int], Read, Read] | None = None) -> None:
-        """Connect on a thread and then, given ``early`` (days, and the reads of their facts
-        and of their hour rows), read them."""
-        self._early = early
+    def start(self) -> None:
+        """Connect on a thread, then wait there for ``read_early``."""
         self._thread = threading.Thread(target=self._connect, name="rollup-adbc", daemon=True)
         self._thread.start()
 
+    def read_early(self, plan: EarlyPlan | None) -> None:
+        """What the thread reads once connected (None: nothing)."""
+        self._plan = plan
+        self._planned.set()
+
     def _connect(self) -> None:
+        # DuckDB opens on a thread of its own: the ADBC connection (which reads the server's
+        # types) and the early read need not wait for it.
+        duck = threading.Thread(target=self._open_duckdb, name="rollup-duckdb", daemon=True)
+        duck.start()
         try:
             self._session = AdbcSession(self._conninfo)
-            self.duck = duckdb_connection()
-            self.duck.sql("SELECT 1").fetchall()
-            if self._early is not None:
-                days, facts, hour_rows = self._early
-                self.early = Early(days, self._read(*facts), self._read(*hour_rows))
+            self._planned.wait()
+            if self._plan is not None:
+                self.early = self._plan(self._read)
         except BaseException as exc:  # raised where the connection is used
             self._error = exc
+        duck.join()
+
+    def _open_duckdb(self) -> None:
+        try:
+            duck = duckdb_connection()
+            duck.sql("SELECT 1").fetchall()
+            self.duck = duck
+        except BaseException as exc:  # raised where the connection is used
+            self._error = self._error or exc
 
     def wait(self) -> None:
         if self._thread is None:
             self.start()
         assert self._thread is not None
+        if not self._planned.is_set():
+            self.read_early(None)
         self._thread.join()
         if self._error is not None:
             raise self._error
@@ -93,10 +111,15 @@ class _CommittedReader:
 
     def _read(self, query: str, columns: tuple[str, ...]) -> pa.Table:
         assert self._session is not None
-        # Types as the server sent them (uuids as UUID): the grouping query takes either.
+        # Types as the server sent them, but for numerics (an opaque extension type, whose
+        # storage is the text). A uuid stays one (arrow.uuid): DuckDB reads it as UUID and
+        # the rollup keys are its text; its storage alone would be a BLOB, keyed by the
+        # escaped bytes.
         rows = self._session.read(query).rename_columns(list(columns))
         for i, column in enumerate(rows.columns):
-            if isinstance(column.type, pa.BaseExtensionType):
+            if isinstance(column.type, pa.BaseExtensionType) and not isinstance(
+                column.type, pa.UuidType
+            ):
                 storage = [chunk.storage for chunk in column.chunks]
                 rows = rows.set_column(
                     i, columns[i], pa.chunked_array(storage, column.type.storage_type)
@@ -105,6 +128,8 @@ class _CommittedReader:
 
     def close(self) -> None:
         if self._thread is not None:
+            if not self._planned.is_set():
+                self.read_early(None)
             self._thread.join()
         for handle in (self.duck, self._session):
             if handle is not None:

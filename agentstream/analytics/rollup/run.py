@@ -1,36 +1,41 @@
 """A rollup run: fold new rows into the fact tables and recompute only the touched buckets.
 
-Under an advisory lock, so that two runs serialize, in two transactions:
+Under an advisory lock, so that runs serialize. An incremental run takes three transactions:
 
-1. The facts (first transaction). Prices (pricing.py): the shipped table merged with the
-   user's file is synced into ``analytics.prices`` when its fingerprint differs from the one
-   the facts were costed with, and the facts of the models whose price periods changed are
-   re-costed. Changes (changes.py): the ``agentstream.change_log`` lines after the
-   watermark name the llm_interactions / agent_executions rows the sink inserted or
-   updated, and the sessions / agents whose user or type the facts copy. Their facts are
-   upserted (facts.py); the hours those facts were in before and after become dirty
-   (``analytics.dirty_hours``); the watermark advances and the lines folded in are deleted.
-2. The buckets (second transaction, buckets.py): the rollup rows of the dirty hours and of
-   their days are deleted and rebuilt from the facts, read through a second connection
-   (reader.py) now that they are committed, and grouped in DuckDB (grouping.py); a day
-   row's sums are its hour rows' (days.py); the dirty hours are cleared. The columns a
-   day's percentiles need, and the day's hour rows, are read early, while the first
-   transaction runs, for the days of the changed calls (only the clean hours' facts and
-   rows of those reads are used). A run that dies
-   between the two leaves its hours dirty; the next run rebuilds them.
+1. The calls' facts. Prices (pricing.py): the shipped table merged with the user's file is
+   synced into ``analytics.prices`` when its fingerprint differs from the one the facts were
+   costed with, and the facts of the models whose price periods changed are re-costed.
+   Changes (changes.py): the ``agentstream.change_log`` lines after the watermark name the
+   llm_interactions / agent_executions rows the sink inserted or updated, and the sessions
+   / agents whose user or type the facts copy. The facts' copies of those parents are
+   refreshed and the calls' facts upserted (facts.py); the hours those facts were in before
+   and after become dirty (``analytics.dirty_hours``).
+2. The executions' facts, upserted the same way; the watermark advances and the lines
+   folded in are deleted. This runs on a thread while this process reads the calls'
+   committed facts of their dirty hours (reader.py, a second connection) and groups them
+   in DuckDB (grouping.py): the server and the client work at the same time. If it fails,
+   the watermark stays, and the next run folds the same lines again (upserts: the same
+   facts) and marks their hours again.
+3. The buckets (buckets.py): the rollup rows of the dirty hours and of their days are
+   deleted and rebuilt from the facts, the calls' from the rows grouped during (2), the
+   executions' read and grouped while the calls' are copied in; a day row's sums are its
+   hour rows' (days.py); the dirty hours are cleared. The columns a day's percentiles need,
+   and the day's hour rows, are read early, while (1) runs, for the days of a sample of
+   the changed calls (only the clean hours' facts and rows of those reads are used). A
+   run that dies before this point leaves its hours dirty; the next run rebuilds them.
 
-``full=True`` (and the first run) rebuilds every fact from the seed tables in the first
-transaction, which also catches rows written by anything other than the sink, and marks the
-buckets stale (``rollup_state.buckets_stale``); the second rebuilds every bucket. A run that
-dies in between leaves them stale, and the next run rebuilds them all. Until then readers see
-the old rollup rows.
+``full=True`` (and the first run) rebuilds every fact from the seed tables in one first
+transaction, which also catches rows written by anything other than the sink, advances the
+watermark and marks the buckets stale (``rollup_state.buckets_stale``); the second rebuilds
+every bucket. A run that dies in between leaves them stale, and the next run rebuilds them
+all. Until then readers see the old rollup rows.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +43,9 @@ import psycopg
 from psycopg import sql
 
 from agentstream.analytics.prices import PriceRow, fingerprint, load_prices
-from agentstream.analytics.rollup.buckets import early_read, recompute
+from agentstream.analytics.rollup.buckets import Behind, Grouped, early_read, group_calls, recompute
 from agentstream.analytics.rollup.changes import new_watermark, prune_change_log, read_changes
-from agentstream.analytics.rollup.facts import fold_changes, rebuild_facts
+from agentstream.analytics.rollup.facts import fold_calls, fold_executions, rebuild_facts
 from agentstream.analytics.rollup.pricing import recost, sync_prices
 from agentstream.analytics.rollup.reader import _CommittedReader
 
@@ -68,27 +73,36 @@ class RollupResult:
 
 @dataclass(frozen=True)
 class _Folded:
-    """What the first transaction did."""
+    """What the first transaction did (and, for an incremental run, left to the next)."""
 
     full: bool
     reason: str
     changes: int
-    watermark: int
+    watermark: int  # the new one
+    after: int  # the old one
+    digest: str
+    stale: bool  # buckets_stale when the run began
+    # An incremental run's dirty hours of calls (epoch seconds, sorted) after the calls'
+    # facts were folded in.
+    call_hours: list[int]
 
 
 def _configure(cur: psycopg.Cursor[Any]) -> None:
-    """Session settings for a run, then the lock (held across both transactions, released
+    """Session settings for a run, then the lock (held across its transactions, released
     when the connection closes)."""
-    cur.execute("SET TIME ZONE 'UTC'")
-    cur.execute("SET work_mem = '64MB'")
-    # The facts a run touches are found by index from a few thousand ids; with the default
-    # page cost the planner prefers scanning all facts.
-    cur.execute("SET random_page_cost = 1.1")
-    # Everything a run writes is derived from the seed tables and the change log, and each
-    # transaction is atomic either way: a commit lost in a crash of the server is undone
-    # whole (watermark, change-log lines and facts, or dirty hours and rollup rows together)
-    # and the next run does it again. No wait for the WAL flush.
-    cur.execute("SET synchronous_commit = off")
+    # One round trip (statements without parameters may share one), then the lock.
+    cur.execute(
+        "SET TIME ZONE 'UTC'; SET work_mem = '64MB';"
+        # The facts a run touches are found by index from a few thousand ids; with the
+        # default page cost the planner prefers scanning all facts.
+        " SET random_page_cost = 1.1;"
+        # Everything a run writes is derived from the seed tables and the change log, and
+        # each transaction is atomic either way: a commit lost in a crash of the server is
+        # undone whole (facts and their dirty hours, watermark and change-log lines, or
+        # dirty hours and rollup rows together) and the next run does it again. No wait
+        # for the WAL flush.
+        " SET synchronous_commit = off"
+    )
     cur.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
 
 
@@ -105,18 +119,20 @@ def _fold(
     digest: str,
     full: bool,
 ) -> _Folded:
-    """The first transaction: prices, then the facts (all of them, or those of the changes),
-    then the watermark."""
+    """The first transaction: prices, then the facts (all of them, and the watermark; or
+    the calls' facts of the changes: ``_finish_fold`` does the rest)."""
     row = cur.execute(
-        "SELECT watermark, prices_fingerprint, full_rebuild_at"
+        "SELECT watermark, prices_fingerprint, full_rebuild_at, buckets_stale"
         " FROM analytics.rollup_state FOR UPDATE"
     ).fetchone()
     if row is None:
         raise RuntimeError("analytics.rollup_state is empty: run `agentstream migrate`")
-    watermark, old_digest, rebuilt_at = row
+    watermark, old_digest, rebuilt_at, stale = row
     reason = "requested" if full else ""
     if not full and (rebuilt_at is None or not old_digest):
         reason, full = "first run", True
+    # Reads the facts of the changed calls' days while the facts are folded in.
+    reader.read_early(None if full else early_read(watermark))
     if old_digest != digest and full:
         sync_prices(cur, prices)  # every fact is costed again below
     elif old_digest != digest:
@@ -128,29 +144,75 @@ def _fold(
     upto = new_watermark(cur, watermark)
     changes = 0 if full else read_changes(cur, watermark)
     cur.execute("SET LOCAL enable_seqscan = on")
-    # Connects, and reads the facts of the changed calls' days, while the facts are rebuilt
-    # or folded in.
-    reader.start(early_read(cur) if changes else None)
+    folded = _Folded(full, reason, changes, upto, watermark, digest, bool(stale), [])
     if full:
         rebuild_facts(cur, prices)
-    elif changes:
-        fold_changes(cur, prices)
-    prune_change_log(cur, 0 if full else watermark, upto)
-    stale = sql.SQL(", full_rebuild_at = now(), buckets_stale = true" if full else "")
-    cur.execute(_SAVE_STATE.format(full=stale), (upto, digest))
-    return _Folded(full=full, reason=reason, changes=changes, watermark=upto)
+        _save_state(cur, folded)
+        return folded
+    if changes:
+        fold_calls(cur, prices)
+    cur.execute(
+        "SELECT extract(epoch FROM hour)::bigint FROM analytics.dirty_hours"
+        " WHERE kind = 'llm' ORDER BY 1"
+    )
+    return replace(folded, call_hours=[r[0] for r in cur.fetchall()])
+
+
+def _save_state(cur: psycopg.Cursor[Any], folded: _Folded) -> None:
+    """The change log's folded lines deleted, the watermark and the prices' fingerprint
+    saved (a full rebuild also marks the buckets stale)."""
+    prune_change_log(cur, 0 if folded.full else folded.after, folded.watermark)
+    stale = sql.SQL(", full_rebuild_at = now(), buckets_stale = true" if folded.full else "")
+    cur.execute(_SAVE_STATE.format(full=stale), (folded.watermark, folded.digest))
+
+
+def _finish_fold(cur: psycopg.Cursor[Any], folded: _Folded) -> None:
+    """An incremental run's second transaction of facts: the executions' facts, then the
+    watermark. Its calls' facts are committed already; if this one fails, the next run
+    folds the same lines again (upserts: the same facts) and marks their hours again."""
+    if folded.changes:
+        fold_executions(cur)
+    _save_state(cur, folded)
+    cur.execute("DROP TABLE changed")
+
+
+def _finish_and_group(
+    conn: psycopg.Connection[Any],
+    cur: psycopg.Cursor[Any],
+    reader: _CommittedReader,
+    folded: _Folded,
+) -> Grouped | None:
+    """``_finish_fold`` in its transaction, on a thread, while this one reads the calls'
+    committed facts of their dirty hours and groups them: the server folds the executions
+    while DuckDB groups the calls. Returns those rows (None: nothing grouped early)."""
+
+    def finish() -> None:
+        with conn.transaction():
+            _finish_fold(cur, folded)
+
+    if folded.stale or not folded.call_hours:
+        finish()
+        return None
+    behind = Behind(finish, "rollup-finish")
+    try:
+        calls = group_calls(reader, folded.call_hours)
+    except BaseException:
+        behind.join(quiet=True)  # its own error, if any, is not this one's cause
+        raise
+    behind.join()
+    return calls
 
 
 def _rebuild_buckets(
-    cur: psycopg.Cursor[Any], reader: _CommittedReader, folded: _Folded
+    cur: psycopg.Cursor[Any], reader: _CommittedReader, folded: _Folded, calls: Grouped | None
 ) -> tuple[int, int, str]:
-    """The second transaction: the buckets, rebuilt from the facts the first committed (so
+    """The last transaction: the buckets, rebuilt from the facts committed before (so
     that a second connection can read them). All of them after a full rebuild of the facts,
     or when one died before this point. Returns the hours and days rebuilt, and the run's
     reason."""
     row = cur.execute("SELECT buckets_stale FROM analytics.rollup_state FOR UPDATE").fetchone()
     stale = bool(row and row[0])
-    hours, days = recompute(cur, reader, all_buckets=stale)
+    hours, days = recompute(cur, reader, all_buckets=stale, calls=calls)
     reason = folded.reason
     if stale:
         cur.execute("UPDATE analytics.rollup_state SET buckets_stale = false")
@@ -185,18 +247,21 @@ def run_rollup(
     started = time.perf_counter()
     prices = load_prices(prices_file)
     digest = fingerprint(prices)
-    with psycopg.connect(conninfo, autocommit=True) as conn, conn.cursor() as cur:
-        _configure(cur)
-        reader = _CommittedReader(conninfo)
-        try:
+    reader = _CommittedReader(conninfo)
+    reader.start()  # connects while this thread does
+    try:
+        with psycopg.connect(conninfo, autocommit=True) as conn, conn.cursor() as cur:
+            _configure(cur)
             with conn.transaction():
                 folded = _fold(cur, reader, prices, digest, full)
+            calls = None if folded.full else _finish_and_group(conn, cur, reader, folded)
             with conn.transaction():
-                hours, days, reason = _rebuild_buckets(cur, reader, folded)
-        finally:
-            reader.close()
-        unpriced = _unpriced_models(cur)
-        llm_n, exec_n = _estimated_rows(cur, "llm_facts"), _estimated_rows(cur, "exec_facts")
+                hours, days, reason = _rebuild_buckets(cur, reader, folded, calls)
+            unpriced = _unpriced_models(cur)
+            llm_n = _estimated_rows(cur, "llm_facts")
+            exec_n = _estimated_rows(cur, "exec_facts")
+    finally:
+        reader.close()
     result = RollupResult(
         full=folded.full,
         reason=reason,
