@@ -61,7 +61,7 @@ def remove_orphans(sources: list[Path]) -> None:
 def build() -> None:
     """setup.py's compiled build, in place (extensions beside their sources)."""
     env = {**os.environ, "AGENTSTREAM_MYPYC": "1"}
-    cmd = [sys.executable, "setup.py", "-q", "build_ext", "--inplace", "--force"]
+    cmd = [sys.executable, "setup.py", "-q", "build_ext", "--inplace"]
     cmd += ["--build-temp", "build/mypyc"]
     subprocess.run(cmd, cwd=ROOT, env=env, check=True)
 
