@@ -349,7 +349,7 @@ class FailingSink:
     def __init__(self) -> None:
         self.attempts = 0
 
-    def encode_batch(self, items: Sequence[Any]) -> Any:
+    def encode_batch(self, items: Sequence[Any], *, distinct: Any = ()) -> Any:
         return SimpleNamespace(groups=[])
 
     def write_encoded(self, encoded: Any) -> Any:

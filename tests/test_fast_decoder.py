@@ -360,6 +360,9 @@ def test_rows_of_parsed_jsonb_are_formatted_as_one_by_one(tables: dict[str, Tabl
         assert rows == [encode(r) for r in records]
         assert None not in rows
     assert encode.rows(parsed) == encode.rows(structs[0])
+    # Rows that fail part-way (a parsed jsonb) between rows that do not: each row its own.
+    mixed: list[RowSource] = [structs[0][0], parsed[0], structs[0][1], parsed[1], structs[0][0]]
+    assert encode.rows(mixed) == [encode(r) for r in mixed]
 
 
 # --- the fast path itself -----------------------------------------------------------------

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import operator
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -61,6 +62,9 @@ __all__ = ["Prepared", "Processor", "WorkerStopped", "decode_items"]
 
 log = logging.getLogger(__name__)
 
+# An item's record id as an int (uuid.UUID's __hash__ is Python, an int's is C).
+_ID_INT = operator.attrgetter("record.id.int")
+
 # Backoff between attempts of a failing flush: doubles from the first value to the cap.
 RETRY_FIRST_S = 0.5
 RETRY_CAP_S = 10.0
@@ -85,6 +89,11 @@ class Prepared:
     partition: int
     offset: int
     size: int = field(default=0)
+    # The ids of ``items`` (as ints), taken while the records were just decoded and in the
+    # CPU's cache: write_batch finds from them whether a batch's ids are distinct, which
+    # the sink would otherwise check from the records again, long after (see
+    # :func:`_item_ids`). None where not taken.
+    ids: set[int] | None = field(default=None)
 
 
 class Processor:
@@ -154,7 +163,8 @@ class Processor:
             SinkItem(entity, struct, msg, None, row)
             for msg, struct, row in zip(run, structs, rows, strict=True)
         ]
-        return Prepared(items, [], topic, partition, run[-1].offset, len(items)), stop
+        ids = _item_ids(items)
+        return Prepared(items, [], topic, partition, run[-1].offset, len(items), ids), stop
 
     def _ingest_time(self, timestamp_ms: int | None) -> datetime:
         """Kafka's timestamp (from the producer or the broker, in ms) stands for NOW(): the
@@ -193,7 +203,8 @@ class Processor:
                 )
                 for bad in invalid
             ]
-        return Prepared(items, dead, topic, partition, offset, len(items) + len(dead))
+        size = len(items) + len(dead)
+        return Prepared(items, dead, topic, partition, offset, size, _item_ids(items))
 
     # --- steps 2-4: per batch -------------------------------------------------------------
 
@@ -204,7 +215,8 @@ class Processor:
         started = time.perf_counter()
         # Grouped, deduplicated and joined into COPY data here, on the event loop: the
         # flush thread then holds the GIL only for a few statements (see sinks.postgres).
-        result = await self._write(self._sink.encode_batch(items))
+        distinct = self._distinct_entities(batch)
+        result = await self._write(self._sink.encode_batch(items, distinct=distinct))
         flush_s = time.perf_counter() - started
         self._metrics.flush_seconds.observe(flush_s)
         self._metrics.batch_records.observe(len(items))
@@ -231,6 +243,26 @@ class Processor:
             len(batch),
             flush_s,
         )
+
+    def _distinct_entities(self, batch: Sequence[Prepared]) -> set[str]:
+        """The entities whose records in ``batch`` have distinct ids, from the messages' id
+        sets: their union reads the sets' own tables (stored hashes), not the records."""
+        ids: dict[str, set[int]] = {}
+        counts: dict[str, int] = {}
+        unknown: set[str] = set()
+        for p in batch:
+            if not p.items:
+                continue
+            entity = self._entity_of[p.topic]
+            if p.ids is None:
+                unknown.add(entity)
+                continue
+            seen = ids.get(entity)
+            if seen is None:
+                seen = ids[entity] = set()
+            seen |= p.ids
+            counts[entity] = counts.get(entity, 0) + len(p.items)
+        return {e for e, seen in ids.items() if e not in unknown and len(seen) == counts[e]}
 
     def _count_outcome(
         self, batch: Sequence[Prepared], accepted: dict[str, int], dead: list[DeadLetter]
@@ -321,6 +353,15 @@ def decode_items(
             SinkItem(entity, record, source, index if batch else None, encode.row_or_none(record))
         )
     return items, decoded.invalid
+
+
+def _item_ids(items: list[SinkItem]) -> set[int] | None:
+    """The items' record ids as ints (fewer than the items where some repeat); None if a
+    record has no id."""
+    try:
+        return set(map(_ID_INT, items))
+    except AttributeError:
+        return None
 
 
 def _headers(raw: Any) -> list[tuple[str, bytes]]:

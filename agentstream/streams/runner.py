@@ -31,7 +31,7 @@ from agentstream.sinks.postgres import PostgresSink, SinkError
 from agentstream.streams.consume import ConsumeLoop
 from agentstream.streams.deadletters import DeadLetterPublisher
 from agentstream.streams.health import HealthServer, HealthState
-from agentstream.streams.interpreter import tune_interpreter
+from agentstream.streams.interpreter import event_loop_factory, tune_interpreter
 from agentstream.streams.metrics import WorkerMetrics
 from agentstream.streams.processor import Processor, WorkerStopped
 from agentstream.streams.signals import install_graceful_stop
@@ -96,7 +96,8 @@ def start_worker(settings: Settings, *, loglevel: str = "info") -> int:
         settings.worker_batch_seconds,
     )
     try:
-        code = asyncio.run(_consume(settings, sink, metrics, health))
+        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+            code = runner.run(_consume(settings, sink, metrics, health))
     finally:
         sink.close()
         if server is not None:

@@ -22,12 +22,16 @@ from typing import Any
 import psycopg
 import pydantic_core
 from psycopg import sql
-from psycopg.abc import AdaptContext
-from psycopg.adapt import AdaptersMap, Dumper, Transformer
+from psycopg.adapt import AdaptersMap, Transformer
 from psycopg.pq import Format
 from psycopg.types.json import set_json_dumps
 
 from agentstream.sinks.postgres.compat import format_row_binary as _format_row
+from agentstream.sinks.postgres.dumpers import (
+    JsonbBinaryDumper,
+    TextJsonbBinaryDumper,
+    uuid_binary_dumper,
+)
 from agentstream.sinks.postgres.items import RowSource
 from agentstream.sinks.postgres.tables import Table
 
@@ -44,40 +48,10 @@ BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
 BINARY_TRAILER = b"\xff\xff"
 
 
-_JSONB_VERSION = b"\x01"  # the binary jsonb format's first byte
-
-# What a jsonb value parsed from JSON is (pydantic's JsonValue; None is NULL, not dumped).
-_JSON_TREE = (dict, list, str, int, float)
-
-
-class _JsonbBinaryDumper(Dumper):
-    """jsonb in binary (a version byte, then the text) in one Python call per value:
-    psycopg's own goes through three.
-
-    A parsed value (dict, list, str, number, bool) is serialised by pydantic-core. Anything
-    else is JSON text that the worker's decoder checked (bytes, or msgspec.Raw: a slice of
-    the message, see streams/fastdecode.py) and is passed through as it is."""
-
-    format = Format.BINARY
-    oid = psycopg.adapters.types["jsonb"].oid
-
-    def dump(self, obj: Any) -> bytes:
-        if isinstance(obj, _JSON_TREE):
-            return _JSONB_VERSION + pydantic_core.to_json(obj)
-        return _JSONB_VERSION + obj  # type: ignore[no-any-return]
-
-
-class _TextJsonbBinaryDumper(_JsonbBinaryDumper):
-    """jsonb in binary for JSON text only (bytes, msgspec.Raw: the decoder's structs), as
-    a C-level call: psycopg's C formatter calls a dumper's ``dump`` attribute, and a bound
-    ``bytes.__add__`` costs a fraction of a Python method (figures in BENCHMARKS.md). For
-    anything else (a parsed value) it raises TypeError, and :meth:`RowEncoder.rows`
-    formats that row again with :class:`_JsonbBinaryDumper`: where both succeed, their
-    bytes are the same (the version byte, then the text)."""
-
-    def __init__(self, cls: type, context: AdaptContext | None = None) -> None:
-        super().__init__(cls, context)
-        self.dump = _JSONB_VERSION.__add__  # type: ignore[method-assign,assignment]
+def uuid_bytes(value: uuid.UUID) -> bytes:
+    """A uuid's binary form (its 16 bytes, big-endian: ``UUID.bytes``), without a Python
+    call once compiled (the sink's uuid dumper, dumpers.uuid_binary_dumper)."""
+    return value.int.to_bytes(16, "big")
 
 
 def sink_adapters() -> AdaptersMap:
@@ -86,7 +60,9 @@ def sink_adapters() -> AdaptersMap:
     default. (The sink's connection sends no JSON itself: every row goes through these.)"""
     adapters = AdaptersMap(psycopg.adapters)
     set_json_dumps(pydantic_core.to_json, context=adapters)
-    adapters.register_dumper(None, _JsonbBinaryDumper)
+    adapters.register_dumper(None, JsonbBinaryDumper)
+    # By oid (None), as the encoders look their dumpers up (Transformer.set_dumper_types).
+    adapters.register_dumper(None, uuid_binary_dumper(uuid_bytes))
     return adapters
 
 
@@ -100,7 +76,7 @@ class RowEncoder:
         self._tx.set_dumper_types(oids, Format.BINARY)
         # rows()'s, for the decoder's structs, whose jsonb values are JSON text.
         text_jsonb = AdaptersMap(adapters)
-        text_jsonb.register_dumper(None, _TextJsonbBinaryDumper)
+        text_jsonb.register_dumper(None, TextJsonbBinaryDumper)
         self._text_tx = Transformer(text_jsonb)
         self._text_tx.set_dumper_types(oids, Format.BINARY)
 
@@ -113,16 +89,23 @@ class RowEncoder:
         """The rows of ``records`` (one call for many: a Python call fewer per record);
         None for a record whose values cannot be formatted (the sink formats it again
         and rejects it with the reason)."""
+        # Formatted one after the other into one buffer, then cut: one allocation a row
+        # (its bytes), where a buffer of its own grew several times and was copied out.
         fmt, row, tx = _format_row, self._row, self._text_tx
-        rows: list[bytes | None] = []
-        for record in records:
-            out = bytearray()
+        out = bytearray()
+        ends = [0]
+        failed: list[int] = []
+        for i, record in enumerate(records):
             try:
                 fmt(row(record), tx, out)
             except Exception:
-                rows.append(self.row_or_none(record))
-                continue
-            rows.append(bytes(out))
+                del out[ends[-1] :]  # what it appended before failing
+                failed.append(i)
+            ends.append(len(out))
+        data = bytes(out)
+        rows: list[bytes | None] = [data[ends[i] : ends[i + 1]] for i in range(len(records))]
+        for i in failed:
+            rows[i] = self.row_or_none(records[i])
         return rows
 
     def row_or_none(self, record: RowSource) -> bytes | None:

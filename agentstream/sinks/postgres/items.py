@@ -54,17 +54,33 @@ class Source:
     value: bytes
 
 
-@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs ~3x, per record
 class SinkItem:
-    entity: str
-    record: RowSource
-    source: MessageSource
-    index: int | None  # position in a batch message; None for a single-record message
-    # The record as a binary COPY row (copy.RowEncoder), encoded ahead of the flush; the
-    # sink encodes the items that come without it.
-    row: bytes | None = None
-    # Its details table's row (Table.details), when the record has details; set by encode_batch.
-    detail_row: bytes | None = None
+    """A record to write, with its message. Not a dataclass: this module is compiled with
+    mypyc (pyproject.toml), which compiles an ``__init__`` written out but runs a
+    dataclass's generated one as Python, once per record; and not frozen, whose
+    ``__init__`` costs ~3x."""
+
+    __slots__ = ("detail_row", "entity", "index", "record", "row", "source")
+
+    def __init__(
+        self,
+        entity: str,
+        record: RowSource,
+        source: MessageSource,
+        index: int | None,
+        row: bytes | None = None,
+    ) -> None:
+        self.entity = entity
+        self.record = record
+        self.source = source
+        # Position in a batch message; None for a single-record message.
+        self.index = index
+        # The record as a binary COPY row (copy.RowEncoder), encoded ahead of the flush;
+        # the sink encodes the items that come without it.
+        self.row = row
+        # Its details table's row (Table.details), when the record has details; set by
+        # encode_batch.
+        self.detail_row: bytes | None = None
 
     def original_bytes(self) -> bytes:
         """The record as it arrived: the message, or its batch item re-serialised as JSON."""

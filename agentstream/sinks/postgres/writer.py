@@ -31,12 +31,11 @@ the caller retries); anything else raises TerminalSinkError with advice.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import logging
 import operator
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -197,8 +196,12 @@ class PostgresSink:
             self.connect()
         return self.write_encoded(self.encode_batch(items))
 
-    def encode_batch(self, items: Sequence[SinkItem]) -> EncodedBatch:
+    def encode_batch(
+        self, items: Sequence[SinkItem], *, distinct: Collection[str] = ()
+    ) -> EncodedBatch:
         """Group ``items`` by table, one per record id, with their COPY data built.
+        ``distinct``: entities whose items the caller knows to have distinct ids (no
+        :func:`dedupe` for them).
 
         Pure Python and no database: the worker runs it on its event-loop thread, so that
         the flush thread (:meth:`write_encoded`) holds the GIL as little as possible while
@@ -218,7 +221,7 @@ class PostgresSink:
         for entity in ENTITIES:
             group = by_entity.get(entity)
             if group:
-                unique = dedupe(entity, group, _RECORD)
+                unique = group if entity in distinct else dedupe(entity, group, _RECORD)
                 if self._tables[entity].details is not None:
                     self._encode_details(entity, unique)
                 groups.append(_group(entity, unique, len(group)))
@@ -270,10 +273,14 @@ class PostgresSink:
         if encoder is None:
             encoder = encoders[item.entity] = RowEncoder(self._tables[item.entity], self._adapters)
         try:
-            return dataclasses.replace(item, row=encoder(item.record))
+            row = encoder(item.record)
         except (psycopg.Error, ValueError, TypeError, OverflowError) as exc:
             rejected.append(Rejected(item, f"cannot be encoded for PostgreSQL: {exc}"))
             return None
+        # A copy with the row: the caller's item stays as it was given.
+        encoded = SinkItem(item.entity, item.record, item.source, item.index, row)
+        encoded.detail_row = item.detail_row
+        return encoded
 
     def _translate(self, exc: BaseException, doing: str) -> TransientSinkError | TerminalSinkError:
         outcome = classify(exc)
