@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 from agentstream.analytics.rollup import run_rollup
+from agentstream.analytics.rollup.run import STALE_BUCKETS_REASON
 from tests.analytics_data import add_agent, add_call, add_execution, add_session, log_change
 
 pytestmark = pytest.mark.integration
@@ -572,7 +573,7 @@ def test_a_full_rebuild_that_dies_before_its_buckets_is_finished_by_the_next_run
 
     finished = run_rollup(database)
     assert (finished.full, finished.changes, finished.hours, finished.days) == (False, 0, 2, 2)
-    assert finished.reason == "every bucket: a full rebuild had stopped before them"
+    assert finished.reason == STALE_BUCKETS_REASON
     days = rollup_rows(database, granularity="day", dimension="all")
     assert sorted(row["calls"] for row in days.values()) == [1, 1]
     rebuilt = snapshot(database)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from agentstream.analytics.rollup import run_rollup
+from agentstream.analytics.rollup.run import STALE_BUCKETS_REASON
 from agentstream.migrations import (
     _EARLIER_CHECKSUMS,
     SQL_DIR,
@@ -62,5 +64,26 @@ def test_a_database_migrated_before_the_comment_edit_is_accepted_and_a_real_edit
         changed = copy_migrations(tmp_path / "edited", replace={"0001_seed_schema.sql": edited})
         with pytest.raises(MigrationError, match=r"0001_seed_schema\.sql changed after it was"):
             apply_migrations(conninfo, changed)
+    finally:
+        drop_database(services, name)
+
+
+@pytest.mark.integration
+def test_0013_has_the_next_rollup_rebuild_every_bucket(services: Services, tmp_path: Path) -> None:
+    before = tmp_path / "before"
+    before.mkdir()
+    for migration in load_migrations():
+        if migration.version < 13:
+            (before / migration.path.name).write_text(migration.sql, encoding="utf-8")
+    name = create_database(services)
+    try:
+        conninfo = services.conninfo(name)
+        apply_migrations(conninfo, before)
+        assert run_rollup(conninfo).full  # the first run, then the buckets are current
+        assert not run_rollup(conninfo).reason
+        assert [m.version for m in apply_migrations(conninfo)] == [13]
+        again = run_rollup(conninfo)
+        assert not again.full and again.reason == STALE_BUCKETS_REASON
+        assert not run_rollup(conninfo).reason  # once
     finally:
         drop_database(services, name)

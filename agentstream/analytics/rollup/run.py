@@ -106,6 +106,13 @@ def _configure(cur: psycopg.Cursor[Any]) -> None:
     cur.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
 
 
+# Stale without a full rebuild in this run: one stopped before its buckets, or a migration
+# (0013) asked for them all.
+STALE_BUCKETS_REASON = (
+    "every bucket: they were marked stale (by a full rebuild that stopped before them, "
+    "or by a migration)"
+)
+
 _SAVE_STATE = sql.SQL(
     "UPDATE analytics.rollup_state SET watermark = %s, prices_fingerprint = %s,"
     " updated_at = now(){full}"
@@ -217,7 +224,7 @@ def _rebuild_buckets(
     if stale:
         cur.execute("UPDATE analytics.rollup_state SET buckets_stale = false")
         if not folded.full:
-            reason = "every bucket: a full rebuild had stopped before them"
+            reason = STALE_BUCKETS_REASON
     return hours, days, reason
 
 
