@@ -21,8 +21,7 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-# setup.py's group_name: the compiled modules share one runtime library of this name.
-GROUP = "agentstream._compiled"
+SUFFIX = str(sysconfig.get_config_var("EXT_SUFFIX"))
 
 
 def compiled_sources() -> list[Path]:
@@ -32,7 +31,7 @@ def compiled_sources() -> list[Path]:
 
 
 def extension_of(source: Path) -> Path:
-    return source.with_suffix(str(sysconfig.get_config_var("EXT_SUFFIX")))
+    return source.with_suffix(SUFFIX)
 
 
 def stale(sources: list[Path]) -> list[Path]:
@@ -44,17 +43,13 @@ def stale(sources: list[Path]) -> list[Path]:
     ]
 
 
-def extensions_in_package() -> list[Path]:
-    """Every extension under agentstream/: only compiled modules of ours live there."""
-    return sorted((ROOT / "agentstream").rglob(f"*{sysconfig.get_config_var('EXT_SUFFIX')}"))
-
-
-def remove_orphans(sources: list[Path]) -> None:
-    """Extensions of modules no longer listed would shadow their source: remove them."""
+def remove_extensions(sources: list[Path]) -> None:
+    """Remove every extension under agentstream/ (only compiled modules of ours live there)
+    but those of ``sources`` and, when there are any, the group's shared runtime library
+    (setup.py names it): an extension of a module no longer listed would shadow its source."""
     keep = {extension_of(s) for s in sources}
-    keep.add(ROOT / (GROUP.replace(".", "/") + f"__mypyc{sysconfig.get_config_var('EXT_SUFFIX')}"))
-    for path in extensions_in_package():
-        if path not in keep or not sources:
+    for path in (ROOT / "agentstream").rglob(f"*{SUFFIX}"):
+        if path not in keep and not (sources and "__mypyc" in path.name):
             path.unlink()
 
 
@@ -72,9 +67,9 @@ def main() -> None:
     args = parser.parse_args()
     sources = compiled_sources()
     if args.clean:
-        remove_orphans([])
+        remove_extensions([])
         return
-    remove_orphans(sources)
+    remove_extensions(sources)
     todo = stale(sources)
     if not todo:
         return
