@@ -365,9 +365,12 @@ def _any_value(data: bytes, pos: int, end: int, depth: int) -> Any:
         if depth >= _MAX_DEPTH:
             raise _Unread
         start, pos = _length(data, pos, end)
-        value = _array(data, start, pos, depth + 1) if tag == 0x2A else {}
-        if tag == 0x32:
-            _kvlist(data, start, pos, value, depth + 1)
+        if tag == 0x2A:
+            value = _array(data, start, pos, depth + 1)
+        else:
+            kvlist: dict[str, Any] = {}
+            _kvlist(data, start, pos, kvlist, depth + 1)
+            value = kvlist
     elif tag == 0x3A:  # 7 bytes_value
         start, pos = _length(data, pos, end)
         value = data[start:pos].hex()
