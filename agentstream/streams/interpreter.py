@@ -60,8 +60,8 @@ def gen0_threshold(batch_records: int) -> int:
 def tune_interpreter(batch_records: int = 0) -> None:
     """Collect what start-up left, freeze it, raise the thresholds, shorten the interval.
 
-    ``batch_records``: the worker's batch size; 0 (the OTLP intake, which holds no batch
-    of records for long) keeps the minimum threshold."""
+    ``batch_records``: the records held in flight (the worker's batch size; the OTLP
+    intake passes its spans in flight, cli/otlp_cmd.py); 0 keeps the minimum threshold."""
     gc.collect()
     gc.freeze()
     _, gen1, gen2 = gc.get_threshold()
