@@ -150,6 +150,11 @@ def _copy_rows(cur: psycopg.Cursor[Any], rollup: Rollup, rows: bytes) -> None:
         c.write(rows)
 
 
+def _read_facts(read: _CommittedReader, rollup: Rollup, where: sql.Composable) -> pa.Table:
+    """The facts ``where`` selects, every column ``rollup`` groups."""
+    return read(rollup.read.format(where=where).as_string(None), rollup.columns)
+
+
 def _group_facts(
     read: _CommittedReader, rollup: Rollup, where: sql.Composable, hours: list[int] | None
 ) -> bytes | None:
@@ -157,7 +162,7 @@ def _group_facts(
     (``hours`` None), or of ``hours`` and of the facts' days; None without facts. (The
     query runs on the reader's connection: it is composed without the run's, which may be
     busy with a COPY on another thread.)"""
-    facts = read(rollup.read.format(where=where).as_string(None), rollup.columns)
+    facts = _read_facts(read, rollup, where)
     if not facts.num_rows:
         return None
     return aggregate(read.duck, rollup.grouping.query(hours), facts=facts)
@@ -215,8 +220,7 @@ def _rebuild_touched(
     busy on another thread meanwhile."""
     if rollup.days is None:
         return _group_facts(read, rollup, facts_of_days(days), hours)
-    where = facts_of_hours(hours)
-    facts = read(rollup.read.format(where=where).as_string(None), rollup.columns)
+    facts = _read_facts(read, rollup, facts_of_hours(hours))
     spec = rollup.days
     narrow, hour_rows = _of_days(read, spec, hours, days)
     if not (narrow.num_rows or facts.num_rows):

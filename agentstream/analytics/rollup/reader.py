@@ -70,6 +70,14 @@ class _CommittedReader:
         self._plan = plan
         self._planned.set()
 
+    def _join(self) -> None:
+        """The thread joined, told first that there is nothing to read early if no plan
+        came (it waits for one)."""
+        assert self._thread is not None
+        if not self._planned.is_set():
+            self.read_early(None)
+        self._thread.join()
+
     def _connect(self) -> None:
         # DuckDB opens on a thread of its own: the ADBC connection (which reads the server's
         # types) and the early read need not wait for it.
@@ -95,10 +103,7 @@ class _CommittedReader:
     def wait(self) -> None:
         if self._thread is None:
             self.start()
-        assert self._thread is not None
-        if not self._planned.is_set():
-            self.read_early(None)
-        self._thread.join()
+        self._join()
         if self._error is not None:
             raise self._error
 
@@ -128,9 +133,7 @@ class _CommittedReader:
 
     def close(self) -> None:
         if self._thread is not None:
-            if not self._planned.is_set():
-                self.read_early(None)
-            self._thread.join()
+            self._join()
         for handle in (self.duck, self._session):
             if handle is not None:
                 handle.close()
