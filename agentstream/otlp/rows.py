@@ -48,7 +48,8 @@ _WITH_JSONB = frozenset(entity for entity, model in ENTITY_MODELS.items() if mod
 # Records without jsonb columns hold only cleaned text, integers, booleans and UUIDs, which
 # msgspec writes as pydantic-core does, in half the time. It writes NaN and Infinity as
 # null, where pydantic-core writes the literals the scans below look for: so only records
-# that cannot hold them (no jsonb columns, or ``plain``) are written by msgspec.
+# that cannot hold them (no jsonb columns, or ``plain``) are written by msgspec. (A large
+# float in a plain jsonb value may be spelled differently, 1e16 for 1e+16: the same value.)
 _encode_plain = msgspec.json.Encoder().encode
 
 
