@@ -17,12 +17,13 @@ from agentstream.contract.deadletter import DeadLetter, ErrorKind
 from agentstream.contract.settings import Settings
 from agentstream.sinks.postgres import TransientSinkError
 from agentstream.streams import consume
-from agentstream.streams import processor as processor_module
+from agentstream.streams import flusher as flusher_module
 from agentstream.streams.consume import ConsumeLoop
 from agentstream.streams.deadletters import DeadLetterPublisher
 from agentstream.streams.health import HealthState
 from agentstream.streams.metrics import WorkerMetrics
-from agentstream.streams.processor import Processor, WorkerStopped
+from agentstream.streams.flusher import WorkerStopped
+from agentstream.streams.processor import Processor
 
 T0 = TopicPartition("t", 0)
 T1 = TopicPartition("t", 1)
@@ -110,6 +111,10 @@ class FakeSink:
     gate: asyncio.Event = field(default_factory=asyncio.Event)
     fail_with: BaseException | None = None
     written: list[list[tuple[str, int, int]]] = field(default_factory=list)
+    # Per call (0 = the first write): a gate of its own, and a failure of its own.
+    call_gates: dict[int, asyncio.Event] = field(default_factory=dict)
+    call_failures: dict[int, BaseException] = field(default_factory=dict)
+    calls: int = 0
 
     def __post_init__(self) -> None:
         self.gate.set()
@@ -127,7 +132,12 @@ class FakeSink:
     async def write_batch(self, batch: Sequence[Decoded]) -> None:
         coords = [(m.topic, m.partition, m.offset) for d in batch for m in d.messages]
         self.journal.append(("write_started", coords))
+        call, self.calls = self.calls, self.calls + 1
         await self.gate.wait()
+        if call in self.call_gates:
+            await self.call_gates[call].wait()
+        if call in self.call_failures:
+            raise self.call_failures[call]
         if self.fail_with is not None:
             raise self.fail_with
         self.written.append(coords)
@@ -190,15 +200,50 @@ async def test_back_pressure_stops_fetching_while_a_full_batch_waits_on_the_writ
     consumer.produce(T0, 1000)
     sink.gate.clear()  # the database is slow: the first write does not finish
     runner = asyncio.create_task(loop.run())
-    await wait_until(lambda: sink.written == [] and consumer.positions.get(T0, 0) >= 20)
+    await wait_until(lambda: sink.written == [] and consumer.positions.get(T0, 0) >= 30)
     await asyncio.sleep(0.1)
-    # One batch being written, one full batch waiting: nothing more was taken.
-    assert consumer.positions[T0] == 20
+    # Two batches in flight (one being written, the next queued behind it), one full batch
+    # waiting for a place: nothing more was taken.
+    assert consumer.positions[T0] == 10 * (consume.WRITES_IN_FLIGHT + 1)
     assert consumer.committed == {}
     sink.gate.set()
     await wait_until(lambda: consumer.committed.get(T0) == 1000)
     loop.request_stop()
     await runner
+
+
+async def test_two_writes_are_in_flight_and_their_offsets_are_committed_in_order() -> None:
+    consumer, sink, loop, journal = make(max_records=2, within_s=60)
+    consumer.produce(T0, 4)
+    first = sink.call_gates[0] = asyncio.Event()  # the first write is slow
+    runner = asyncio.create_task(loop.run())
+    # The second batch is handed over while the first is still being written...
+    await wait_until(lambda: sink.written == [[("t", 0, 2), ("t", 0, 3)]])
+    await asyncio.sleep(0.05)
+    # ...and, written first, it commits nothing: its offsets would cover the first batch's.
+    assert consumer.committed == {}
+    assert not any(k == "commit" for k, _ in journal)
+    first.set()
+    await wait_until(lambda: consumer.committed.get(T0) == 4)
+    loop.request_stop()
+    await asyncio.wait_for(runner, 5)
+    for i, (kind, payload) in enumerate(journal):
+        if kind == "commit":
+            written = {o for k, c in journal[:i] if k == "written" for _, _, o in c}
+            assert set(range(payload[T0])) <= written
+
+
+async def test_a_failed_write_commits_nothing_written_after_it() -> None:
+    consumer, sink, loop, _ = make(max_records=2, within_s=60)
+    consumer.produce(T0, 4)
+    first = sink.call_gates[0] = asyncio.Event()
+    sink.call_failures[0] = RuntimeError("terminal: the first batch failed")
+    runner = asyncio.create_task(loop.run())
+    await wait_until(lambda: sink.written == [[("t", 0, 2), ("t", 0, 3)]])
+    first.set()
+    with pytest.raises(RuntimeError, match="first batch failed"):
+        await asyncio.wait_for(runner, 5)
+    assert consumer.committed == {}
 
 
 async def test_a_failed_write_stops_the_loop_and_commits_nothing() -> None:
@@ -360,9 +405,9 @@ class FailingSink:
 async def test_the_retry_budget_applies_only_while_a_rebalance_waits(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(processor_module, "RETRY_FIRST_S", 0.01)
-    monkeypatch.setattr(processor_module, "RETRY_CAP_S", 0.01)
-    monkeypatch.setattr(processor_module, "RETRY_BUDGET_DURING_REBALANCE_S", 0.1)
+    monkeypatch.setattr(flusher_module, "RETRY_FIRST_S", 0.01)
+    monkeypatch.setattr(flusher_module, "RETRY_CAP_S", 0.01)
+    monkeypatch.setattr(flusher_module, "RETRY_BUDGET_DURING_REBALANCE_S", 0.1)
     rebalancing = False
     sink = FailingSink()
     processor = Processor(

@@ -5,8 +5,8 @@ Measured on the ingest bench (BENCHMARKS.md), each a gain on the drain of its ow
 
 * **Garbage collection.** Decoding allocates several container objects per record (the
   model, its dicts, its jsonb values, the message's bookkeeping), and they live until their
-  batch is written: two batches (the one being written, the one being filled) are alive at
-  any time. CPython collects its first generation whenever the containers allocated and
+  batch is written: three batches (the one being written, the one queued behind it, the one
+  being filled: consume.WRITES_IN_FLIGHT) are alive at any time. CPython collects its first generation whenever the containers allocated and
   not yet freed since the last collection exceed a threshold; each collection walks every
   one of them, and those that survive are walked again by the older generations. With a
   threshold below that live set, collections run every few thousand records and walk the
@@ -45,10 +45,10 @@ __all__ = [
 ]
 
 GEN0_THRESHOLD_MIN = 50_000
-# First-generation threshold per record of a batch: above the containers alive while two
-# batches are in flight (about 11 per record each for one-record messages, fewer in arrays),
-# with room for a fetch being decoded.
-YOUNG_PER_BATCH_RECORD = 40
+# First-generation threshold per record of a batch: above the containers alive while three
+# batches are held (about 11 per record each for one-record messages, fewer in arrays), with
+# room for a fetch being decoded.
+YOUNG_PER_BATCH_RECORD = 60
 SWITCH_INTERVAL_S = 0.0005
 
 

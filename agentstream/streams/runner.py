@@ -13,7 +13,7 @@ The consumer (aiokafka's group consumer, driven by consume.py), and why its sett
 * ``max_poll_interval_ms`` 1000 s: the loop stops fetching while a write is retried (a
   database outage); heartbeats go on in the background, so the worker stays in the group.
 * ``rebalance_timeout_ms`` 60 s: a rebalance waits for the write in flight, which is given
-  up after processor.RETRY_BUDGET_DURING_REBALANCE_S (30 s) of failures.
+  up after flusher.RETRY_BUDGET_DURING_REBALANCE_S (30 s) of failures.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ from agentstream.streams.deadletters import DeadLetterPublisher
 from agentstream.streams.health import HealthServer, HealthState
 from agentstream.streams.interpreter import event_loop_factory, tune_interpreter
 from agentstream.streams.metrics import WorkerMetrics
-from agentstream.streams.processor import Processor, WorkerStopped
+from agentstream.streams.flusher import WorkerStopped
+from agentstream.streams.processor import Processor
 from agentstream.streams.signals import install_graceful_stop
 from agentstream.topic_admin import TopicRefused, create_missing_topics
 
@@ -165,6 +166,7 @@ async def _consume(
                 for g, b in zip(gc.get_stats(), collections_before, strict=True)
             ),
         )
+        processor.close()
         # Leaving the group hands the partitions over at once (their offsets are committed
         # or, after a failure, not: then the next owner reads them again).
         await consumer.stop()
