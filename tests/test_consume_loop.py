@@ -20,9 +20,9 @@ from agentstream.streams import consume
 from agentstream.streams import flusher as flusher_module
 from agentstream.streams.consume import ConsumeLoop
 from agentstream.streams.deadletters import DeadLetterPublisher
+from agentstream.streams.flusher import WorkerStopped
 from agentstream.streams.health import HealthState
 from agentstream.streams.metrics import WorkerMetrics
-from agentstream.streams.flusher import WorkerStopped
 from agentstream.streams.processor import Processor
 
 T0 = TopicPartition("t", 0)

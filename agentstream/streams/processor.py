@@ -23,7 +23,6 @@ For each batch of messages (batched and committed by consume.py):
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import operator
 import time
@@ -40,11 +39,9 @@ from agentstream.contract.deadletter import DeadLetter, ErrorKind
 from agentstream.contract.settings import Settings
 from agentstream.contract.topics import ENTITIES, topic_for
 from agentstream.sinks.postgres import (
-    EncodedBatch,
     PostgresSink,
     SinkItem,
     Source,
-    TransientSinkError,
 )
 from agentstream.sinks.postgres.copy import RowEncoder
 from agentstream.streams.deadletters import DeadLetterPublisher

@@ -30,10 +30,10 @@ from agentstream.contract.topics import ENTITIES, dlq_topic, topic_for
 from agentstream.sinks.postgres import PostgresSink, SinkError
 from agentstream.streams.consume import ConsumeLoop
 from agentstream.streams.deadletters import DeadLetterPublisher
+from agentstream.streams.flusher import WorkerStopped
 from agentstream.streams.health import HealthServer, HealthState
 from agentstream.streams.interpreter import event_loop_factory, tune_interpreter
 from agentstream.streams.metrics import WorkerMetrics
-from agentstream.streams.flusher import WorkerStopped
 from agentstream.streams.processor import Processor
 from agentstream.streams.signals import install_graceful_stop
 from agentstream.topic_admin import TopicRefused, create_missing_topics
