@@ -1,6 +1,7 @@
 """The worker's first-generation GC threshold sits above what the batches it holds keep
 alive (two in flight, one being filled): otherwise every few thousand records a collection
-walks the batches in flight again, to find nothing (BENCHMARKS.md, "The consume loop's own costs")."""
+walks the batches in flight again, to find nothing (BENCHMARKS.md, "The consume loop's own
+costs")."""
 
 from __future__ import annotations
 
