@@ -64,6 +64,7 @@ log = logging.getLogger(__name__)
 # An item's record id as an int (uuid.UUID's __hash__ is Python, an int's is C).
 _ID_INT = operator.attrgetter("record.id.int")
 
+
 @dataclass(slots=True)
 class Prepared:
     """One message, or a run of one partition's messages, decoded: what to write and what
