@@ -62,6 +62,8 @@ class FakeConsumer:
     fail_commits_with: BaseException | None = None
     commit_gate: asyncio.Event = field(default_factory=asyncio.Event)
     getmany_calls: int = 0
+    # A partition that has one more message whenever it is fetched (a steady flow).
+    refill: TopicPartition | None = None
 
     def __post_init__(self) -> None:
         self.commit_gate.set()
@@ -76,9 +78,13 @@ class FakeConsumer:
         self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
     ) -> dict[TopicPartition, list[Message]]:
         self.getmany_calls += 1
+        if self.refill is not None:
+            self.produce(self.refill, 1)
         out: dict[TopicPartition, list[Message]] = {}
         budget = max_records or 10**9
         for tp in sorted(self.assigned):
+            if partitions and tp not in partitions:
+                continue
             pos = self.positions.get(tp, self.committed.get(tp, 0))
             take = self.log.get(tp, [])[pos : pos + budget]
             if take:
@@ -145,12 +151,12 @@ class FakeSink:
 
 
 def make(
-    *, max_records: int = 10, within_s: float = 0.05
+    *, max_records: int = 10, within_s: float = 0.05, rank: Any = None
 ) -> tuple[FakeConsumer, FakeSink, ConsumeLoop, list[tuple[str, Any]]]:
     journal: list[tuple[str, Any]] = []
     consumer = FakeConsumer(journal)
     sink = FakeSink(journal)
-    loop = ConsumeLoop(consumer, sink, max_records=max_records, within_s=within_s)
+    loop = ConsumeLoop(consumer, sink, max_records=max_records, within_s=within_s, rank=rank)
     return consumer, sink, loop, journal
 
 
@@ -180,6 +186,41 @@ async def test_batches_are_sized_in_records_and_committed_after_they_are_written
     assert all(sum(4 if p == 1 else 1 for _, p, _ in b) < 10 + 4 for b in sink.written)
     offsets = [o for b in sink.written for t, p, o in b if p == 0]
     assert offsets == list(range(25))
+
+
+PARENT = TopicPartition("parents", 0)
+CHILD = TopicPartition("children", 0)
+
+
+def parents_first(tp: TopicPartition) -> int:
+    return 0 if tp.topic == "parents" else 1
+
+
+async def test_a_backlog_is_drained_parents_first() -> None:
+    consumer, sink, loop, _ = make(max_records=4, within_s=60, rank=parents_first)
+    consumer.produce(CHILD, 10)  # sorted first by the fake: fetched first without a rank
+    consumer.produce(PARENT, 10)
+    runner = asyncio.create_task(loop.run())
+    await wait_until(lambda: consumer.committed == {PARENT: 10, CHILD: 10})
+    loop.request_stop()
+    await asyncio.wait_for(runner, 5)
+    topics = [t for b in sink.written for t, _, _ in b]
+    assert topics == ["parents"] * 10 + ["children"] * 10
+
+
+async def test_parents_first_does_not_starve_the_children(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(consume, "PARENTS_FIRST_MAX_S", 0.05)
+    consumer, sink, loop, _ = make(max_records=4, within_s=60, rank=parents_first)
+    consumer.produce(CHILD, 1)
+    consumer.produce(PARENT, 1)
+    consumer.refill = PARENT  # a parent is buffered whenever the loop fetches
+    runner = asyncio.create_task(loop.run())
+    await wait_until(lambda: consumer.positions.get(CHILD) == 1, timeout_s=2)
+    loop.request_stop()
+    await asyncio.wait_for(runner, 5)
+    assert consumer.committed[CHILD] == 1
 
 
 async def test_a_small_batch_is_written_after_within_s() -> None:

@@ -13,6 +13,16 @@ which one committer task commits while the next batch is written: an offset is c
 only for records that are durable in PostgreSQL or in the dead-letter topic, in order, and
 the next write does not wait for the Kafka round trip. Nothing is ever skipped and committed.
 
+Parents first: given ``rank`` (the worker ranks a partition by its entity, sessions before
+agents before executions before LLM interactions, events and documents), a fetch takes what
+aiokafka has buffered for the highest-ranked partitions before anything else, and the rest
+only once those have nothing buffered, or at least every ``PARENTS_FIRST_MAX_S``. Draining a
+backlog then writes the sessions before the events that point to them: records whose parent
+is not there yet make the sink infer the parent, and replace it once the real one comes,
+which costs the database several times the work of writing it once (and leaves the replaced
+versions for every later foreign-key check to step over). Any order across partitions is
+allowed (offsets are per partition); live traffic, with nothing buffered, is not delayed.
+
 Back-pressure: when the batch being filled is full while two are still in flight, the loop
 stops fetching until the older one is written; memory stays at about three batches plus what
 aiokafka's fetcher buffers (bounded per partition by its fetch size).
@@ -36,7 +46,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -53,6 +63,9 @@ IDLE_POLL_S = 0.1
 # Messages taken from aiokafka's buffers per getmany: small enough that a due flush is
 # not held up by decoding, large enough that the call's cost is spread over many records.
 FETCH_MAX_MESSAGES = 2000
+# Longest a fetch prefers the higher-ranked partitions (parents first) before it takes from
+# every partition again: the lower-ranked ones are never starved by a steady flow of parents.
+PARENTS_FIRST_MAX_S = 1.0
 # Batches handed over and not yet durable: the one being written and the next one, encoded
 # and waiting for it. More would only hold more memory: the database writes one at a time.
 WRITES_IN_FLIGHT = 2
@@ -125,8 +138,12 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         *,
         max_records: int,
         within_s: float,
+        rank: Callable[[TopicPartition], int] | None = None,
     ) -> None:
+        """``rank``: a partition's priority (lower first); None fetches from all alike."""
         self._consumer = consumer
+        self._rank = rank
+        self._fetched_all_at = time.monotonic()  # the last fetch from every partition
         self._sink = sink
         self._max_records = max_records
         self._within_s = within_s
@@ -183,10 +200,34 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         left = self._within_s - (time.monotonic() - self._filling.opened)
         return max(0.0, min(IDLE_POLL_S, left))
 
-    async def _fetch_once(self) -> None:
-        fetched = await self._consumer.getmany(
+    async def _fetch(self) -> dict[TopicPartition, list[Any]]:
+        """What aiokafka has buffered: the highest-ranked partitions' first (see the module
+        docstring), else every partition's, waiting up to ``_wait_s``."""
+        now = time.monotonic()
+        if self._rank is not None and now - self._fetched_all_at < PARENTS_FIRST_MAX_S:
+            for tier in self._higher_tiers():
+                fetched = await self._consumer.getmany(
+                    *tier, timeout_ms=0, max_records=FETCH_MAX_MESSAGES
+                )
+                if fetched:
+                    return fetched
+        self._fetched_all_at = now
+        return await self._consumer.getmany(
             timeout_ms=int(self._wait_s() * 1000), max_records=FETCH_MAX_MESSAGES
         )
+
+    def _higher_tiers(self) -> list[list[TopicPartition]]:
+        """The assigned partitions by rank, highest first, without the lowest rank (a fetch
+        from every partition takes those)."""
+        rank = self._rank
+        assert rank is not None
+        tiers: dict[int, list[TopicPartition]] = {}
+        for tp in self._consumer.assignment():
+            tiers.setdefault(rank(tp), []).append(tp)
+        return [tiers[r] for r in sorted(tiers)[:-1]]
+
+    async def _fetch_once(self) -> None:
+        fetched = await self._fetch()
         decode = self._sink.decode_messages
         max_records = self._max_records
         for tp, messages in fetched.items():

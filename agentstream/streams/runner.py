@@ -133,11 +133,14 @@ async def _consume(
         highwater=consumer.highwater,
         rebalancing=lambda: loop.rebalancing,
     )
+    # Parents first (consume.py): an entity's rank is its place in ENTITIES.
+    rank_of = {topic_for(e, settings.topic_prefix): i for i, e in enumerate(ENTITIES)}
     loop = ConsumeLoop(
         consumer,
         processor,
         max_records=settings.worker_batch_records,
         within_s=settings.worker_batch_seconds,
+        rank=lambda tp: rank_of[tp.topic],
     )
     install_graceful_stop(asyncio.get_running_loop(), loop.request_stop)
     health.assigned = lambda: len(consumer.assignment())
