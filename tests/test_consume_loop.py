@@ -212,7 +212,7 @@ async def test_parents_first_does_not_starve_the_children(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(consume, "PARENTS_FIRST_MAX_S", 0.05)
-    consumer, sink, loop, _ = make(max_records=4, within_s=60, rank=parents_first)
+    consumer, _sink, loop, _ = make(max_records=4, within_s=60, rank=parents_first)
     consumer.produce(CHILD, 1)
     consumer.produce(PARENT, 1)
     consumer.refill = PARENT  # a parent is buffered whenever the loop fetches
