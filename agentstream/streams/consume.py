@@ -16,7 +16,8 @@ the next write does not wait for the Kafka round trip. Nothing is ever skipped a
 Parents first: given ``rank`` (the worker ranks a partition by its entity, sessions before
 agents before executions before LLM interactions, events and documents), a fetch takes what
 aiokafka has buffered for the highest-ranked partitions before anything else, and the rest
-only once those have nothing buffered, or at least every ``PARENTS_FIRST_MAX_S``. Draining a
+only once those have nothing buffered, or at least every ``PARENTS_FIRST_MAX_S``; what one
+fetch returns from several partitions is batched in rank order. Draining a
 backlog then writes the sessions before the events that point to them: records whose parent
 is not there yet make the sink infer the parent, and replace it once the real one comes,
 which costs the database several times the work of writing it once (and leaves the replaced
@@ -46,7 +47,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -230,7 +231,13 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         fetched = await self._fetch()
         decode = self._sink.decode_messages
         max_records = self._max_records
-        for tp, messages in fetched.items():
+        parts: Iterable[tuple[TopicPartition, list[Any]]] = fetched.items()
+        if self._rank is not None and len(fetched) > 1:
+            # A fetch from every partition returns them in the fetcher's order: parents
+            # first here too, so that they fill the earlier batch.
+            rank = self._rank
+            parts = sorted(parts, key=lambda part: rank(part[0]))
+        for tp, messages in parts:
             start, end = 0, len(messages)
             while start < end:
                 # Decode into the batch being filled until it is full; the rest of this
