@@ -49,7 +49,7 @@ GEN0_THRESHOLD_MIN = 50_000
 # batches are held (about 11 per record each for one-record messages, fewer in arrays), with
 # room for a fetch being decoded.
 YOUNG_PER_BATCH_RECORD = 60
-SWITCH_INTERVAL_S = 0.0001
+SWITCH_INTERVAL_S = 0.0005
 
 
 def gen0_threshold(batch_records: int) -> int:
