@@ -24,6 +24,7 @@ from agentstream.streams.flusher import WorkerStopped
 from agentstream.streams.health import HealthState
 from agentstream.streams.metrics import WorkerMetrics
 from agentstream.streams.processor import Processor
+from agentstream.streams.runner import assigned_highwater
 
 T0 = TopicPartition("t", 0)
 T1 = TopicPartition("t", 1)
@@ -496,3 +497,28 @@ async def test_the_dead_letter_publisher_retries_only_the_unacknowledged_letters
     ]
     await publisher.publish(letters)
     assert sorted(producer.sent) == [b"a", b"b", b"b", b"c"]
+
+
+class AssertingConsumer:
+    """aiokafka's highwater: asserts that the partition is assigned."""
+
+    def __init__(self, assigned: set[TopicPartition]) -> None:
+        self.assigned = assigned
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.assigned)
+
+    def highwater(self, tp: TopicPartition) -> int:
+        assert tp in self.assigned, "Partition is not assigned"
+        return 42
+
+
+def test_the_lag_of_a_revoked_partition_is_not_asked_of_aiokafka() -> None:
+    # After a revocation the loop still writes what it fetched before; counting that batch
+    # must not ask aiokafka about the partitions that went (it asserts).
+    consumer = AssertingConsumer({T0, T1})
+    highwater = assigned_highwater(consumer)
+    assert highwater(T1) == 42
+    consumer.assigned = {T0}
+    assert highwater(T1) is None
+    assert highwater(T0) == 42

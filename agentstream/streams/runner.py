@@ -21,8 +21,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+from collections.abc import Callable
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from agentstream.contract.settings import Settings
@@ -38,7 +39,7 @@ from agentstream.streams.processor import Processor
 from agentstream.streams.signals import install_graceful_stop
 from agentstream.topic_admin import TopicRefused, create_missing_topics
 
-__all__ = ["StartupError", "ensure_topics", "start_worker"]
+__all__ = ["StartupError", "assigned_highwater", "ensure_topics", "start_worker"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,20 @@ async def ensure_topics(settings: Settings) -> None:
     created = await create_missing_topics(settings, names, timeout_s=STARTUP_TIMEOUT_S)
     if created:
         log.info("event=topics_created topics=%s", ",".join(created))
+
+
+def assigned_highwater(consumer: AIOKafkaConsumer) -> Callable[[TopicPartition], int | None]:
+    """``consumer.highwater``, None for a partition no longer assigned (aiokafka asserts
+    that it is): after a revocation the loop still writes what it fetched before, and the
+    lag gauge of a partition that went is not this worker's to set."""
+
+    def highwater(tp: TopicPartition) -> int | None:
+        if tp not in consumer.assignment():
+            return None
+        high: int | None = consumer.highwater(tp)
+        return high
+
+    return highwater
 
 
 def start_worker(settings: Settings, *, loglevel: str = "info") -> int:
@@ -130,7 +145,7 @@ async def _consume(
         publisher,
         metrics,
         health,
-        highwater=consumer.highwater,
+        highwater=assigned_highwater(consumer),
         rebalancing=lambda: loop.rebalancing,
     )
     # Parents first (consume.py): an entity's rank is its place in ENTITIES.
