@@ -17,12 +17,14 @@ from agentstream.contract.deadletter import DeadLetter, ErrorKind
 from agentstream.contract.settings import Settings
 from agentstream.sinks.postgres import TransientSinkError
 from agentstream.streams import consume
-from agentstream.streams import processor as processor_module
+from agentstream.streams import flusher as flusher_module
 from agentstream.streams.consume import ConsumeLoop
 from agentstream.streams.deadletters import DeadLetterPublisher
+from agentstream.streams.flusher import WorkerStopped
 from agentstream.streams.health import HealthState
 from agentstream.streams.metrics import WorkerMetrics
-from agentstream.streams.processor import Processor, WorkerStopped
+from agentstream.streams.processor import Processor
+from agentstream.streams.runner import assigned_highwater
 
 T0 = TopicPartition("t", 0)
 T1 = TopicPartition("t", 1)
@@ -61,6 +63,8 @@ class FakeConsumer:
     fail_commits_with: BaseException | None = None
     commit_gate: asyncio.Event = field(default_factory=asyncio.Event)
     getmany_calls: int = 0
+    # A partition that has one more message whenever it is fetched (a steady flow).
+    refill: TopicPartition | None = None
 
     def __post_init__(self) -> None:
         self.commit_gate.set()
@@ -75,9 +79,13 @@ class FakeConsumer:
         self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
     ) -> dict[TopicPartition, list[Message]]:
         self.getmany_calls += 1
+        if self.refill is not None:
+            self.produce(self.refill, 1)
         out: dict[TopicPartition, list[Message]] = {}
         budget = max_records or 10**9
         for tp in sorted(self.assigned):
+            if partitions and tp not in partitions:
+                continue
             pos = self.positions.get(tp, self.committed.get(tp, 0))
             take = self.log.get(tp, [])[pos : pos + budget]
             if take:
@@ -110,6 +118,10 @@ class FakeSink:
     gate: asyncio.Event = field(default_factory=asyncio.Event)
     fail_with: BaseException | None = None
     written: list[list[tuple[str, int, int]]] = field(default_factory=list)
+    # Per call (0 = the first write): a gate of its own, and a failure of its own.
+    call_gates: dict[int, asyncio.Event] = field(default_factory=dict)
+    call_failures: dict[int, BaseException] = field(default_factory=dict)
+    calls: int = 0
 
     def __post_init__(self) -> None:
         self.gate.set()
@@ -127,7 +139,12 @@ class FakeSink:
     async def write_batch(self, batch: Sequence[Decoded]) -> None:
         coords = [(m.topic, m.partition, m.offset) for d in batch for m in d.messages]
         self.journal.append(("write_started", coords))
+        call, self.calls = self.calls, self.calls + 1
         await self.gate.wait()
+        if call in self.call_gates:
+            await self.call_gates[call].wait()
+        if call in self.call_failures:
+            raise self.call_failures[call]
         if self.fail_with is not None:
             raise self.fail_with
         self.written.append(coords)
@@ -135,12 +152,12 @@ class FakeSink:
 
 
 def make(
-    *, max_records: int = 10, within_s: float = 0.05
+    *, max_records: int = 10, within_s: float = 0.05, rank: Any = None
 ) -> tuple[FakeConsumer, FakeSink, ConsumeLoop, list[tuple[str, Any]]]:
     journal: list[tuple[str, Any]] = []
     consumer = FakeConsumer(journal)
     sink = FakeSink(journal)
-    loop = ConsumeLoop(consumer, sink, max_records=max_records, within_s=within_s)
+    loop = ConsumeLoop(consumer, sink, max_records=max_records, within_s=within_s, rank=rank)
     return consumer, sink, loop, journal
 
 
@@ -172,6 +189,41 @@ async def test_batches_are_sized_in_records_and_committed_after_they_are_written
     assert offsets == list(range(25))
 
 
+PARENT = TopicPartition("parents", 0)
+CHILD = TopicPartition("children", 0)
+
+
+def parents_first(tp: TopicPartition) -> int:
+    return 0 if tp.topic == "parents" else 1
+
+
+async def test_a_backlog_is_drained_parents_first() -> None:
+    consumer, sink, loop, _ = make(max_records=4, within_s=60, rank=parents_first)
+    consumer.produce(CHILD, 10)  # sorted first by the fake: fetched first without a rank
+    consumer.produce(PARENT, 10)
+    runner = asyncio.create_task(loop.run())
+    await wait_until(lambda: consumer.committed == {PARENT: 10, CHILD: 10})
+    loop.request_stop()
+    await asyncio.wait_for(runner, 5)
+    topics = [t for b in sink.written for t, _, _ in b]
+    assert topics == ["parents"] * 10 + ["children"] * 10
+
+
+async def test_parents_first_does_not_starve_the_children(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(consume, "PARENTS_FIRST_MAX_S", 0.05)
+    consumer, _sink, loop, _ = make(max_records=4, within_s=60, rank=parents_first)
+    consumer.produce(CHILD, 1)
+    consumer.produce(PARENT, 1)
+    consumer.refill = PARENT  # a parent is buffered whenever the loop fetches
+    runner = asyncio.create_task(loop.run())
+    await wait_until(lambda: consumer.positions.get(CHILD) == 1, timeout_s=2)
+    loop.request_stop()
+    await asyncio.wait_for(runner, 5)
+    assert consumer.committed[CHILD] == 1
+
+
 async def test_a_small_batch_is_written_after_within_s() -> None:
     consumer, sink, loop, _ = make(max_records=1000, within_s=0.05)
     consumer.produce(T0, 3)
@@ -190,15 +242,50 @@ async def test_back_pressure_stops_fetching_while_a_full_batch_waits_on_the_writ
     consumer.produce(T0, 1000)
     sink.gate.clear()  # the database is slow: the first write does not finish
     runner = asyncio.create_task(loop.run())
-    await wait_until(lambda: sink.written == [] and consumer.positions.get(T0, 0) >= 20)
+    await wait_until(lambda: sink.written == [] and consumer.positions.get(T0, 0) >= 30)
     await asyncio.sleep(0.1)
-    # One batch being written, one full batch waiting: nothing more was taken.
-    assert consumer.positions[T0] == 20
+    # Two batches in flight (one being written, the next queued behind it), one full batch
+    # waiting for a place: nothing more was taken.
+    assert consumer.positions[T0] == 10 * (consume.WRITES_IN_FLIGHT + 1)
     assert consumer.committed == {}
     sink.gate.set()
     await wait_until(lambda: consumer.committed.get(T0) == 1000)
     loop.request_stop()
     await runner
+
+
+async def test_two_writes_are_in_flight_and_their_offsets_are_committed_in_order() -> None:
+    consumer, sink, loop, journal = make(max_records=2, within_s=60)
+    consumer.produce(T0, 4)
+    first = sink.call_gates[0] = asyncio.Event()  # the first write is slow
+    runner = asyncio.create_task(loop.run())
+    # The second batch is handed over while the first is still being written...
+    await wait_until(lambda: sink.written == [[("t", 0, 2), ("t", 0, 3)]])
+    await asyncio.sleep(0.05)
+    # ...and, written first, it commits nothing: its offsets would cover the first batch's.
+    assert consumer.committed == {}
+    assert not any(k == "commit" for k, _ in journal)
+    first.set()
+    await wait_until(lambda: consumer.committed.get(T0) == 4)
+    loop.request_stop()
+    await asyncio.wait_for(runner, 5)
+    for i, (kind, payload) in enumerate(journal):
+        if kind == "commit":
+            written = {o for k, c in journal[:i] if k == "written" for _, _, o in c}
+            assert set(range(payload[T0])) <= written
+
+
+async def test_a_failed_write_commits_nothing_written_after_it() -> None:
+    consumer, sink, loop, _ = make(max_records=2, within_s=60)
+    consumer.produce(T0, 4)
+    first = sink.call_gates[0] = asyncio.Event()
+    sink.call_failures[0] = RuntimeError("terminal: the first batch failed")
+    runner = asyncio.create_task(loop.run())
+    await wait_until(lambda: sink.written == [[("t", 0, 2), ("t", 0, 3)]])
+    first.set()
+    with pytest.raises(RuntimeError, match="first batch failed"):
+        await asyncio.wait_for(runner, 5)
+    assert consumer.committed == {}
 
 
 async def test_a_failed_write_stops_the_loop_and_commits_nothing() -> None:
@@ -360,9 +447,9 @@ class FailingSink:
 async def test_the_retry_budget_applies_only_while_a_rebalance_waits(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(processor_module, "RETRY_FIRST_S", 0.01)
-    monkeypatch.setattr(processor_module, "RETRY_CAP_S", 0.01)
-    monkeypatch.setattr(processor_module, "RETRY_BUDGET_DURING_REBALANCE_S", 0.1)
+    monkeypatch.setattr(flusher_module, "RETRY_FIRST_S", 0.01)
+    monkeypatch.setattr(flusher_module, "RETRY_CAP_S", 0.01)
+    monkeypatch.setattr(flusher_module, "RETRY_BUDGET_DURING_REBALANCE_S", 0.1)
     rebalancing = False
     sink = FailingSink()
     processor = Processor(
@@ -410,3 +497,28 @@ async def test_the_dead_letter_publisher_retries_only_the_unacknowledged_letters
     ]
     await publisher.publish(letters)
     assert sorted(producer.sent) == [b"a", b"b", b"b", b"c"]
+
+
+class AssertingConsumer:
+    """aiokafka's highwater: asserts that the partition is assigned."""
+
+    def __init__(self, assigned: set[TopicPartition]) -> None:
+        self.assigned = assigned
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.assigned)
+
+    def highwater(self, tp: TopicPartition) -> int:
+        assert tp in self.assigned, "Partition is not assigned"
+        return 42
+
+
+def test_the_lag_of_a_revoked_partition_is_not_asked_of_aiokafka() -> None:
+    # After a revocation the loop still writes what it fetched before; counting that batch
+    # must not ask aiokafka about the partitions that went (it asserts).
+    consumer = AssertingConsumer({T0, T1})
+    highwater = assigned_highwater(consumer)
+    assert highwater(T1) == 42
+    consumer.assigned = {T0}
+    assert highwater(T1) is None
+    assert highwater(T0) == 42

@@ -1,6 +1,7 @@
-"""The worker's first-generation GC threshold sits above what two batches in flight keep
-alive: otherwise every few thousand records a collection walks the batches in flight again,
-to find nothing (BENCHMARKS.md, "The consume loop's own costs")."""
+"""The worker's first-generation GC threshold sits above what the batches it holds keep
+alive (two in flight, one being filled): otherwise every few thousand records a collection
+walks the batches in flight again, to find nothing (BENCHMARKS.md, "The consume loop's own
+costs")."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from agentstream.contract.codec import encode_record
 from agentstream.contract.settings import Settings
 from agentstream.contract.topics import topic_for
 from agentstream.sinks.postgres import PostgresSink
+from agentstream.streams.consume import WRITES_IN_FLIGHT
 from agentstream.streams.deadletters import DeadLetterPublisher
 from agentstream.streams.health import HealthState
 from agentstream.streams.interpreter import YOUNG_PER_BATCH_RECORD
@@ -25,12 +27,13 @@ from tests.sink_records import event, llm, session
 pytestmark = pytest.mark.integration
 
 BATCH_RECORDS = 300
+HELD = WRITES_IN_FLIGHT + 1  # batches alive at once: those in flight and the one filling
 
 
 def _records(settings: Settings) -> list[tuple[str, bytes]]:
-    """Two batches of one-record messages (the one written, the one filling): (topic, value)."""
+    """The batches the worker holds at once, of one-record messages: (topic, value)."""
     out = []
-    for i in range(2 * BATCH_RECORDS):
+    for i in range(HELD * BATCH_RECORDS):
         sid = uuid.uuid4()
         entity, record = [
             ("sessions", session(sid)),
@@ -46,12 +49,12 @@ def _message(topic: str, offset: int, value: bytes) -> ConsumerRecord[Any, Any]:
 
 
 def _assert_below_the_threshold(alive: int) -> None:
-    # Containers alive per record of a batch while two are in flight, against the threshold's
+    # Containers alive per record of a batch while HELD are, against the threshold's
     # allowance per batch record (which also leaves room for a fetch being decoded).
     assert alive / BATCH_RECORDS < YOUNG_PER_BATCH_RECORD / 1.5, alive / BATCH_RECORDS
 
 
-def test_two_batches_of_one_record_messages_stay_below_the_threshold(database: str) -> None:
+def test_the_batches_held_of_one_record_messages_stay_below_the_threshold(database: str) -> None:
     settings = Settings(topic_prefix="gc.")
     sink = PostgresSink(database)
     sink.connect()
@@ -68,7 +71,7 @@ def test_two_batches_of_one_record_messages_stay_below_the_threshold(database: s
     finally:
         gc.enable()
         sink.close()
-    assert len(in_flight) == 2 * BATCH_RECORDS
+    assert len(in_flight) == HELD * BATCH_RECORDS
     assert all(p.items and not p.dead for p in in_flight)
     _assert_below_the_threshold(alive)
 
@@ -101,7 +104,7 @@ def test_runs_of_one_record_messages_stay_below_the_threshold(database: str) -> 
     finally:
         gc.enable()
         sink.close()
-    assert sum(p.size for p in in_flight) == 2 * BATCH_RECORDS
+    assert sum(p.size for p in in_flight) == HELD * BATCH_RECORDS
     assert len(in_flight) == 3  # one run per topic
     assert all(p.items and not p.dead for p in in_flight)
     _assert_below_the_threshold(alive)

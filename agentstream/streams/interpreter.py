@@ -5,18 +5,18 @@ Measured on the ingest bench (BENCHMARKS.md), each a gain on the drain of its ow
 
 * **Garbage collection.** Decoding allocates several container objects per record (the
   model, its dicts, its jsonb values, the message's bookkeeping), and they live until their
-  batch is written: two batches (the one being written, the one being filled) are alive at
-  any time. CPython collects its first generation whenever the containers allocated and
-  not yet freed since the last collection exceed a threshold; each collection walks every
-  one of them, and those that survive are walked again by the older generations. With a
-  threshold below that live set, collections run every few thousand records and walk the
-  batches in flight again and again, to find nothing: almost nothing they allocate forms a
-  cycle, and reference counting frees the batch once it is written. So the threshold is
-  set above the live set, in proportion to the batch size (``YOUNG_PER_BATCH_RECORD``):
-  collections then run only when cyclic garbage (futures, exceptions with tracebacks)
-  accumulates that far, and still run then. ``gc.freeze()`` moves what start-up allocated
-  (aiokafka, psycopg, pydantic's schemas) to a permanent generation that collections no
-  longer walk.
+  batch is written: three batches (the one being written, the one queued behind it, the one
+  being filled: consume.WRITES_IN_FLIGHT) are alive at any time. CPython collects its first
+  generation whenever the containers allocated and not yet freed since the last collection
+  exceed a threshold; each collection walks every one of them, and those that survive are
+  walked again by the older generations. With a threshold below that live set, collections
+  run every few thousand records and walk the batches in flight again and again, to find
+  nothing: almost nothing they allocate forms a cycle, and reference counting frees the
+  batch once it is written. So the threshold is set above the live set, in proportion to
+  the batch size (``YOUNG_PER_BATCH_RECORD``): collections then run only when cyclic
+  garbage (futures, exceptions with tracebacks) accumulates that far, and still run then.
+  ``gc.freeze()`` moves what start-up allocated (aiokafka, psycopg, pydantic's schemas) to a
+  permanent generation that collections no longer walk.
 * **GIL switch interval.** The flush thread streams COPY data and waits for the server; each
   time it comes back from the socket it needs the GIL, which the event-loop thread holds
   while it decodes (pydantic-core validates a 200-record message in ~1 ms without releasing
@@ -45,10 +45,10 @@ __all__ = [
 ]
 
 GEN0_THRESHOLD_MIN = 50_000
-# First-generation threshold per record of a batch: above the containers alive while two
-# batches are in flight (about 11 per record each for one-record messages, fewer in arrays),
-# with room for a fetch being decoded.
-YOUNG_PER_BATCH_RECORD = 40
+# First-generation threshold per record of a batch: above the containers alive while three
+# batches are held (about 11 per record each for one-record messages, fewer in arrays), with
+# room for a fetch being decoded.
+YOUNG_PER_BATCH_RECORD = 60
 SWITCH_INTERVAL_S = 0.0005
 
 

@@ -11,9 +11,10 @@ For each batch of messages (batched and committed by consume.py):
    bytes), invalid ones become dead letters with their coordinates;
 2. the records are grouped by table, deduplicated and joined into one COPY stream per
    table on the event loop (``PostgresSink.encode_batch``), then written in one transaction
-   (``write_encoded``) in a thread (``write_batch``), so that the event loop keeps
+   (``write_encoded``) by the flush thread (flusher.py), so that the event loop keeps
    heartbeats and fetches flowing and the flush thread holds the GIL only to issue a few
-   statements; transient errors are retried with capped exponential backoff (``_write``);
+   statements; batches are written in the order they were handed over, and transient
+   errors are retried there, with capped exponential backoff;
 3. records PostgreSQL refused become dead letters too; all dead letters are published and
    acknowledged by Kafka;
 4. only then does ``write_batch`` return, and the consume loop commits the batch's offsets.
@@ -22,7 +23,6 @@ For each batch of messages (batched and committed by consume.py):
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import operator
 import time
@@ -39,11 +39,9 @@ from agentstream.contract.deadletter import DeadLetter, ErrorKind
 from agentstream.contract.settings import Settings
 from agentstream.contract.topics import ENTITIES, topic_for
 from agentstream.sinks.postgres import (
-    EncodedBatch,
     PostgresSink,
     SinkItem,
     Source,
-    TransientSinkError,
 )
 from agentstream.sinks.postgres.copy import RowEncoder
 from agentstream.streams.deadletters import DeadLetterPublisher
@@ -55,6 +53,7 @@ from agentstream.streams.fastdecode import (
     joinable,
     joinable_prefix,
 )
+from agentstream.streams.flusher import Flusher, WorkerStopped
 from agentstream.streams.health import HealthState
 from agentstream.streams.metrics import WorkerMetrics
 
@@ -64,18 +63,6 @@ log = logging.getLogger(__name__)
 
 # An item's record id as an int (uuid.UUID's __hash__ is Python, an int's is C).
 _ID_INT = operator.attrgetter("record.id.int")
-
-# Backoff between attempts of a failing flush: doubles from the first value to the cap.
-RETRY_FIRST_S = 0.5
-RETRY_CAP_S = 10.0
-# While a rebalance waits on this worker (the consume loop finishes the write in flight
-# before handing partitions over), a flush that has failed for this long is given up: the
-# worker stops without committing, so the group can move on and the batch is redelivered elsewhere.
-RETRY_BUDGET_DURING_REBALANCE_S = 30.0
-
-
-class WorkerStopped(Exception):
-    """The worker cannot go on; the message says why and what to do."""
 
 
 @dataclass(slots=True)
@@ -111,13 +98,12 @@ class Processor:
         self._sink = sink
         self._publisher = publisher
         self._metrics = metrics
-        self._health = health
         self._highwater = highwater
-        self._rebalancing = rebalancing
         self._entity_of = {topic_for(e, settings.topic_prefix): e for e in ENTITIES}
         self._topic_of = {e: t for t, e in self._entity_of.items()}
         self._last_timestamp_ms: int | None = None
         self._last_timestamp = datetime.now(UTC)
+        self._flusher = Flusher(sink.write_encoded, health, metrics, rebalancing=rebalancing)
 
     # --- step 1: runs on the consume loop, per message ----------------------------------
 
@@ -209,14 +195,16 @@ class Processor:
     # --- steps 2-4: per batch -------------------------------------------------------------
 
     async def write_batch(self, batch: Sequence[Prepared]) -> None:
-        """Write one batch and publish its dead letters; returns once all of it is durable."""
+        """Write one batch and publish its dead letters; returns once all of it is durable.
+        The consume loop may call it again before the previous call returned: the batches
+        are written in the order of the calls (flusher.py)."""
         items = [i for p in batch for i in p.items]
         dead = [d for p in batch if p.dead for d in p.dead]
         started = time.perf_counter()
         # Grouped, deduplicated and joined into COPY data here, on the event loop: the
         # flush thread then holds the GIL only for a few statements (see sinks.postgres).
         distinct = self._distinct_entities(batch)
-        result = await self._write(self._sink.encode_batch(items, distinct=distinct))
+        result = await self._flusher.write(self._sink.encode_batch(items, distinct=distinct))
         flush_s = time.perf_counter() - started
         self._metrics.flush_seconds.observe(flush_s)
         self._metrics.batch_records.observe(len(items))
@@ -264,6 +252,10 @@ class Processor:
             counts[entity] = counts.get(entity, 0) + len(p.items)
         return {e for e, seen in ids.items() if e not in unknown and len(seen) == counts[e]}
 
+    def close(self) -> None:
+        """Stop the flush thread: a write still retrying gives up, queued ones are refused."""
+        self._flusher.close()
+
     def _count_outcome(
         self, batch: Sequence[Prepared], accepted: dict[str, int], dead: list[DeadLetter]
     ) -> None:
@@ -284,39 +276,6 @@ class Processor:
             high = self._highwater(TopicPartition(topic, partition))
             if high is not None:
                 m.consumer_lag.labels(topic, str(partition)).set(max(0, high - offset - 1))
-
-    async def _write(self, encoded: EncodedBatch) -> Any:
-        delay = RETRY_FIRST_S
-        first_failure: float | None = None
-        while True:
-            try:
-                result = await asyncio.to_thread(self._sink.write_encoded, encoded)
-            except TransientSinkError as exc:
-                now = time.monotonic()
-                first_failure = first_failure or now
-                self._health.last_flush_ok = False
-                self._health.last_error = str(exc)
-                self._metrics.flush_retries.inc()
-                if self._rebalancing() and now - first_failure > RETRY_BUDGET_DURING_REBALANCE_S:
-                    raise WorkerStopped(
-                        f"PostgreSQL has been failing for {now - first_failure:.0f}s while a "
-                        f"rebalance waits on this worker; stopping without committing so the "
-                        f"batch is redelivered. Last error: {exc}"
-                    ) from exc
-                log.warning(
-                    "event=flush_retry records=%d retry_in_s=%.1f error=%r",
-                    sum(len(g.items) for g in encoded.groups),
-                    delay,
-                    str(exc),
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_CAP_S)
-                continue
-            if first_failure is not None:
-                log.info("event=flush_recovered after_s=%.1f", time.monotonic() - first_failure)
-            self._health.last_flush_ok = True
-            self._health.last_error = ""
-            return result
 
 
 def decode_items(

@@ -13,7 +13,7 @@ The consumer (aiokafka's group consumer, driven by consume.py), and why its sett
 * ``max_poll_interval_ms`` 1000 s: the loop stops fetching while a write is retried (a
   database outage); heartbeats go on in the background, so the worker stays in the group.
 * ``rebalance_timeout_ms`` 60 s: a rebalance waits for the write in flight, which is given
-  up after processor.RETRY_BUDGET_DURING_REBALANCE_S (30 s) of failures.
+  up after flusher.RETRY_BUDGET_DURING_REBALANCE_S (30 s) of failures.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+from collections.abc import Callable
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from agentstream.contract.settings import Settings
@@ -30,14 +31,15 @@ from agentstream.contract.topics import ENTITIES, dlq_topic, topic_for
 from agentstream.sinks.postgres import PostgresSink, SinkError
 from agentstream.streams.consume import ConsumeLoop
 from agentstream.streams.deadletters import DeadLetterPublisher
+from agentstream.streams.flusher import WorkerStopped
 from agentstream.streams.health import HealthServer, HealthState
 from agentstream.streams.interpreter import event_loop_factory, tune_interpreter
 from agentstream.streams.metrics import WorkerMetrics
-from agentstream.streams.processor import Processor, WorkerStopped
+from agentstream.streams.processor import Processor
 from agentstream.streams.signals import install_graceful_stop
 from agentstream.topic_admin import TopicRefused, create_missing_topics
 
-__all__ = ["StartupError", "ensure_topics", "start_worker"]
+__all__ = ["StartupError", "assigned_highwater", "ensure_topics", "start_worker"]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,20 @@ async def ensure_topics(settings: Settings) -> None:
     created = await create_missing_topics(settings, names, timeout_s=STARTUP_TIMEOUT_S)
     if created:
         log.info("event=topics_created topics=%s", ",".join(created))
+
+
+def assigned_highwater(consumer: AIOKafkaConsumer) -> Callable[[TopicPartition], int | None]:
+    """``consumer.highwater``, None for a partition no longer assigned (aiokafka asserts
+    that it is): after a revocation the loop still writes what it fetched before, and the
+    lag gauge of a partition that went is not this worker's to set."""
+
+    def highwater(tp: TopicPartition) -> int | None:
+        if tp not in consumer.assignment():
+            return None
+        high: int | None = consumer.highwater(tp)
+        return high
+
+    return highwater
 
 
 def start_worker(settings: Settings, *, loglevel: str = "info") -> int:
@@ -129,14 +145,17 @@ async def _consume(
         publisher,
         metrics,
         health,
-        highwater=consumer.highwater,
+        highwater=assigned_highwater(consumer),
         rebalancing=lambda: loop.rebalancing,
     )
+    # Parents first (consume.py): an entity's rank is its place in ENTITIES.
+    rank_of = {topic_for(e, settings.topic_prefix): i for i, e in enumerate(ENTITIES)}
     loop = ConsumeLoop(
         consumer,
         processor,
         max_records=settings.worker_batch_records,
         within_s=settings.worker_batch_seconds,
+        rank=lambda tp: rank_of[tp.topic],
     )
     install_graceful_stop(asyncio.get_running_loop(), loop.request_stop)
     health.assigned = lambda: len(consumer.assignment())
@@ -165,6 +184,7 @@ async def _consume(
                 for g, b in zip(gc.get_stats(), collections_before, strict=True)
             ),
         )
+        processor.close()
         # Leaving the group hands the partitions over at once (their offsets are committed
         # or, after a failure, not: then the next owner reads them again).
         await consumer.stop()
