@@ -145,6 +145,8 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         self._consumer = consumer
         self._rank = rank
         self._fetched_all_at = time.monotonic()  # the last fetch from every partition
+        # _higher_tiers() of the current assignment; None until asked after a rebalance.
+        self._tiers: list[list[TopicPartition]] | None = None
         self._sink = sink
         self._max_records = max_records
         self._within_s = within_s
@@ -219,13 +221,16 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
 
     def _higher_tiers(self) -> list[list[TopicPartition]]:
         """The assigned partitions by rank, highest first, without the lowest rank (a fetch
-        from every partition takes those)."""
-        rank = self._rank
-        assert rank is not None
-        tiers: dict[int, list[TopicPartition]] = {}
-        for tp in self._consumer.assignment():
-            tiers.setdefault(rank(tp), []).append(tp)
-        return [tiers[r] for r in sorted(tiers)[:-1]]
+        from every partition takes those). Grouped once per assignment: only a rebalance
+        changes it (the listener's callbacks forget the grouping)."""
+        if self._tiers is None:
+            rank = self._rank
+            assert rank is not None
+            tiers: dict[int, list[TopicPartition]] = {}
+            for tp in self._consumer.assignment():
+                tiers.setdefault(rank(tp), []).append(tp)
+            self._tiers = [tiers[r] for r in sorted(tiers)[:-1]]
+        return self._tiers
 
     async def _fetch_once(self) -> None:
         fetched = await self._fetch()
@@ -372,6 +377,7 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         self.rebalancing = True
+        self._tiers = None
         messages = len(self._filling.messages)
         try:
             await self._hand_over()
@@ -385,4 +391,5 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self.rebalancing = False
+        self._tiers = None
         log.info("event=partitions_assigned partitions=%d", len(assigned))
