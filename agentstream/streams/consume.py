@@ -31,7 +31,7 @@ aiokafka's fetcher buffers (bounded per partition by its fetch size).
 Rebalances (``on_partitions_revoked``, which aiokafka awaits before rejoining the group):
 the writes in flight and the batch being filled are written, and every pending offset
 committed, before the partitions go (a failing write is given up after a budget, see
-processor.py, and the worker then stops without committing). Everything fetched before the
+flusher.py, and the worker then stops without committing). Everything fetched before the
 revocation is then durable and committed, so messages a fetch returns after it continue from
 there and skip nothing; commits are limited to the partitions still assigned, and the rows
 of the others are simply written again by their next owner (every write is idempotent). A

@@ -12,7 +12,7 @@ The consumer (aiokafka's group consumer, driven by consume.py), and why its sett
   holds its partitions until it expires; Kafka's default (45 s) stalls their records longer.
 * ``max_poll_interval_ms`` 1000 s: the loop stops fetching while a write is retried (a
   database outage); heartbeats go on in the background, so the worker stays in the group.
-* ``rebalance_timeout_ms`` 60 s: a rebalance waits for the write in flight, which is given
+* ``rebalance_timeout_ms`` 60 s: a rebalance waits for the writes in flight, each given
   up after flusher.RETRY_BUDGET_DURING_REBALANCE_S (30 s) of failures.
 """
 

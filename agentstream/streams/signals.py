@@ -1,7 +1,7 @@
 """SIGTERM/SIGINT: stop fetching, write and commit what was decoded, leave the group, exit 0.
 
 The first signal asks the consume loop to stop: it writes the batch being filled and waits
-for the write in flight, commits their offsets, and returns; the runner then leaves the
+for the writes in flight, commits their offsets, and returns; the runner then leaves the
 consumer group (its partitions move at once, not after a session timeout). If all that has
 not finished within ``FORCE_EXIT_AFTER_S`` (say the database went away), the process exits
 with status 1: its uncommitted records are redelivered to the group, and nothing is lost.
